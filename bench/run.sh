@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The compositor benchmark, one command: a 720p30 grid of 4 moving 640x360
+# inputs, measured in one run:
+#   1. render-and-readback alone (CPU backend; wgpu on this machine's adapter too)
+#   2. the whole preview pipeline: render, mix, encode (x264 veryfast + AAC), mux
+#   3. the floor: plain FFmpeg encoding the same raw frames with the same settings
+# Prints a Markdown block for bench/RESULTS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${SECS:-20}
+work=${BENCH_DIR:-target/bench}
+mkdir -p "$work"
+cargo build --release -q
+bin=target/release/tessera
+export TESSERA_LOG=warn
+
+# %e wall s, %U user s, %S system s, %M peak KiB
+timed() { /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$@" >/dev/null 2>"$work/stderr" || { cat "$work/stderr" >&2; exit 1; }; cat "$work/time"; }
+cpu_per_s() { awk -v u="$1" -v s="$2" -v d="$SECS" 'BEGIN { printf "%.3f", (u + s) / d }'; }
+
+cpu_render=$($bin bench-render --renderer cpu --frames 900)
+gpu_render=$($bin bench-render --renderer gpu --frames 90 2>/dev/null || echo "unavailable")
+field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+
+# The frames the pipeline renders, kept raw for the FFmpeg floor (not timed).
+$bin preview --layout grid --participants 4 --duration "$SECS" --renderer cpu --raw-video-out "$work/frames.yuv" -o "$work/raw-pass.mp4" >/dev/null 2>&1
+
+read -r p_wall p_user p_sys p_kib < <(timed $bin preview --layout grid --participants 4 --duration "$SECS" --renderer cpu -o "$work/pipeline.mp4")
+# The same tones the synthetic participants make (300, 450, 600, 750 Hz, 0.08 each).
+tones="0.08*sin(2*PI*300*t)+0.08*sin(2*PI*450*t)+0.08*sin(2*PI*600*t)+0.08*sin(2*PI*750*t)"
+read -r f_wall f_user f_sys f_kib < <(timed ffmpeg -y -v error \
+  -f rawvideo -pix_fmt yuv420p -s 1280x720 -r 30 -i "$work/frames.yuv" \
+  -f lavfi -t "$SECS" -i "aevalsrc=${tones}|${tones}:s=48000" \
+  -c:v libx264 -preset veryfast -profile:v main -b:v 3000k -bf 0 -g 60 -keyint_min 60 -sc_threshold 0 \
+  -c:a aac -b:a 128k -ar 44100 -movflags +faststart "$work/floor.mp4")
+
+p_cpu=$(cpu_per_s "$p_user" "$p_sys")
+f_cpu=$(cpu_per_s "$f_user" "$f_sys")
+ratio=$(awk -v a="$p_cpu" -v b="$f_cpu" 'BEGIN { printf "%.2f", a / b }')
+mesa=$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || echo none)
+cpu_model=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)
+
+cat <<MD
+### $(date -u +%Y-%m-%d) — $(nproc) cores, ${cpu_model}, Mesa ${mesa}, FFmpeg $(ffmpeg -version | awk 'NR==1{print $3}')
+720p30 grid of 4 moving 640x360 inputs, ${SECS} s, x264 veryfast 3000 kbps Main no B-frames, AAC 128 kbps.
+
+| what | CPU-s per output s | ms per frame (mean / p95) | peak memory |
+|---|---|---|---|
+| render-and-readback, CPU backend | $(field "$cpu_render" cpu_s_per_output_s_at_30fps) | $(field "$cpu_render" cpu_ms_per_frame) CPU; $(field "$cpu_render" wall_ms_mean) / $(field "$cpu_render" wall_ms_p95) wall | $(field "$cpu_render" peak_rss_mib) MiB |
+| render-and-readback, wgpu on this adapter | $(field "$gpu_render" cpu_s_per_output_s_at_30fps) | $(field "$gpu_render" cpu_ms_per_frame) CPU; $(field "$gpu_render" wall_ms_mean) / $(field "$gpu_render" wall_ms_p95) wall | $(field "$gpu_render" peak_rss_mib) MiB |
+| whole preview pipeline (render, mix, encode, mux) | ${p_cpu} | — | $((p_kib / 1024)) MiB |
+| FFmpeg floor (same raw frames, same settings) | ${f_cpu} | — | $((f_kib / 1024)) MiB |
+
+Pipeline / floor: **${ratio}x** (target at most 1.3x). Render-and-readback target: at most 3 ms CPU per 720p frame.
+MD

@@ -1,0 +1,100 @@
+//! Command-line interface.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about = "Records and live-streams LiveKit rooms without a browser")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render a layout with synthetic participants to a PNG (one frame) or an MP4 clip.
+    Preview(PreviewArgs),
+    /// List the layouts (and check the layout files).
+    Layouts(LayoutsArgs),
+    /// Measure the compositor: render-and-readback cost per frame (used by bench/).
+    #[command(hide = true)]
+    BenchRender(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LayoutsArgs {
+    /// Directory of layout files (default: the ones built in).
+    #[arg(long, env = "TESSERA_LAYOUTS")]
+    pub layouts_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputSize {
+    /// A LiveKit encoding preset, e.g. H264_720P_30 or PORTRAIT_H264_1080P_30.
+    #[arg(long, conflicts_with_all = ["width", "height"])]
+    pub preset: Option<String>,
+    /// Output width (with --height), instead of a preset.
+    #[arg(long, requires = "height")]
+    pub width: Option<u32>,
+    #[arg(long, requires = "width")]
+    pub height: Option<u32>,
+    /// Frames per second (with --width/--height).
+    #[arg(long)]
+    pub fps: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// grid, speaker, single-speaker, with -light for the white theme.
+    #[arg(long, default_value = "grid")]
+    pub layout: String,
+    #[arg(long, default_value_t = 4)]
+    pub participants: usize,
+    /// The first participant also shares a screen.
+    #[arg(long)]
+    pub screen_share: bool,
+    /// Participant number (from 1) who is speaking; repeatable.
+    #[arg(long)]
+    pub speaking: Vec<usize>,
+    /// Participant number (from 1) whose microphone is muted; repeatable.
+    #[arg(long)]
+    pub muted: Vec<usize>,
+    /// Participant number (from 1) whose camera is off; repeatable.
+    #[arg(long)]
+    pub camera_off: Vec<usize>,
+    #[command(flatten)]
+    pub size: OutputSize,
+    /// Seconds of MP4 to write.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// auto (hardware GPU if any, else CPU), cpu, or gpu (wgpu on any adapter, lavapipe included).
+    #[arg(long, env = "TESSERA_RENDERER", default_value = "auto")]
+    pub renderer: String,
+    #[arg(long, env = "TESSERA_LAYOUTS")]
+    pub layouts_dir: Option<PathBuf>,
+    /// Produce frames at real-time pace rather than as fast as possible.
+    #[arg(long)]
+    pub realtime: bool,
+    /// Also write the rendered frames as raw I420 to this file.
+    #[arg(long, hide = true)]
+    pub raw_video_out: Option<PathBuf>,
+    /// Output file: .png for one frame, .mp4 for a clip.
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[arg(long, default_value_t = 300)]
+    pub frames: u32,
+    #[arg(long, default_value_t = 4)]
+    pub inputs: usize,
+    #[arg(long, default_value = "grid")]
+    pub layout: String,
+    #[arg(long, default_value_t = 1280)]
+    pub width: u32,
+    #[arg(long, default_value_t = 720)]
+    pub height: u32,
+    #[arg(long, default_value = "cpu")]
+    pub renderer: String,
+}

@@ -1,0 +1,158 @@
+//! Raw video frames as they travel between decoder, renderer and encoder.
+
+use thiserror::Error;
+
+/// Colour matrix of a Y'CbCr frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Matrix {
+    Bt601,
+    #[default]
+    Bt709,
+}
+
+/// Quantisation range of a Y'CbCr frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Range {
+    /// 16..235 luma, 16..240 chroma (video, "tv").
+    #[default]
+    Limited,
+    /// 0..255 (JPEG, "pc").
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ColorSpace {
+    pub matrix: Matrix,
+    pub range: Range,
+}
+
+/// Memory layout of a 4:2:0 frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PixelFormat {
+    /// Three planes: Y, U, V.
+    I420,
+    /// Two planes: Y, interleaved UV.
+    Nv12,
+}
+
+#[derive(Debug, Error)]
+pub enum FrameError {
+    #[error("frame size {width}x{height} is not usable: both sides must be even and at least 2")]
+    BadSize { width: u32, height: u32 },
+    #[error("plane {plane} holds {got} bytes, {need} needed for {width}x{height} with stride {stride}")]
+    ShortPlane { plane: usize, got: usize, need: usize, width: u32, height: u32, stride: usize },
+}
+
+/// One plane: bytes and the distance between rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plane {
+    pub data: Vec<u8>,
+    pub stride: usize,
+}
+
+/// A 4:2:0 Y'CbCr frame with its own strides. Odd sizes are refused: every
+/// producer we have (WebRTC decoders, our renderer) gives even sizes, and it keeps
+/// chroma siting simple everywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoFrame {
+    pub format: PixelFormat,
+    pub width: u32,
+    pub height: u32,
+    pub color: ColorSpace,
+    pub planes: Vec<Plane>,
+}
+
+impl VideoFrame {
+    /// A frame of the given format filled with one colour.
+    pub fn filled(
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        color: ColorSpace,
+        yuv: [u8; 3],
+    ) -> Result<Self, FrameError> {
+        check_size(width, height)?;
+        let (w, h) = (width as usize, height as usize);
+        let planes = match format {
+            PixelFormat::I420 => vec![
+                Plane { data: vec![yuv[0]; w * h], stride: w },
+                Plane { data: vec![yuv[1]; w / 2 * h / 2], stride: w / 2 },
+                Plane { data: vec![yuv[2]; w / 2 * h / 2], stride: w / 2 },
+            ],
+            PixelFormat::Nv12 => {
+                let uv: Vec<u8> = [yuv[1], yuv[2]].iter().copied().cycle().take(w * h / 2).collect();
+                vec![Plane { data: vec![yuv[0]; w * h], stride: w }, Plane { data: uv, stride: w }]
+            }
+        };
+        Ok(Self { format, width, height, color, planes })
+    }
+
+    /// Wraps planes received from elsewhere, checking they are large enough.
+    pub fn from_planes(
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        color: ColorSpace,
+        planes: Vec<Plane>,
+    ) -> Result<Self, FrameError> {
+        check_size(width, height)?;
+        let frame = Self { format, width, height, color, planes };
+        for (i, p) in frame.planes.iter().enumerate() {
+            let (row, rows) = frame.plane_dims(i);
+            let need = p.stride * (rows - 1) + row;
+            if p.stride < row || p.data.len() < need {
+                return Err(FrameError::ShortPlane {
+                    plane: i,
+                    got: p.data.len(),
+                    need,
+                    width,
+                    height,
+                    stride: p.stride,
+                });
+            }
+        }
+        Ok(frame)
+    }
+
+    /// Bytes per row and number of rows of plane `i`.
+    pub fn plane_dims(&self, i: usize) -> (usize, usize) {
+        let (w, h) = (self.width as usize, self.height as usize);
+        match (self.format, i) {
+            (_, 0) => (w, h),
+            (PixelFormat::I420, _) => (w / 2, h / 2),
+            (PixelFormat::Nv12, _) => (w, h / 2),
+        }
+    }
+
+    /// Number of planes for this format.
+    pub fn plane_count(&self) -> usize {
+        match self.format {
+            PixelFormat::I420 => 3,
+            PixelFormat::Nv12 => 2,
+        }
+    }
+
+    /// The Y'CbCr sample at (x, y), for tests and probes.
+    pub fn yuv_at(&self, x: u32, y: u32) -> [u8; 3] {
+        let (x, y) = (x as usize, y as usize);
+        let luma = self.planes[0].data[y * self.planes[0].stride + x];
+        match self.format {
+            PixelFormat::I420 => [
+                luma,
+                self.planes[1].data[(y / 2) * self.planes[1].stride + x / 2],
+                self.planes[2].data[(y / 2) * self.planes[2].stride + x / 2],
+            ],
+            PixelFormat::Nv12 => {
+                let o = (y / 2) * self.planes[1].stride + (x / 2) * 2;
+                [luma, self.planes[1].data[o], self.planes[1].data[o + 1]]
+            }
+        }
+    }
+}
+
+fn check_size(width: u32, height: u32) -> Result<(), FrameError> {
+    if width < 2 || height < 2 || width % 2 == 1 || height % 2 == 1 {
+        return Err(FrameError::BadSize { width, height });
+    }
+    Ok(())
+}

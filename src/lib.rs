@@ -1,0 +1,23 @@
+//! Tessera: records LiveKit rooms without a browser.
+//!
+//! Data flows one way: sources (synthetic now, the room later) give frames and
+//! audio stamped on the job's clock -> `layout` builds a `scene` per tick ->
+//! `render` composites it -> `audio` mixes -> `encode` -> `output` writes.
+
+// Image code walks planes, strides and colour components in step; an index says so
+// more plainly than zipped iterators.
+#![allow(clippy::needless_range_loop)]
+
+pub mod audio;
+pub mod cli;
+pub mod color;
+pub mod config;
+pub mod encode;
+pub mod frame;
+pub mod layout;
+pub mod output;
+pub mod pipeline;
+pub mod preview;
+pub mod render;
+pub mod scene;
+pub mod usage;

@@ -1,0 +1,174 @@
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use std::time::{Duration, Instant};
+use tessera::cli::{BenchArgs, Cli, Command, LayoutsArgs, OutputSize, PreviewArgs};
+use tessera::config::{EncodingOptions, Preset};
+use tessera::layout::{LayoutSet, compose};
+use tessera::preview::synthetic::{RoomOptions, SyntheticRoom};
+use tessera::preview::{self, PreviewJob};
+use tessera::render::{self, Backend};
+use tessera::usage::{cpu_seconds, peak_rss_mib};
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
+                .unwrap_or_else(|_| "info,wgpu=warn,naga=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Preview(a) => preview_cmd(a),
+        Command::Layouts(a) => layouts_cmd(a),
+        Command::BenchRender(a) => bench_render(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+fn layout_set(dir: Option<&std::path::Path>) -> Result<LayoutSet> {
+    Ok(match dir {
+        Some(d) => LayoutSet::load_dir(d)?,
+        None => LayoutSet::builtin()?,
+    })
+}
+
+fn encoding(size: &OutputSize) -> Result<EncodingOptions> {
+    let mut opts = match &size.preset {
+        Some(p) => p.parse::<Preset>()?.options(),
+        None => EncodingOptions::default(),
+    };
+    if let (Some(w), Some(h)) = (size.width, size.height) {
+        opts.width = w;
+        opts.height = h;
+    }
+    if let Some(fps) = size.fps {
+        opts.framerate = fps;
+    }
+    opts.validate()?;
+    Ok(opts)
+}
+
+/// 1-based participant numbers from the command line to 0-based indices.
+fn indices(v: &[usize], n: usize, flag: &str) -> Result<Vec<usize>> {
+    v.iter()
+        .map(|&i| if i >= 1 && i <= n { Ok(i - 1) } else { bail!("--{flag} {i}: participants are numbered 1 to {n}") })
+        .collect()
+}
+
+fn preview_cmd(a: PreviewArgs) -> Result<()> {
+    let set = layout_set(a.layouts_dir.as_deref())?;
+    let layout = set.resolve(&a.layout)?;
+    let encoding = encoding(&a.size)?;
+    if !(0.1..=86_400.0).contains(&a.duration) {
+        bail!("--duration {} is out of range: 0.1 to 86400 seconds", a.duration);
+    }
+    let n = a.participants;
+    if n > 100 {
+        bail!("--participants {n} is out of range: at most 100");
+    }
+    let room = RoomOptions {
+        participants: n,
+        screen_share: a.screen_share,
+        speaking: indices(&a.speaking, n, "speaking")?,
+        muted: indices(&a.muted, n, "muted")?,
+        camera_off: indices(&a.camera_off, n, "camera-off")?,
+        input_width: 640,
+        input_height: 360,
+    };
+    let job = PreviewJob {
+        layout,
+        room,
+        encoding,
+        duration: Duration::from_secs_f64(a.duration),
+        backend: a.renderer.parse::<Backend>().map_err(anyhow::Error::msg)?,
+        realtime: a.realtime,
+        raw_video_out: a.raw_video_out.clone(),
+    };
+    let (cpu0, t0) = (cpu_seconds(), Instant::now());
+    let result = preview::run(&job, &a.output).with_context(|| format!("preview to {}", a.output.display()))?;
+    let (cpu, wall) = (cpu_seconds() - cpu0, t0.elapsed().as_secs_f64());
+    println!("wrote {}", a.output.display());
+    println!(
+        "  layout: {}  participants: {n}  size: {}x{}  renderer: {}",
+        a.layout, job.encoding.width, job.encoding.height, result.renderer
+    );
+    if let Some(s) = &result.summary {
+        let secs = s.video_frames as f64 / job.encoding.framerate as f64;
+        println!("  duration: {secs:.2} s  frames: {}  size: {} KiB", s.video_frames, s.bytes / 1024);
+        println!(
+            "  CPU: {cpu:.2} s for {secs:.2} s recorded ({:.3} CPU-s per second), wall {wall:.2} s, peak memory {:.0} MiB",
+            cpu / secs.max(1e-9),
+            peak_rss_mib()
+        );
+    }
+    Ok(())
+}
+
+fn layouts_cmd(a: LayoutsArgs) -> Result<()> {
+    let set = layout_set(a.layouts_dir.as_deref())?;
+    for n in set.names() {
+        println!("{n}");
+    }
+    Ok(())
+}
+
+/// Render-and-readback alone: pre-made moving inputs, the layout composed per
+/// frame, CPU time measured around the render loop only.
+fn bench_render(a: BenchArgs) -> Result<()> {
+    let set = LayoutSet::builtin()?;
+    let layout = set.resolve(&a.layout)?;
+    let backend = a.renderer.parse::<Backend>().map_err(anyhow::Error::msg)?;
+    let mut renderer = render::create(backend, a.width, a.height)?;
+    let mut room = SyntheticRoom::new(RoomOptions {
+        participants: a.inputs,
+        input_width: 640,
+        input_height: 360,
+        ..Default::default()
+    });
+    // 30 distinct moments, cycled, so generating inputs is not measured.
+    let moments: Vec<Vec<tessera::frame::VideoFrame>> = (0..30)
+        .map(|k| {
+            room.update(k * 133_333);
+            room.frames().into_iter().cloned().collect()
+        })
+        .collect();
+    let sources = room.tile_sources();
+    // Warm-up: caches, pipelines, first readback.
+    for m in moments.iter().take(5) {
+        let refs: Vec<_> = m.iter().collect();
+        renderer.render(&compose(&layout, &sources, a.width, a.height), &refs, 0)?;
+    }
+    renderer.flush()?;
+    let mut times = Vec::with_capacity(a.frames as usize);
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    for k in 0..a.frames as usize {
+        let refs: Vec<_> = moments[k % moments.len()].iter().collect();
+        let t = Instant::now();
+        let scene = compose(&layout, &sources, a.width, a.height);
+        renderer.render(&scene, &refs, k as i64 * 33_333)?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    renderer.flush()?;
+    let cpu = cpu_seconds() - cpu0;
+    let wall = t0.elapsed().as_secs_f64();
+    times.sort_by(f64::total_cmp);
+    let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
+    let p95 = times[(times.len() * 95 / 100).min(times.len() - 1)];
+    let cpu_ms = cpu * 1000.0 / a.frames as f64;
+    println!(
+        "render_readback renderer={:?} size={}x{} inputs={} frames={} cpu_ms_per_frame={cpu_ms:.3} wall_ms_mean={mean:.3} wall_ms_p95={p95:.3} cpu_s_per_output_s_at_30fps={:.4} wall_s={wall:.2} peak_rss_mib={:.0}",
+        renderer.describe(),
+        a.width,
+        a.height,
+        a.inputs,
+        a.frames,
+        cpu_ms * 30.0 / 1000.0,
+        peak_rss_mib()
+    );
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! Helpers shared by the integration tests: decoding outputs with the real FFmpeg.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A fresh directory under target/ for one test's files.
+pub fn workdir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// ffprobe's JSON for streams and format.
+pub fn probe(path: &Path) -> serde_json::Value {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-print_format", "json", "-show_streams", "-show_format"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs (make test installs ffmpeg)");
+    assert!(out.status.success(), "ffprobe failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+pub fn stream<'a>(probe: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
+    probe["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["codec_type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} stream"))
+}
+
+pub fn f64_of(v: &serde_json::Value) -> f64 {
+    v.as_str().and_then(|s| s.parse().ok()).or_else(|| v.as_f64()).unwrap_or(f64::NAN)
+}
+
+/// The frame shown at `t` seconds, as packed RGB.
+pub fn frame_rgb(path: &Path, t: f64, w: u32, h: u32) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", &format!("{t:.3}"), "-i"])
+        .arg(path)
+        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout.len(), (w * h * 3) as usize, "decoded frame size");
+    out.stdout
+}
+
+/// The audio as mono f32 at `rate`.
+pub fn audio_mono(path: &Path, rate: u32) -> Vec<f32> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-vn", "-ac", "1", "-ar", &rate.to_string(), "-f", "f32le", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+/// Decodes every frame; returns ffmpeg's error output (empty when the file is clean).
+pub fn decode_errors(path: &Path) -> (bool, String) {
+    let out = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(path).args(["-f", "null", "-"]).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Median colour of an RGB image's rectangle.
+pub fn median_rgb(rgb: &[u8], w: u32, x: u32, y: u32, rw: u32, rh: u32) -> [u8; 3] {
+    let mut ch: [Vec<u8>; 3] = Default::default();
+    for yy in y..y + rh {
+        for xx in x..x + rw {
+            let i = ((yy * w + xx) * 3) as usize;
+            for k in 0..3 {
+                ch[k].push(rgb[i + k]);
+            }
+        }
+    }
+    ch.map(|mut v| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    })
+}
+
+/// Runs the tessera binary; returns (exit code, stdout, stderr).
+pub fn tessera(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
