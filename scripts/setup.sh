@@ -28,7 +28,29 @@ mkdir -p "$stamp_dir"
 want_backports=0
 case "$(mesa_version)" in 25.*|26.*|27.*) ;; *) [ -e "$stamp_dir/backports-tried" ] || want_backports=1 ;; esac
 
+# With Mesa 25 installed, the tests also check Mesa 22.3.6's lavapipe, unpacked
+# (not installed) into the cache and chosen through VK_DRIVER_FILES.
+lvp22="$stamp_dir/lavapipe-22.3.6"
+fetch_lavapipe_22() {
+  case "$(mesa_version)" in 22.3.6*) return 0 ;; esac
+  [ -e "$lvp22/lvp_icd.json" ] && return 0
+  local ver tmp
+  ver=$(apt-cache madison mesa-vulkan-drivers 2>/dev/null | awk '$3 ~ /^22\.3\.6/ {print $3; exit}')
+  if [ -z "$ver" ]; then $sudo apt-get update -q >/dev/null; ver=$(apt-cache madison mesa-vulkan-drivers | awk '$3 ~ /^22\.3\.6/ {print $3; exit}'); fi
+  [ -n "$ver" ] || { echo "setup: Mesa 22.3.6 not offered by apt; its lavapipe test will be skipped" >&2; return 0; }
+  tmp=$(mktemp -d)
+  chmod 777 "$tmp"
+  (cd "$tmp" && apt-get download -q "mesa-vulkan-drivers=$ver" >/dev/null 2>&1) || { echo "setup: could not download Mesa $ver" >&2; rm -rf "$tmp"; return 0; }
+  mkdir -p "$lvp22"
+  dpkg-deb -x "$tmp"/mesa-vulkan-drivers_*.deb "$lvp22/root"
+  rm -rf "$tmp"
+  printf '{"ICD":{"api_version":"1.1.230","library_path":"%s"},"file_format_version":"1.0.0"}\n' \
+    "$lvp22/root/usr/lib/$(uname -m)-linux-gnu/libvulkan_lvp.so" > "$lvp22/lvp_icd.json"
+  echo "setup: Mesa $ver lavapipe unpacked to $lvp22 for the tests" >&2
+}
+
 if [ ${#missing[@]} -eq 0 ] && [ $want_backports -eq 0 ]; then
+  fetch_lavapipe_22
   exit 0
 fi
 
@@ -57,3 +79,4 @@ if [ $want_backports -eq 1 ]; then
     echo "setup: bookworm-backports not reachable; keeping Mesa $(mesa_version)" >&2
   fi
 fi
+fetch_lavapipe_22

@@ -184,7 +184,39 @@ fn gpu_backend_matches_golden_images() {
     if std::env::var("TESSERA_UPDATE_GOLDEN").is_ok_and(|v| v == "1") {
         return;
     }
+    // The child run of the test below names the driver it must be on.
+    if let Ok(want) = std::env::var("TESSERA_EXPECT_DRIVER") {
+        let ctx = tessera::render::gpu::context::shared().unwrap();
+        assert!(ctx.driver.contains(&want), "running on {:?}, expected {want}", ctx.driver);
+    }
     run(Backend::Gpu, "gpu", &GPU_TOLERANCE);
+}
+
+/// The same images and tolerance on Mesa 22.3.6's lavapipe, which
+/// `scripts/setup.sh` unpacks beside the system's Mesa 25. A Vulkan driver is
+/// chosen once per process, so this runs the test above in a child process with
+/// `VK_DRIVER_FILES` pointing at it.
+#[test]
+fn gpu_backend_matches_golden_images_on_lavapipe_22() {
+    if std::env::var("TESSERA_GPU_TESTS").is_ok_and(|v| v == "skip") || std::env::var("VK_DRIVER_FILES").is_ok() {
+        return;
+    }
+    let cache = std::env::var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache"));
+    let icd = cache.join("tessera/lavapipe-22.3.6/lvp_icd.json");
+    if !icd.exists() {
+        eprintln!("no Mesa 22.3.6 lavapipe at {} (setup unpacks it where the system has Mesa 25)", icd.display());
+        return;
+    }
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "gpu_backend_matches_golden_images", "--nocapture"])
+        .env("VK_DRIVER_FILES", &icd)
+        .env("TESSERA_GPU_BACKEND", "vulkan")
+        .env("TESSERA_EXPECT_DRIVER", "Mesa 22.3.6")
+        .status()
+        .unwrap();
+    assert!(status.success(), "the golden images differ on Mesa 22.3.6's lavapipe (output above)");
 }
 
 #[test]

@@ -24,6 +24,8 @@ pub struct GpuContext {
     pub is_cpu: bool,
     /// "vulkan" or "gl".
     pub backend: String,
+    /// The driver and its version, e.g. "Mesa 25.0.7 (LLVM 15.0.6)".
+    pub driver: String,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -32,6 +34,7 @@ impl std::fmt::Debug for GpuContext {
             .field("adapter_name", &self.adapter_name)
             .field("is_cpu", &self.is_cpu)
             .field("backend", &self.backend)
+            .field("driver", &self.driver)
             .finish_non_exhaustive()
     }
 }
@@ -140,5 +143,12 @@ fn open() -> Result<GpuContext, String> {
         forced = forced.is_some(),
         "GPU adapter chosen"
     );
-    Ok(GpuContext { device, queue, adapter_name: info.name, is_cpu, backend: info.backend.to_str().to_string() })
+    Ok(GpuContext {
+        device,
+        queue,
+        adapter_name: info.name,
+        is_cpu,
+        backend: info.backend.to_str().to_string(),
+        driver: info.driver_info,
+    })
 }
