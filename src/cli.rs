@@ -13,7 +13,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Render a layout with synthetic participants to a PNG (one frame) or an MP4 clip.
-    Preview(PreviewArgs),
+    Preview(Box<PreviewArgs>),
     /// List the layouts (and check the layout files).
     Layouts(LayoutsArgs),
     /// Measure the compositor: render-and-readback cost per frame (used by bench/).
@@ -38,9 +38,24 @@ pub struct OutputSize {
     pub width: Option<u32>,
     #[arg(long, requires = "width")]
     pub height: Option<u32>,
-    /// Frames per second (with --width/--height).
+    /// Frames per second.
     #[arg(long)]
     pub fps: Option<u32>,
+    /// Video bitrate in kbps (LiveKit's `video_bitrate`).
+    #[arg(long)]
+    pub video_bitrate: Option<u32>,
+    /// Seconds between keyframes (LiveKit's `key_frame_interval`; files default to 2).
+    #[arg(long)]
+    pub key_frame_interval: Option<f64>,
+    /// H.264 profile: baseline, main (LiveKit's) or high.
+    #[arg(long)]
+    pub h264_profile: Option<String>,
+    /// AAC bitrate in kbps (default 128).
+    #[arg(long)]
+    pub audio_bitrate: Option<u32>,
+    /// AAC sample rate: 44100 (default) or 48000.
+    #[arg(long)]
+    pub audio_frequency: Option<u32>,
 }
 
 #[derive(Debug, Args)]

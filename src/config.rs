@@ -42,6 +42,22 @@ pub enum H264Profile {
     High,
 }
 
+impl FromStr for H264Profile {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s.to_ascii_lowercase().as_str() {
+            "baseline" | "h264_baseline" => Ok(H264Profile::Baseline),
+            "main" | "h264_main" => Ok(H264Profile::Main),
+            "high" | "h264_high" => Ok(H264Profile::High),
+            _ => Err(ConfigError::OutOfRange {
+                field: "video_codec",
+                value: s.to_string(),
+                why: "H.264 profiles are baseline, main and high",
+            }),
+        }
+    }
+}
+
 impl H264Profile {
     pub fn x264_name(self) -> &'static str {
         match self {

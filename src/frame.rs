@@ -37,7 +37,7 @@ pub enum PixelFormat {
 
 #[derive(Debug, Error)]
 pub enum FrameError {
-    #[error("frame size {width}x{height} is not usable: both sides must be even and at least 2")]
+    #[error("frame size {width}x{height} is not usable: both sides must be at least 2")]
     BadSize { width: u32, height: u32 },
     #[error("plane {plane} holds {got} bytes, {need} needed for {width}x{height} with stride {stride}")]
     ShortPlane { plane: usize, got: usize, need: usize, width: u32, height: u32, stride: usize },
@@ -50,9 +50,8 @@ pub struct Plane {
     pub stride: usize,
 }
 
-/// A 4:2:0 Y'CbCr frame with its own strides. Odd sizes are refused: every
-/// producer we have (WebRTC decoders, our renderer) gives even sizes, and it keeps
-/// chroma siting simple everywhere.
+/// A 4:2:0 Y'CbCr frame with its own strides. Any size: with an odd side the
+/// chroma planes round up (`(w + 1) / 2`), as decoders give them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VideoFrame {
     pub format: PixelFormat,
@@ -73,15 +72,16 @@ impl VideoFrame {
     ) -> Result<Self, FrameError> {
         check_size(width, height)?;
         let (w, h) = (width as usize, height as usize);
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
         let planes = match format {
             PixelFormat::I420 => vec![
                 Plane { data: vec![yuv[0]; w * h], stride: w },
-                Plane { data: vec![yuv[1]; w / 2 * h / 2], stride: w / 2 },
-                Plane { data: vec![yuv[2]; w / 2 * h / 2], stride: w / 2 },
+                Plane { data: vec![yuv[1]; cw * ch], stride: cw },
+                Plane { data: vec![yuv[2]; cw * ch], stride: cw },
             ],
             PixelFormat::Nv12 => {
-                let uv: Vec<u8> = [yuv[1], yuv[2]].iter().copied().cycle().take(w * h / 2).collect();
-                vec![Plane { data: vec![yuv[0]; w * h], stride: w }, Plane { data: uv, stride: w }]
+                let uv: Vec<u8> = [yuv[1], yuv[2]].iter().copied().cycle().take(cw * 2 * ch).collect();
+                vec![Plane { data: vec![yuv[0]; w * h], stride: w }, Plane { data: uv, stride: cw * 2 }]
             }
         };
         Ok(Self { format, width, height, color, planes })
@@ -95,23 +95,40 @@ impl VideoFrame {
         color: ColorSpace,
         planes: Vec<Plane>,
     ) -> Result<Self, FrameError> {
-        check_size(width, height)?;
         let frame = Self { format, width, height, color, planes };
-        for (i, p) in frame.planes.iter().enumerate() {
-            let (row, rows) = frame.plane_dims(i);
+        frame.validate()?;
+        Ok(frame)
+    }
+
+    /// Checks the size and that every plane holds its rows: the fields are public,
+    /// and renderers hand these bytes to C and GPU code that must not read past them.
+    pub fn validate(&self) -> Result<(), FrameError> {
+        check_size(self.width, self.height)?;
+        if self.planes.len() < self.plane_count() {
+            return Err(FrameError::ShortPlane {
+                plane: self.planes.len(),
+                got: 0,
+                need: 1,
+                width: self.width,
+                height: self.height,
+                stride: 0,
+            });
+        }
+        for (i, p) in self.planes.iter().enumerate().take(self.plane_count()) {
+            let (row, rows) = self.plane_dims(i);
             let need = p.stride * (rows - 1) + row;
             if p.stride < row || p.data.len() < need {
                 return Err(FrameError::ShortPlane {
                     plane: i,
                     got: p.data.len(),
                     need,
-                    width,
-                    height,
+                    width: self.width,
+                    height: self.height,
                     stride: p.stride,
                 });
             }
         }
-        Ok(frame)
+        Ok(())
     }
 
     /// Bytes per row and number of rows of plane `i`.
@@ -119,8 +136,8 @@ impl VideoFrame {
         let (w, h) = (self.width as usize, self.height as usize);
         match (self.format, i) {
             (_, 0) => (w, h),
-            (PixelFormat::I420, _) => (w / 2, h / 2),
-            (PixelFormat::Nv12, _) => (w, h / 2),
+            (PixelFormat::I420, _) => (w.div_ceil(2), h.div_ceil(2)),
+            (PixelFormat::Nv12, _) => (w.div_ceil(2) * 2, h.div_ceil(2)),
         }
     }
 
@@ -151,7 +168,7 @@ impl VideoFrame {
 }
 
 fn check_size(width: u32, height: u32) -> Result<(), FrameError> {
-    if width < 2 || height < 2 || width % 2 == 1 || height % 2 == 1 {
+    if width < 2 || height < 2 {
         return Err(FrameError::BadSize { width, height });
     }
     Ok(())

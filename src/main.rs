@@ -19,7 +19,7 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Preview(a) => preview_cmd(a),
+        Command::Preview(a) => preview_cmd(*a),
         Command::Layouts(a) => layouts_cmd(a),
         Command::BenchRender(a) => bench_render(a),
     };
@@ -47,6 +47,21 @@ fn encoding(size: &OutputSize) -> Result<EncodingOptions> {
     }
     if let Some(fps) = size.fps {
         opts.framerate = fps;
+    }
+    if let Some(v) = size.video_bitrate {
+        opts.video_bitrate_kbps = v;
+    }
+    if let Some(v) = size.key_frame_interval {
+        opts.key_frame_interval = v;
+    }
+    if let Some(v) = &size.h264_profile {
+        opts.profile = v.parse()?;
+    }
+    if let Some(v) = size.audio_bitrate {
+        opts.audio_bitrate_kbps = v;
+    }
+    if let Some(v) = size.audio_frequency {
+        opts.audio_frequency = v;
     }
     opts.validate()?;
     Ok(opts)
@@ -128,7 +143,7 @@ fn bench_render(a: BenchArgs) -> Result<()> {
         input_width: 640,
         input_height: 360,
         ..Default::default()
-    });
+    })?;
     // 30 distinct moments, cycled, so generating inputs is not measured.
     let moments: Vec<Vec<tessera::frame::VideoFrame>> = (0..30)
         .map(|k| {

@@ -142,7 +142,7 @@ fn compare(case: &str, backend: &str, w: u32, h: u32, actual: &[u8], tol: &Toler
 
 fn render_case(case: &Case, set: &LayoutSet, backend: Backend) -> Vec<u8> {
     let layout = set.resolve(case.layout).unwrap();
-    let mut room = SyntheticRoom::new(case.room.clone());
+    let mut room = SyntheticRoom::new(case.room.clone()).unwrap();
     room.update(1_000_000);
     let scene = compose(&layout, &room.tile_sources(), case.width, case.height);
     let mut r = render::create(backend, case.width, case.height).unwrap();

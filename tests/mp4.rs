@@ -64,7 +64,7 @@ fn grid_clip_decodes_with_the_right_stream_properties_and_content() {
 
     // Every participant's colour fills the middle of its tile (the median ignores
     // the moving bar and the name).
-    let mut synth = SyntheticRoom::new(room(4));
+    let mut synth = SyntheticRoom::new(room(4)).unwrap();
     synth.update(0);
     let scene = compose(&job.layout, &synth.tile_sources(), 1280, 720);
     for t in [0.5, 1.5, 2.5] {
@@ -123,6 +123,59 @@ fn presets_set_size_and_frame_rate() {
         assert_eq!(v["r_frame_rate"], fps, "{preset}");
         let expect_bps = preset.options().video_bitrate_kbps as f64 * 1000.0;
         assert!(f64_of(&v["bit_rate"]) < expect_bps * 1.5, "{preset}: bitrate {} over {expect_bps}", v["bit_rate"]);
+    }
+}
+
+#[test]
+fn advanced_options_reach_the_file() {
+    let dir = workdir("mp4-advanced");
+    let path = dir.join("advanced.mp4");
+    let (code, _, err) = tessera(&[
+        "preview",
+        "--width",
+        "640",
+        "--height",
+        "480",
+        "--fps",
+        "25",
+        "--video-bitrate",
+        "800",
+        "--key-frame-interval",
+        "1",
+        "--h264-profile",
+        "high",
+        "--audio-frequency",
+        "48000",
+        "--audio-bitrate",
+        "96",
+        "--duration",
+        "3",
+        "--renderer",
+        "cpu",
+        "-o",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let p = probe(&path);
+    let v = stream(&p, "video");
+    assert_eq!(v["profile"], "High");
+    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(640), Some(480)));
+    assert_eq!(v["r_frame_rate"], "25/1");
+    assert_eq!(stream(&p, "audio")["sample_rate"], "48000");
+    // A keyframe every second: at 0, 1 and 2 s.
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v", "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let keys: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains('K'))
+        .filter_map(|l| l.split(',').next()?.parse().ok())
+        .collect();
+    assert_eq!(keys.len(), 3, "keyframes at {keys:?}");
+    for (k, t) in keys.iter().enumerate() {
+        assert!((t - k as f64).abs() < 0.05, "keyframes at {keys:?}");
     }
 }
 

@@ -290,6 +290,21 @@ mod tests {
     }
 
     #[test]
+    fn a_layout_switch_shows_on_the_next_frame() {
+        // compose keeps no state: the frame after UpdateLayout uses the new layout.
+        let set = LayoutSet::builtin().unwrap();
+        let s = cams(4);
+        let grid = compose(&set.resolve("grid").unwrap(), &s, 1280, 720);
+        let single = compose(&set.resolve("single-speaker-light").unwrap(), &s, 1280, 720);
+        let grid_again = compose(&set.resolve("grid").unwrap(), &s, 1280, 720);
+        assert_eq!(grid.tiles.len(), 4);
+        assert_eq!(single.tiles.len(), 1);
+        assert_eq!(single.tiles[0].rect, Rect::new(0, 0, 1280, 720));
+        assert_eq!(single.background, crate::color::Rgba::WHITE);
+        assert_eq!(grid, grid_again);
+    }
+
+    #[test]
     fn screen_share_turns_grid_into_speaker() {
         let set = LayoutSet::builtin().unwrap();
         let grid = set.resolve("grid").unwrap();

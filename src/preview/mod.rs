@@ -49,7 +49,7 @@ pub fn run(job: &PreviewJob, out: &Path) -> Result<PreviewResult, PreviewError> 
     let ext = out.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase());
     let (w, h) = (job.encoding.width, job.encoding.height);
     let mut renderer = render::create(job.backend, w, h)?;
-    let mut room = SyntheticRoom::new(job.room.clone());
+    let mut room = SyntheticRoom::new(job.room.clone())?;
     match ext.as_deref() {
         Some("png") => {
             // A second in, so the moving bars are visible.

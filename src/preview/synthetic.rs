@@ -7,7 +7,7 @@ use crate::color::{Rgba, rgb_to_yuv};
 use crate::frame::{PixelFormat, VideoFrame};
 use crate::layout::{TileKind, TileSource};
 use crate::render::cpu::CpuRenderer;
-use crate::render::{OUTPUT_COLOR, render_once};
+use crate::render::{OUTPUT_COLOR, RenderError, render_once};
 use crate::scene::{Anchor, Overlay, OverlayContent, Rect, Scene, Tile};
 
 const NAMES: [&str; 12] =
@@ -70,7 +70,7 @@ pub struct SyntheticRoom {
 }
 
 /// A frame of `w`x`h` in colour `c` with `label` drawn in the middle.
-fn base_frame(w: u32, h: u32, c: Rgba, label: &str) -> VideoFrame {
+fn base_frame(w: u32, h: u32, c: Rgba, label: &str) -> Result<VideoFrame, RenderError> {
     let scene = Scene {
         width: w,
         height: h,
@@ -93,8 +93,7 @@ fn base_frame(w: u32, h: u32, c: Rgba, label: &str) -> VideoFrame {
             }],
         }],
     };
-    let mut r = CpuRenderer::new(w, h).expect("synthetic frame size is valid");
-    render_once(&mut r, &scene, &[]).expect("the CPU renderer draws a plain scene")
+    render_once(&mut CpuRenderer::new(w, h)?, &scene, &[])
 }
 
 fn lighter(c: Rgba) -> Rgba {
@@ -103,30 +102,25 @@ fn lighter(c: Rgba) -> Rgba {
 }
 
 impl SyntheticRoom {
-    pub fn new(opts: RoomOptions) -> Self {
-        let (w, h) = (opts.input_width.max(16) & !1, opts.input_height.max(16) & !1);
+    /// Fails only for camera sizes the renderer refuses (below 2 pixels, above 4096).
+    pub fn new(opts: RoomOptions) -> Result<Self, RenderError> {
+        let (w, h) = (opts.input_width, opts.input_height);
         let people = (0..opts.participants)
             .map(|i| {
-                let base = base_frame(w, h, color(i), &name(i));
-                Participant {
-                    name: name(i),
-                    frame: base.clone(),
-                    base,
-                    light: rgb_to_yuv(lighter(color(i)), OUTPUT_COLOR),
-                }
+                let base = base_frame(w, h, color(i), &name(i))?;
+                let light = rgb_to_yuv(lighter(color(i)), OUTPUT_COLOR);
+                Ok(Participant { name: name(i), frame: base.clone(), base, light })
             })
-            .collect();
-        let share = (opts.screen_share && opts.participants > 0).then(|| {
+            .collect::<Result<_, RenderError>>()?;
+        let share = if opts.screen_share && opts.participants > 0 {
             let slide = Rgba::rgb(0xf0, 0xf0, 0xf0);
-            let base = base_frame(1280, 720, slide, &format!("{}'s screen", name(0)));
-            Participant {
-                name: name(0),
-                frame: base.clone(),
-                base,
-                light: rgb_to_yuv(Rgba::rgb(40, 40, 40), OUTPUT_COLOR),
-            }
-        });
-        Self { opts, people, share }
+            let base = base_frame(1280, 720, slide, &format!("{}'s screen", name(0)))?;
+            let light = rgb_to_yuv(Rgba::rgb(40, 40, 40), OUTPUT_COLOR);
+            Some(Participant { name: name(0), frame: base.clone(), base, light })
+        } else {
+            None
+        };
+        Ok(Self { opts, people, share })
     }
 
     /// Moves every pattern to time `t_us`: a bar crossing the frame every 4 s.

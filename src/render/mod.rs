@@ -104,6 +104,14 @@ pub fn create(backend: Backend, width: u32, height: u32) -> Result<Box<dyn Rende
     }
 }
 
+/// Refuses a scene made for another output size than the renderer's.
+pub fn check_scene_size(scene: &Scene, width: u32, height: u32) -> Result<(), RenderError> {
+    if (scene.width, scene.height) != (width, height) {
+        return Err(RenderError::SizeMismatch { scene_w: scene.width, scene_h: scene.height, w: width, h: height });
+    }
+    Ok(())
+}
+
 /// Renders one scene to a finished frame (for PNG previews and tests).
 pub fn render_once(r: &mut dyn Renderer, scene: &Scene, sources: &[&VideoFrame]) -> Result<VideoFrame, RenderError> {
     let first = r.render(scene, sources, 0)?;

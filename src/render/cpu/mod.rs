@@ -85,6 +85,8 @@ impl CpuRenderer {
     }
 
     fn draw_video(&mut self, src: &VideoFrame, tile: Rect, fit: crate::scene::Fit) -> Result<(), RenderError> {
+        // swscale and the row copies trust the plane sizes.
+        src.validate()?;
         let (win, dst) = place_video(tile, src.width, src.height, fit);
         if win.w == dst.w && win.h == dst.h && src.format == PixelFormat::I420 {
             self.copy(src, win, dst);
@@ -135,14 +137,7 @@ impl Renderer for CpuRenderer {
         sources: &[&VideoFrame],
         pts_us: i64,
     ) -> Result<Option<RenderedFrame>, RenderError> {
-        if (scene.width, scene.height) != (self.width, self.height) {
-            return Err(RenderError::SizeMismatch {
-                scene_w: scene.width,
-                scene_h: scene.height,
-                w: self.width,
-                h: self.height,
-            });
-        }
+        super::check_scene_size(scene, self.width, self.height)?;
         let page = rgb_to_yuv(scene.background, OUTPUT_COLOR);
         self.fill(Rect::new(0, 0, self.width, self.height), page);
         for tile in &scene.tiles {
@@ -184,5 +179,68 @@ impl Renderer for CpuRenderer {
 
     fn flush(&mut self) -> Result<Option<RenderedFrame>, RenderError> {
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::color::Rgba;
+    use crate::frame::{Matrix, Range};
+    use crate::scene::{Fit, Tile};
+
+    fn tile(rect: Rect, video: (usize, Fit)) -> Tile {
+        Tile {
+            rect,
+            background: Rgba::rgb(30, 30, 30),
+            radius: 8.0,
+            video: Some(video),
+            border: None,
+            overlays: vec![],
+        }
+    }
+
+    #[test]
+    fn odd_sized_sources_in_other_colour_spaces_render_their_colour() {
+        let red = Rgba::rgb(200, 40, 40);
+        let blue = Rgba::rgb(40, 60, 210);
+        let full601 = ColorSpace { matrix: Matrix::Bt601, range: Range::Full };
+        let a = VideoFrame::filled(PixelFormat::Nv12, 641, 361, full601, rgb_to_yuv(red, full601)).unwrap();
+        let b = VideoFrame::filled(PixelFormat::I420, 333, 201, OUTPUT_COLOR, rgb_to_yuv(blue, OUTPUT_COLOR)).unwrap();
+        let scene = Scene {
+            width: 320,
+            height: 180,
+            background: Rgba::BLACK,
+            tiles: vec![
+                tile(Rect::new(0, 0, 160, 180), (0, Fit::Cover)),
+                tile(Rect::new(160, 0, 160, 180), (1, Fit::Contain)),
+            ],
+        };
+        let mut r = CpuRenderer::new(320, 180).unwrap();
+        let out = crate::render::render_once(&mut r, &scene, &[&a, &b]).unwrap();
+        for (x, want) in [(80, red), (240, blue)] {
+            let got = out.yuv_at(x, 90);
+            let want = rgb_to_yuv(want, OUTPUT_COLOR);
+            for k in 0..3 {
+                assert!(got[k].abs_diff(want[k]) <= 3, "at x={x}: {got:?} vs {want:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_short_plane_is_an_error_not_a_crash() {
+        let mut f = VideoFrame::filled(PixelFormat::I420, 64, 64, OUTPUT_COLOR, [100, 128, 128]).unwrap();
+        f.planes[1].data.truncate(10);
+        let scene = Scene {
+            width: 64,
+            height: 64,
+            background: Rgba::BLACK,
+            tiles: vec![tile(Rect::new(0, 0, 64, 64), (0, Fit::Cover))],
+        };
+        let mut r = CpuRenderer::new(64, 64).unwrap();
+        let e = r.render(&scene, &[&f], 0).unwrap_err().to_string();
+        assert!(e.contains("plane 1 holds 10 bytes"), "{e}");
+        let e = r.render(&scene, &[], 0).unwrap_err().to_string();
+        assert!(e.contains("source 0"), "{e}");
     }
 }

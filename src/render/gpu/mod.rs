@@ -18,7 +18,7 @@ pub mod context;
 use super::sprites::SpriteCache;
 use super::{OUTPUT_COLOR, RenderError, RenderedFrame, Renderer, place_video};
 use crate::color::{Rgba, YuvMatrix};
-use crate::frame::{FrameError, PixelFormat, Plane, VideoFrame};
+use crate::frame::{PixelFormat, Plane, VideoFrame};
 use crate::scene::{Fit, OverlayContent, Rect, Scene, place_overlay};
 use context::GpuContext;
 use std::collections::HashMap;
@@ -460,46 +460,20 @@ impl GpuRenderer {
                 src.width, src.height, self.ctx.adapter_name
             )));
         }
-        let nplanes = src.plane_count();
-        if src.planes.len() < nplanes {
-            return Err(FrameError::ShortPlane {
-                plane: src.planes.len(),
-                got: 0,
-                need: 1,
-                width: src.width,
-                height: src.height,
-                stride: 0,
-            }
-            .into());
-        }
+        src.validate()?;
         // Planes as texture formats and texel sizes.
         let (w, h) = (src.width, src.height);
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
         let layout: Vec<(wgpu::TextureFormat, u32, u32, u32)> = match src.format {
             PixelFormat::I420 => vec![
                 (wgpu::TextureFormat::R8Unorm, w, h, 1),
-                (wgpu::TextureFormat::R8Unorm, w / 2, h / 2, 1),
-                (wgpu::TextureFormat::R8Unorm, w / 2, h / 2, 1),
+                (wgpu::TextureFormat::R8Unorm, cw, ch, 1),
+                (wgpu::TextureFormat::R8Unorm, cw, ch, 1),
             ],
             PixelFormat::Nv12 => {
-                vec![(wgpu::TextureFormat::R8Unorm, w, h, 1), (wgpu::TextureFormat::Rg8Unorm, w / 2, h / 2, 2)]
+                vec![(wgpu::TextureFormat::R8Unorm, w, h, 1), (wgpu::TextureFormat::Rg8Unorm, cw, ch, 2)]
             }
         };
-        // The same checks as VideoFrame::from_planes: wgpu must never read past a plane.
-        for (i, (p, &(_, pw, ph, bpp))) in src.planes.iter().zip(&layout).enumerate() {
-            let row = (pw * bpp) as usize;
-            let need = p.stride * (ph as usize - 1) + row;
-            if p.stride < row || p.data.len() < need {
-                return Err(FrameError::ShortPlane {
-                    plane: i,
-                    got: p.data.len(),
-                    need,
-                    width: w,
-                    height: h,
-                    stride: p.stride,
-                }
-                .into());
-            }
-        }
         let key = (w, h, src.format);
         if self.sources.get(&id).is_none_or(|s| s.key != key) {
             let planes: Vec<wgpu::Texture> = layout
@@ -622,7 +596,7 @@ impl GpuRenderer {
                         target,
                         tile: rect4(dst),
                         win: [win.x as f32, win.y as f32, win.w as f32, win.h as f32],
-                        tex: [sw, sh, (src.width / 2) as f32, (src.height / 2) as f32],
+                        tex: [sw, sh, src.width.div_ceil(2) as f32, src.height.div_ceil(2) as f32],
                         m0: m[0],
                         m1: m[1],
                         m2: m[2],
@@ -850,14 +824,7 @@ impl Renderer for GpuRenderer {
         sources: &[&VideoFrame],
         pts_us: i64,
     ) -> Result<Option<RenderedFrame>, RenderError> {
-        if (scene.width, scene.height) != (self.width, self.height) {
-            return Err(RenderError::SizeMismatch {
-                scene_w: scene.width,
-                scene_h: scene.height,
-                w: self.width,
-                h: self.height,
-            });
-        }
+        super::check_scene_size(scene, self.width, self.height)?;
         let slot = self.next_slot;
         let device = self.ctx.device.clone();
         let submission = scoped(&device, "rendering a frame", || self.submit(scene, sources, slot))?;
