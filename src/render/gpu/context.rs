@@ -49,14 +49,18 @@ pub fn shared() -> Result<Arc<GpuContext>, RenderError> {
 }
 
 /// The shared device only if its adapter is real hardware (not `DeviceType::Cpu`).
-/// Never panics: no adapter at all gives `None`.
+/// Never panics: no adapter at all gives `None`. On a machine with only a software
+/// adapter no device is opened (that alone costs about 100 MiB of memory).
 pub fn shared_hardware() -> Option<Arc<GpuContext>> {
-    match shared() {
-        Ok(ctx) if !ctx.is_cpu => Some(ctx),
-        Ok(ctx) => {
-            tracing::debug!(adapter = %ctx.adapter_name, "the only GPU adapter is a software one");
+    if let Some(done) = SHARED.get() {
+        return done.as_ref().ok().filter(|c| !c.is_cpu).cloned();
+    }
+    match choose_adapter() {
+        Ok((_, adapter, _)) if adapter.get_info().device_type == wgpu::DeviceType::Cpu => {
+            tracing::debug!(adapter = %adapter.get_info().name, "the only GPU adapter is a software one");
             None
         }
+        Ok(_) => shared().ok().filter(|c| !c.is_cpu),
         Err(e) => {
             tracing::debug!("no GPU adapter: {e}");
             None
@@ -90,7 +94,8 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
     (kind, backend)
 }
 
-fn open() -> Result<GpuContext, String> {
+/// The instance, the adapter to use and whether it was forced by name.
+fn choose_adapter() -> Result<(wgpu::Instance, wgpu::Adapter, bool), String> {
     let backends = backends()?;
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;
@@ -120,6 +125,11 @@ fn open() -> Result<GpuContext, String> {
         }
         None => adapters.into_iter().min_by_key(|a| rank(&a.get_info())).ok_or_else(|| "no adapter".to_string())?,
     };
+    Ok((instance, adapter, forced.is_some()))
+}
+
+fn open() -> Result<GpuContext, String> {
+    let (_instance, adapter, forced) = choose_adapter()?;
     let info = adapter.get_info();
     // Downlevel limits open everywhere; texture size follows the adapter so 4K
     // outputs and screen shares fit where the hardware allows them.
@@ -140,7 +150,7 @@ fn open() -> Result<GpuContext, String> {
         kind = ?info.device_type,
         backend = %info.backend,
         driver = %info.driver_info,
-        forced = forced.is_some(),
+        forced,
         "GPU adapter chosen"
     );
     Ok(GpuContext {
