@@ -21,6 +21,7 @@ demo: build
 
 # Release profile: the tests run real encodes and renders, and bench/ shares the build.
 test: setup
+	@scripts/test-peers.sh
 	$(CARGO) test --release --all-targets
 
 lint: setup

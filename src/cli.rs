@@ -16,9 +16,25 @@ pub enum Command {
     Preview(Box<PreviewArgs>),
     /// List the layouts (and check the layout files).
     Layouts(LayoutsArgs),
+    /// A local LiveKit-protocol room server for the demo and tests (not a production SFU).
+    Devroom(DevroomArgs),
     /// Measure the compositor: render-and-readback cost per frame (used by bench/).
     #[command(hide = true)]
     BenchRender(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevroomArgs {
+    #[arg(long, default_value = "127.0.0.1:7880")]
+    pub bind: std::net::SocketAddr,
+    /// API key clients sign their tokens with (LiveKit's dev default).
+    #[arg(long, env = "LIVEKIT_API_KEY", default_value = "devkey")]
+    pub api_key: String,
+    #[arg(long, env = "LIVEKIT_API_SECRET", default_value = "secret", hide_env_values = true)]
+    pub api_secret: String,
+    /// Seconds an empty room stays open.
+    #[arg(long, default_value_t = 20)]
+    pub empty_timeout: u64,
 }
 
 #[derive(Debug, Args)]

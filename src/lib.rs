@@ -12,6 +12,7 @@ pub mod audio;
 pub mod cli;
 pub mod color;
 pub mod config;
+pub mod devroom;
 pub mod encode;
 pub mod frame;
 pub mod layout;

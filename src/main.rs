@@ -1,7 +1,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use std::time::{Duration, Instant};
-use tessera::cli::{BenchArgs, Cli, Command, LayoutsArgs, OutputSize, PreviewArgs};
+use tessera::cli::{BenchArgs, Cli, Command, DevroomArgs, LayoutsArgs, OutputSize, PreviewArgs};
 use tessera::config::{EncodingOptions, Preset};
 use tessera::layout::{LayoutSet, compose};
 use tessera::preview::synthetic::{RoomOptions, SyntheticRoom};
@@ -21,6 +21,7 @@ fn main() {
     let result = match cli.command {
         Command::Preview(a) => preview_cmd(*a),
         Command::Layouts(a) => layouts_cmd(a),
+        Command::Devroom(a) => devroom_cmd(a),
         Command::BenchRender(a) => bench_render(a),
     };
     if let Err(e) = result {
@@ -121,6 +122,26 @@ fn preview_cmd(a: PreviewArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn devroom_cmd(a: DevroomArgs) -> Result<()> {
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async {
+        let room = tessera::devroom::DevRoom::start(tessera::devroom::DevRoomConfig {
+            bind: a.bind,
+            api_key: a.api_key,
+            api_secret: a.api_secret,
+            empty_timeout: Duration::from_secs(a.empty_timeout),
+        })
+        .await
+        .with_context(|| format!("binding {}", a.bind))?;
+        println!("devroom: {}", room.url());
+        tokio::select! {
+            _ = room.wait() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok(())
+    })
 }
 
 fn layouts_cmd(a: LayoutsArgs) -> Result<()> {

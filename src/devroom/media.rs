@@ -1,0 +1,696 @@
+//! Media for devroom: each participant's publisher and subscriber peer
+//! connections (webrtc crate), and forwarding of RTP from every publisher to
+//! every subscriber. One simulcast layer is forwarded per subscriber, chosen by
+//! UpdateTrackSettings; SSRC, sequence numbers and timestamps are rewritten so a
+//! layer switch looks like one continuous stream, and switches wait for a keyframe.
+
+use livekit_protocol as proto;
+use proto::signal_response::Message as Out;
+use rtc::interceptor::Registry;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use webrtc::media_stream::MediaStreamTrack;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+};
+
+pub type Pc = Arc<dyn PeerConnection>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Builds a peer connection on loopback with VP8, H.264, Opus and the header
+/// extensions simulcast needs (mid, rid), candidates embedded in the SDP.
+async fn new_pc(handler: Arc<dyn PeerConnectionEventHandler>) -> Result<Pc, String> {
+    let mut me = MediaEngine::default();
+    me.register_default_codecs().map_err(|e| e.to_string())?;
+    let registry = register_default_interceptors(Registry::new(), &mut me).map_err(|e| e.to_string())?;
+    let se = SettingEngineBuilder::new().with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled).build();
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(me)
+        .with_setting_engine(se)
+        .with_interceptor_registry(registry)
+        .with_handler(handler)
+        .with_udp_addrs(vec!["127.0.0.1:0"])
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(pc))
+}
+
+/// The local description once every candidate is in it (no trickle from us:
+/// LiveKit's Rust SDK panics on some trickles, and loopback gathers at once).
+async fn gathered(pc: &Pc) -> Result<RTCSessionDescription, String> {
+    for _ in 0..300 {
+        if let Some(d) = pc.local_description().await
+            && d.sdp.contains("a=end-of-candidates")
+        {
+            return Ok(d);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    pc.local_description().await.ok_or_else(|| "ICE gathering did not finish".to_string())
+}
+
+/// Where signal messages for a participant go.
+pub trait SignalSink: Send + Sync {
+    fn send(&self, m: Out);
+}
+
+/// Rewrites a forwarded stream's header so layer switches are seamless.
+#[derive(Default)]
+struct Rewriter {
+    src: Option<u32>,
+    seq_off: u16,
+    ts_off: u32,
+    last_seq: u16,
+    last_ts: u32,
+    last_at: Option<Instant>,
+}
+
+impl Rewriter {
+    fn apply(&mut self, p: &mut rtc::rtp::Packet, out_ssrc: u32, pt: u8, clock: u32) {
+        if self.src != Some(p.header.ssrc) {
+            // Continue after the last packet sent, with the time that passed since.
+            let gap = self.last_at.map_or(0, |t| (t.elapsed().as_secs_f64() * clock as f64) as u32).max(1);
+            self.seq_off = self.last_seq.wrapping_add(1).wrapping_sub(p.header.sequence_number);
+            self.ts_off = self.last_ts.wrapping_add(gap).wrapping_sub(p.header.timestamp);
+            self.src = Some(p.header.ssrc);
+        }
+        p.header.ssrc = out_ssrc;
+        p.header.payload_type = pt;
+        p.header.sequence_number = p.header.sequence_number.wrapping_add(self.seq_off);
+        p.header.timestamp = p.header.timestamp.wrapping_add(self.ts_off);
+        // The publisher's extension ids mean nothing on this connection.
+        p.header.extensions.clear();
+        p.header.extension = false;
+        p.header.extensions_padding = 0;
+        if (p.header.sequence_number.wrapping_sub(self.last_seq) as i16) > 0 || self.last_at.is_none() {
+            self.last_seq = p.header.sequence_number;
+            self.last_ts = p.header.timestamp;
+            self.last_at = Some(Instant::now());
+        }
+    }
+}
+
+/// Whether an RTP payload starts a keyframe (VP8 or H.264).
+pub fn is_keyframe(mime: &str, p: &[u8]) -> bool {
+    let mime = mime.to_ascii_lowercase();
+    if mime.ends_with("vp8") {
+        // Payload descriptor: S=1 and PID=0, then the VP8 header's P bit is 0.
+        if p.is_empty() || p[0] & 0x10 == 0 || p[0] & 0x07 != 0 {
+            return false;
+        }
+        let mut i = 1;
+        if p[0] & 0x80 != 0 {
+            let x = p.get(1).copied().unwrap_or(0);
+            i = 2;
+            if x & 0x80 != 0 {
+                i += if p.get(i).is_some_and(|b| b & 0x80 != 0) { 2 } else { 1 };
+            }
+            if x & 0x40 != 0 {
+                i += 1;
+            }
+            if x & 0x30 != 0 {
+                i += 1;
+            }
+        }
+        p.get(i).is_some_and(|b| b & 0x01 == 0)
+    } else if mime.ends_with("h264") {
+        let nal = |b: u8| b & 0x1f;
+        match p.first().map(|b| nal(*b)) {
+            Some(5) | Some(7) => true,
+            // STAP-A: any aggregated SPS or IDR.
+            Some(24) => {
+                let mut i = 1;
+                while i + 2 < p.len() {
+                    let len = u16::from_be_bytes([p[i], p[i + 1]]) as usize;
+                    if matches!(p.get(i + 2).map(|b| nal(*b)), Some(5) | Some(7)) {
+                        return true;
+                    }
+                    i += 2 + len;
+                }
+                false
+            }
+            // FU-A start of an IDR.
+            Some(28) => p.get(1).is_some_and(|h| h & 0x80 != 0 && nal(*h) == 5),
+            _ => false,
+        }
+    } else {
+        true
+    }
+}
+
+/// A layer quality: LOW (q), MEDIUM (h), HIGH (f); "" is the only layer of a non-simulcast track.
+fn rid_rank(rid: &str) -> u8 {
+    match rid {
+        "q" => 0,
+        "h" => 1,
+        _ => 2,
+    }
+}
+
+/// One subscriber's copy of a published track.
+pub struct DownTrack {
+    pub subscriber: String,
+    /// The subscriber connection is up (SRTP keys exist): before that, packets are lost.
+    connected: Arc<std::sync::atomic::AtomicBool>,
+    local: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    /// Negotiated payload type on the subscriber connection; 0 until the answer is in.
+    pt: std::sync::atomic::AtomicU8,
+    /// Wanted quality rank (0 low .. 2 high).
+    want: std::sync::atomic::AtomicU8,
+    state: Mutex<DownState>,
+    sender: Mutex<Option<Arc<dyn webrtc::rtp_transceiver::RtpSender>>>,
+}
+
+#[derive(Default)]
+struct DownState {
+    /// SSRC of the layer being forwarded.
+    current: Option<u32>,
+    rewriter: Rewriter,
+    last_pli: Option<Instant>,
+}
+
+/// A track someone publishes, with its layers and subscribers.
+pub struct PublishedTrack {
+    pub sid: String,
+    pub publisher: String,
+    pub kind: RtpCodecKind,
+    pub codec: RTCRtpCodec,
+    remote: Arc<dyn TrackRemote>,
+    /// rid ("" without simulcast) -> SSRC
+    layers: Mutex<HashMap<String, u32>>,
+    down: Mutex<Vec<Arc<DownTrack>>>,
+}
+
+impl PublishedTrack {
+    fn layer_for(&self, want: u8) -> Option<u32> {
+        let layers = lock(&self.layers);
+        // The best layer not above what is wanted, else the lowest there is.
+        let mut v: Vec<(u8, u32)> = layers.iter().map(|(r, s)| (rid_rank(r), *s)).collect();
+        v.sort();
+        v.iter().rev().find(|(r, _)| *r <= want).or(v.first()).map(|(_, s)| *s)
+    }
+
+    async fn request_keyframe(&self, ssrc: u32) {
+        let _ =
+            self.remote.write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc })]).await;
+    }
+
+    async fn forward(&self, pkt: rtc::rtp::Packet) {
+        let downs: Vec<Arc<DownTrack>> = lock(&self.down).clone();
+        let clock = self.codec.clock_rate.max(1);
+        let video = self.kind == RtpCodecKind::Video;
+        for d in downs {
+            let pt = d.pt.load(std::sync::atomic::Ordering::Relaxed);
+            if pt == 0 || !d.connected.load(std::sync::atomic::Ordering::Relaxed) {
+                continue;
+            }
+            let target = self.layer_for(d.want.load(std::sync::atomic::Ordering::Relaxed));
+            let (send, pli) = {
+                let mut st = lock(&d.state);
+                let mut pli = None;
+                if video && st.current != target && Some(pkt.header.ssrc) == target {
+                    // Switch (or start) only on a keyframe of the target layer.
+                    if is_keyframe(&self.codec.mime_type, &pkt.payload) {
+                        st.current = target;
+                    } else if st.last_pli.is_none_or(|t| t.elapsed() > Duration::from_millis(500)) {
+                        st.last_pli = Some(Instant::now());
+                        pli = target;
+                    }
+                } else if !video {
+                    st.current = Some(pkt.header.ssrc);
+                }
+                if st.current == Some(pkt.header.ssrc) {
+                    let mut p = pkt.clone();
+                    st.rewriter.apply(&mut p, d.ssrc, pt, clock);
+                    (Some(p), pli)
+                } else {
+                    (None, pli)
+                }
+            };
+            if let Some(ssrc) = pli {
+                self.request_keyframe(ssrc).await;
+            }
+            if let Some(p) = send
+                && d.local.write_rtp(p).await.is_err()
+            {
+                tracing::debug!(track = %self.sid, subscriber = %d.subscriber, "forwarding failed");
+            }
+        }
+    }
+}
+
+/// The media side of one room.
+#[derive(Default)]
+pub struct RoomMedia {
+    tracks: Mutex<HashMap<String, Arc<PublishedTrack>>>,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+/// The media side of one participant.
+pub struct Session {
+    pub sid: String,
+    can_subscribe: bool,
+    room: Weak<RoomMedia>,
+    signal: Arc<dyn SignalSink>,
+    /// TR sid by the client's track id (AddTrackRequest.cid), from the signal side.
+    pub cids: Mutex<HashMap<String, String>>,
+    publisher: tokio::sync::Mutex<Option<Pc>>,
+    subscriber: tokio::sync::Mutex<Option<Pc>>,
+    nego: Mutex<Negotiation>,
+    sub_connected: Arc<std::sync::atomic::AtomicBool>,
+    /// Candidates that came before the remote description they belong to.
+    early_candidates: Mutex<Vec<(i32, RTCIceCandidateInit)>>,
+}
+
+#[derive(Default)]
+struct Negotiation {
+    next_id: u32,
+    in_flight: bool,
+    again: bool,
+}
+
+struct PubHandler {
+    session: Weak<Session>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for PubHandler {
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let session = self.session.clone();
+        // Callbacks run on the connection's driver: the work goes to its own task.
+        tokio::spawn(async move {
+            if let Some(s) = session.upgrade() {
+                s.run_published(track).await;
+            }
+        });
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        tracing::debug!("publisher connection {state}");
+    }
+}
+
+struct SubHandler {
+    session: Weak<Session>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for SubHandler {
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        tracing::debug!("subscriber connection {state}");
+        let Some(s) = self.session.upgrade() else { return };
+        let up = state == RTCPeerConnectionState::Connected;
+        s.sub_connected.store(up, std::sync::atomic::Ordering::Relaxed);
+        if up {
+            // Every copy starts over from a keyframe sent after the keys exist.
+            tokio::spawn(async move { s.restart_downtracks().await });
+        }
+    }
+}
+
+impl RoomMedia {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn session(self: &Arc<Self>, sid: &str, can_subscribe: bool, signal: Arc<dyn SignalSink>) -> Arc<Session> {
+        let s = Arc::new(Session {
+            sid: sid.to_string(),
+            can_subscribe,
+            room: Arc::downgrade(self),
+            signal,
+            cids: Mutex::new(HashMap::new()),
+            publisher: tokio::sync::Mutex::new(None),
+            subscriber: tokio::sync::Mutex::new(None),
+            nego: Mutex::new(Negotiation::default()),
+            sub_connected: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            early_candidates: Mutex::new(Vec::new()),
+        });
+        lock(&self.sessions).insert(sid.to_string(), s.clone());
+        s
+    }
+
+    pub fn track_count(&self) -> usize {
+        lock(&self.tracks).len()
+    }
+
+    /// A participant left: its connections close, its tracks go, its copies of others' tracks go.
+    pub async fn remove(&self, sid: &str) {
+        let session = lock(&self.sessions).remove(sid);
+        let gone: Vec<Arc<PublishedTrack>> = {
+            let mut tracks = lock(&self.tracks);
+            let ids: Vec<String> = tracks.values().filter(|t| t.publisher == sid).map(|t| t.sid.clone()).collect();
+            ids.iter().filter_map(|i| tracks.remove(i)).collect()
+        };
+        for t in lock(&self.tracks).values() {
+            lock(&t.down).retain(|d| d.subscriber != sid);
+        }
+        // Subscribers drop the copies of what this participant published.
+        let sessions: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
+        for t in &gone {
+            let downs: Vec<Arc<DownTrack>> = lock(&t.down).drain(..).collect();
+            for d in downs {
+                if let Some(s) = sessions.iter().find(|s| s.sid == d.subscriber) {
+                    s.unsubscribe(&d).await;
+                }
+            }
+        }
+        if let Some(s) = session {
+            s.close().await;
+        }
+    }
+
+    fn published(&self) -> Vec<Arc<PublishedTrack>> {
+        lock(&self.tracks).values().cloned().collect()
+    }
+}
+
+impl Session {
+    fn room(&self) -> Option<Arc<RoomMedia>> {
+        self.room.upgrade()
+    }
+
+    /// The client's offer for its publisher connection: answered with the same id.
+    pub async fn on_offer(self: &Arc<Self>, offer: proto::SessionDescription) -> Result<(), String> {
+        let pc = {
+            let mut guard = self.publisher.lock().await;
+            match guard.as_ref() {
+                Some(pc) => pc.clone(),
+                None => {
+                    let pc = new_pc(Arc::new(PubHandler { session: Arc::downgrade(self) })).await?;
+                    *guard = Some(pc.clone());
+                    pc
+                }
+            }
+        };
+        let desc = RTCSessionDescription::offer(offer.sdp).map_err(|e| e.to_string())?;
+        pc.set_remote_description(desc).await.map_err(|e| e.to_string())?;
+        self.apply_early_candidates(proto::SignalTarget::Publisher).await;
+        let answer = pc.create_answer(None).await.map_err(|e| e.to_string())?;
+        pc.set_local_description(answer).await.map_err(|e| e.to_string())?;
+        let local = gathered(&pc).await?;
+        self.signal.send(Out::Answer(proto::SessionDescription {
+            r#type: "answer".into(),
+            sdp: local.sdp,
+            id: offer.id,
+            ..Default::default()
+        }));
+        Ok(())
+    }
+
+    /// The client's answer to our subscriber offer.
+    pub async fn on_answer(self: &Arc<Self>, answer: proto::SessionDescription) -> Result<(), String> {
+        let pc = self.subscriber.lock().await.clone().ok_or("answer without an offer")?;
+        let desc = RTCSessionDescription::answer(answer.sdp).map_err(|e| e.to_string())?;
+        pc.set_remote_description(desc).await.map_err(|e| e.to_string())?;
+        self.apply_early_candidates(proto::SignalTarget::Subscriber).await;
+        // Payload types are known now.
+        if let Some(room) = self.room() {
+            for t in room.published() {
+                let mine: Vec<Arc<DownTrack>> =
+                    lock(&t.down).iter().filter(|d| d.subscriber == self.sid).cloned().collect();
+                for d in mine {
+                    let sender = lock(&d.sender).clone();
+                    if let Some(sender) = sender
+                        && let Ok(p) = sender.get_parameters().await
+                        && let Some(c) = p.rtp_parameters.codecs.first()
+                    {
+                        d.pt.store(c.payload_type, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                if t.kind == RtpCodecKind::Video {
+                    let ssrcs: Vec<u32> = lock(&t.layers).values().copied().collect();
+                    for ssrc in ssrcs {
+                        t.request_keyframe(ssrc).await;
+                    }
+                }
+            }
+        }
+        let again = {
+            let mut n = lock(&self.nego);
+            n.in_flight = false;
+            std::mem::take(&mut n.again)
+        };
+        if again {
+            self.negotiate().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn on_trickle(&self, t: proto::TrickleRequest) -> Result<(), String> {
+        let init: RTCIceCandidateInit = serde_json::from_str(&t.candidate_init).map_err(|e| e.to_string())?;
+        if init.candidate.is_empty() {
+            return Ok(());
+        }
+        let pc = self.pc_for(t.target).await;
+        match pc {
+            Some(pc) if pc.remote_description().await.is_some() => {
+                pc.add_ice_candidate(init).await.map_err(|e| e.to_string())
+            }
+            // The client trickles as it gathers, which can be before its description
+            // reaches us: keep the candidate for when it does.
+            _ => {
+                lock(&self.early_candidates).push((t.target, init));
+                Ok(())
+            }
+        }
+    }
+
+    async fn pc_for(&self, target: i32) -> Option<Pc> {
+        if target == proto::SignalTarget::Subscriber as i32 {
+            self.subscriber.lock().await.clone()
+        } else {
+            self.publisher.lock().await.clone()
+        }
+    }
+
+    /// Applies candidates kept for `target` now that its remote description is set.
+    async fn apply_early_candidates(&self, target: proto::SignalTarget) {
+        let mine: Vec<RTCIceCandidateInit> = {
+            let mut all = lock(&self.early_candidates);
+            let (mine, rest): (Vec<_>, Vec<_>) = all.drain(..).partition(|(t, _)| *t == target as i32);
+            *all = rest;
+            mine.into_iter().map(|(_, c)| c).collect()
+        };
+        if let Some(pc) = self.pc_for(target as i32).await {
+            for c in mine {
+                if let Err(e) = pc.add_ice_candidate(c).await {
+                    tracing::debug!(participant = %self.sid, "early candidate refused: {e}");
+                }
+            }
+        }
+    }
+
+    /// Restarts every copy this participant receives from a fresh keyframe.
+    async fn restart_downtracks(&self) {
+        let Some(room) = self.room() else { return };
+        for t in room.published() {
+            let mine: Vec<Arc<DownTrack>> =
+                lock(&t.down).iter().filter(|d| d.subscriber == self.sid).cloned().collect();
+            for d in mine {
+                lock(&d.state).current = None;
+            }
+            if t.kind == RtpCodecKind::Video {
+                let ssrcs: Vec<u32> = lock(&t.layers).values().copied().collect();
+                for ssrc in ssrcs {
+                    t.request_keyframe(ssrc).await;
+                }
+            }
+        }
+    }
+
+    /// Sets the wanted quality of tracks for this subscriber.
+    pub fn set_quality(&self, track_sids: &[String], quality: proto::VideoQuality) {
+        let rank = match quality {
+            proto::VideoQuality::Low => 0,
+            proto::VideoQuality::Medium => 1,
+            _ => 2,
+        };
+        if let Some(room) = self.room() {
+            for t in room.published().iter().filter(|t| track_sids.contains(&t.sid)) {
+                for d in lock(&t.down).iter().filter(|d| d.subscriber == self.sid) {
+                    d.want.store(rank, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Reads a published track: learns its layers, then forwards every packet.
+    async fn run_published(self: Arc<Self>, track: Arc<dyn TrackRemote>) {
+        let cid = track.track_id().await;
+        let Some(room) = self.room() else { return };
+        let Some(tr_sid) = lock(&self.cids).get(&cid).cloned() else {
+            tracing::warn!(participant = %self.sid, %cid, "media for a track that was never announced (AddTrack)");
+            return;
+        };
+        let mut published: Option<Arc<PublishedTrack>> = None;
+        while let Some(ev) = track.poll().await {
+            match ev {
+                TrackRemoteEvent::OnOpen(init) => {
+                    let rid = init.rid.clone().unwrap_or_default();
+                    match &published {
+                        Some(p) => {
+                            lock(&p.layers).insert(rid, init.ssrc);
+                        }
+                        None => {
+                            let codec = track.codec(init.ssrc).await.unwrap_or_default();
+                            let p = Arc::new(PublishedTrack {
+                                sid: tr_sid.clone(),
+                                publisher: self.sid.clone(),
+                                kind: track.kind().await,
+                                codec,
+                                remote: track.clone(),
+                                layers: Mutex::new(HashMap::from([(rid, init.ssrc)])),
+                                down: Mutex::new(Vec::new()),
+                            });
+                            lock(&room.tracks).insert(tr_sid.clone(), p.clone());
+                            tracing::info!(participant = %self.sid, track = %tr_sid, codec = %p.codec.mime_type, "media arrived");
+                            let subscribers: Vec<Arc<Session>> = lock(&room.sessions)
+                                .values()
+                                .filter(|s| s.sid != self.sid && s.can_subscribe)
+                                .cloned()
+                                .collect();
+                            for s in subscribers {
+                                if let Err(e) = s.subscribe(&p).await {
+                                    tracing::warn!(subscriber = %s.sid, track = %tr_sid, "cannot subscribe: {e}");
+                                }
+                            }
+                            published = Some(p);
+                        }
+                    }
+                }
+                TrackRemoteEvent::OnRtpPacket(pkt) => {
+                    if let Some(p) = &published {
+                        p.forward(pkt).await;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Subscribes to everything already published (a late joiner).
+    pub async fn subscribe_existing(self: &Arc<Self>) {
+        let Some(room) = self.room() else { return };
+        for t in room.published().into_iter().filter(|t| t.publisher != self.sid) {
+            if let Err(e) = self.subscribe(&t).await {
+                tracing::warn!(subscriber = %self.sid, track = %t.sid, "cannot subscribe: {e}");
+            }
+        }
+    }
+
+    /// Adds a copy of `t` to this participant's subscriber connection and offers it.
+    async fn subscribe(self: &Arc<Self>, t: &Arc<PublishedTrack>) -> Result<(), String> {
+        if !self.can_subscribe || lock(&t.down).iter().any(|d| d.subscriber == self.sid) {
+            return Ok(());
+        }
+        let pc = {
+            let mut guard = self.subscriber.lock().await;
+            match guard.as_ref() {
+                Some(pc) => pc.clone(),
+                None => {
+                    let pc = new_pc(Arc::new(SubHandler { session: Arc::downgrade(self) })).await?;
+                    *guard = Some(pc.clone());
+                    pc
+                }
+            }
+        };
+        let ssrc: u32 = rand::random();
+        let local = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            format!("{}|{}", t.publisher, t.sid),
+            t.sid.clone(),
+            t.sid.clone(),
+            t.kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                codec: t.codec.clone(),
+                ..Default::default()
+            }],
+        )));
+        let transceiver = pc
+            .add_transceiver_from_track(
+                local.clone() as Arc<dyn TrackLocal>,
+                Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Sendonly, ..Default::default() }),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let sender = transceiver.sender().await.map_err(|e| e.to_string())?;
+        let d = Arc::new(DownTrack {
+            subscriber: self.sid.clone(),
+            local,
+            ssrc,
+            pt: std::sync::atomic::AtomicU8::new(0),
+            want: std::sync::atomic::AtomicU8::new(2),
+            connected: self.sub_connected.clone(),
+            state: Mutex::new(DownState::default()),
+            sender: Mutex::new(sender),
+        });
+        lock(&t.down).push(d);
+        self.negotiate().await
+    }
+
+    async fn unsubscribe(&self, d: &DownTrack) {
+        let sender = lock(&d.sender).take();
+        let pc = self.subscriber.lock().await.clone();
+        if let (Some(pc), Some(sender)) = (pc, sender) {
+            let _ = pc.remove_track(&sender).await;
+        }
+    }
+
+    /// Offers the subscriber connection, one negotiation at a time.
+    async fn negotiate(self: &Arc<Self>) -> Result<(), String> {
+        let id = {
+            let mut n = lock(&self.nego);
+            if n.in_flight {
+                n.again = true;
+                return Ok(());
+            }
+            n.in_flight = true;
+            n.next_id += 1;
+            n.next_id
+        };
+        let Some(pc) = self.subscriber.lock().await.clone() else { return Ok(()) };
+        let result = async {
+            let offer = pc.create_offer(None).await.map_err(|e| e.to_string())?;
+            pc.set_local_description(offer).await.map_err(|e| e.to_string())?;
+            gathered(&pc).await
+        }
+        .await;
+        match result {
+            Ok(local) => {
+                self.signal.send(Out::Offer(proto::SessionDescription {
+                    r#type: "offer".into(),
+                    sdp: local.sdp,
+                    id,
+                    ..Default::default()
+                }));
+                Ok(())
+            }
+            Err(e) => {
+                lock(&self.nego).in_flight = false;
+                Err(e)
+            }
+        }
+    }
+
+    async fn close(&self) {
+        for pc in [self.publisher.lock().await.take(), self.subscriber.lock().await.take()].into_iter().flatten() {
+            let _ = pc.close().await;
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Rooms and their participants: who is in which room, what they publish, and
+//! the signal messages each participant is sent. Media is handled elsewhere
+//! (`media`); this module is the roster and the broadcasts.
+
+use super::auth::Grant;
+use livekit_protocol as proto;
+use proto::signal_response::Message as Out;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// What the connection task of a participant is told to do.
+#[derive(Debug)]
+pub enum Outbound {
+    Signal(Box<proto::SignalResponse>),
+    /// Send a leave and close the connection.
+    Close(proto::DisconnectReason),
+}
+
+pub type Sender = mpsc::UnboundedSender<Outbound>;
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// An id in LiveKit's style: a prefix and 12 random characters.
+pub fn new_sid(prefix: &str) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    let tail: String = (0..12).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+    format!("{prefix}{tail}")
+}
+
+pub struct Participant {
+    pub info: proto::ParticipantInfo,
+    pub grant: Grant,
+    pub tx: Sender,
+}
+
+impl Participant {
+    pub fn send(&self, m: Out) {
+        send(&self.tx, m);
+    }
+}
+
+/// Queues a signal message; a closed channel means the connection is already gone.
+pub fn send(tx: &Sender, m: Out) {
+    let _ = tx.send(Outbound::Signal(Box::new(proto::SignalResponse { message: Some(m) })));
+}
+
+impl super::media::SignalSink for Sender {
+    fn send(&self, m: Out) {
+        send(self, m);
+    }
+}
+
+pub struct RoomState {
+    pub participants: BTreeMap<String, Participant>,
+    /// Bumped whenever the room empties or fills, so a pending close can tell.
+    pub generation: u64,
+}
+
+pub struct Room {
+    pub media: Arc<super::media::RoomMedia>,
+    pub sid: String,
+    pub name: String,
+    pub created_at: i64,
+    pub state: Mutex<RoomState>,
+}
+
+impl Room {
+    pub fn info(&self, participants: usize) -> proto::Room {
+        proto::Room {
+            sid: self.sid.clone(),
+            name: self.name.clone(),
+            creation_time: self.created_at / 1000,
+            creation_time_ms: self.created_at,
+            num_participants: participants as u32,
+            empty_timeout: 0,
+            ..Default::default()
+        }
+    }
+
+    /// Sends an update about `info` to everyone else (never about hidden ones).
+    pub fn broadcast_update(state: &RoomState, info: &proto::ParticipantInfo, hidden: bool) {
+        if hidden {
+            return;
+        }
+        for (sid, p) in &state.participants {
+            if *sid != info.sid {
+                p.send(Out::Update(proto::ParticipantUpdate { participants: vec![info.clone()] }));
+            }
+        }
+    }
+
+    /// Bumps a participant's version and tells everyone (itself included) its new state.
+    pub fn publish_change(state: &mut RoomState, sid: &str) {
+        let Some(p) = state.participants.get_mut(sid) else { return };
+        p.info.version += 1;
+        let info = p.info.clone();
+        let hidden = p.grant.hidden;
+        p.send(Out::Update(proto::ParticipantUpdate { participants: vec![info.clone()] }));
+        Room::broadcast_update(state, &info, hidden);
+    }
+}
+
+/// Every room of the server.
+pub struct Registry {
+    rooms: Mutex<HashMap<String, Arc<Room>>>,
+    /// How long an empty room lives before it closes.
+    pub empty_timeout: Duration,
+}
+
+/// What joining gives the connection task.
+pub struct Joined {
+    pub room: Arc<Room>,
+    pub sid: String,
+    pub response: proto::JoinResponse,
+}
+
+impl Registry {
+    pub fn new(empty_timeout: Duration) -> Arc<Self> {
+        Arc::new(Self { rooms: Mutex::new(HashMap::new()), empty_timeout })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Room>>> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn participant_count(&self) -> usize {
+        self.lock().values().map(|r| state(r).participants.len()).sum()
+    }
+
+    pub fn room(&self, name: &str) -> Option<Arc<Room>> {
+        self.lock().get(name).cloned()
+    }
+
+    /// Adds a participant to its room (created if needed) and builds its JoinResponse.
+    // `ParticipantPermission::recorder` is deprecated but still read by older SDKs.
+    #[allow(deprecated)]
+    pub fn join(&self, grant: Grant, tx: Sender, protocol: i32) -> Joined {
+        let room = self
+            .lock()
+            .entry(grant.room.clone())
+            .or_insert_with(|| {
+                Arc::new(Room {
+                    media: super::media::RoomMedia::new(),
+                    sid: new_sid("RM_"),
+                    name: grant.room.clone(),
+                    created_at: now_ms(),
+                    state: Mutex::new(RoomState { participants: BTreeMap::new(), generation: 0 }),
+                })
+            })
+            .clone();
+        let sid = new_sid("PA_");
+        let info = proto::ParticipantInfo {
+            sid: sid.clone(),
+            identity: grant.identity.clone(),
+            name: grant.name.clone(),
+            metadata: grant.metadata.clone(),
+            state: proto::participant_info::State::Joined as i32,
+            joined_at: now_ms() / 1000,
+            joined_at_ms: now_ms(),
+            version: 1,
+            permission: Some(proto::ParticipantPermission {
+                can_subscribe: grant.can_subscribe,
+                can_publish: grant.can_publish,
+                can_publish_data: grant.can_publish_data,
+                hidden: grant.hidden,
+                recorder: grant.recorder,
+                ..Default::default()
+            }),
+            is_publisher: false,
+            kind: if grant.recorder {
+                proto::participant_info::Kind::Egress as i32
+            } else {
+                proto::participant_info::Kind::Standard as i32
+            },
+            ..Default::default()
+        };
+        let mut st = state(&room);
+        // A second connection with the same identity replaces the first, as in LiveKit.
+        let dup: Vec<String> =
+            st.participants.iter().filter(|(_, p)| p.info.identity == grant.identity).map(|(s, _)| s.clone()).collect();
+        for d in dup {
+            if let Some(old) = st.participants.remove(&d) {
+                let _ = old.tx.send(Outbound::Close(proto::DisconnectReason::DuplicateIdentity));
+                notify_left(&st, &old);
+            }
+        }
+        let others: Vec<proto::ParticipantInfo> =
+            st.participants.values().filter(|p| !p.grant.hidden).map(|p| p.info.clone()).collect();
+        let hidden = grant.hidden;
+        st.participants.insert(sid.clone(), Participant { info: info.clone(), grant, tx });
+        st.generation += 1;
+        Room::broadcast_update(&st, &info, hidden);
+        let response = proto::JoinResponse {
+            room: Some(room.info(st.participants.len())),
+            participant: Some(info),
+            other_participants: others,
+            server_version: env!("CARGO_PKG_VERSION").into(),
+            server_info: Some(proto::ServerInfo {
+                edition: proto::server_info::Edition::Standard as i32,
+                version: env!("CARGO_PKG_VERSION").into(),
+                protocol: protocol.min(PROTOCOL_VERSION),
+                region: "local".into(),
+                node_id: "devroom".into(),
+                ..Default::default()
+            }),
+            // Clients negotiate their own (publisher) connection first; the server
+            // offers the subscriber connection when there is something to send.
+            subscriber_primary: false,
+            // LiveKit's defaults; the Rust SDK panics on 0.
+            ping_interval: 5,
+            ping_timeout: 15,
+            ..Default::default()
+        };
+        drop(st);
+        Joined { room, sid, response }
+    }
+
+    /// Removes a participant; closes the room after `empty_timeout` if it is left empty.
+    pub fn leave(self: &Arc<Self>, room: &Arc<Room>, sid: &str) {
+        let mut st = state(room);
+        let Some(p) = st.participants.remove(sid) else { return };
+        notify_left(&st, &p);
+        st.generation += 1;
+        if st.participants.is_empty() {
+            let generation = st.generation;
+            let (reg, room) = (self.clone(), room.clone());
+            let wait = self.empty_timeout;
+            drop(st);
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let still_empty = {
+                    let st = state(&room);
+                    st.participants.is_empty() && st.generation == generation
+                };
+                if still_empty {
+                    reg.remove_if_same(&room);
+                }
+            });
+        }
+    }
+
+    fn remove_if_same(&self, room: &Arc<Room>) {
+        let mut rooms = self.lock();
+        if rooms.get(&room.name).is_some_and(|r| Arc::ptr_eq(r, room)) {
+            rooms.remove(&room.name);
+            tracing::info!(room = %room.name, "room closed");
+        }
+    }
+
+    /// Closes a room now: every participant is told to leave.
+    pub fn close(&self, name: &str) -> bool {
+        let Some(room) = self.lock().remove(name) else { return false };
+        let st = state(&room);
+        for p in st.participants.values() {
+            let _ = p.tx.send(Outbound::Close(proto::DisconnectReason::RoomDeleted));
+        }
+        true
+    }
+}
+
+/// The newest signal protocol we speak (LiveKit's current).
+pub const PROTOCOL_VERSION: i32 = 17;
+
+pub fn state(room: &Room) -> std::sync::MutexGuard<'_, RoomState> {
+    room.state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn notify_left(st: &RoomState, p: &Participant) {
+    if p.grant.hidden {
+        return;
+    }
+    let mut info = p.info.clone();
+    info.state = proto::participant_info::State::Disconnected as i32;
+    info.version += 1;
+    info.tracks.clear();
+    for other in st.participants.values() {
+        other.send(Out::Update(proto::ParticipantUpdate { participants: vec![info.clone()] }));
+    }
+}

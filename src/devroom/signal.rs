@@ -1,0 +1,289 @@
+//! The signal endpoint: `/rtc` WebSocket, `/rtc/validate`, and `/rtc/v1` answered
+//! with 404 so LiveKit's SDKs fall back to two peer connections (v0).
+
+use super::auth::{AuthError, Keys};
+use super::room::{self, Outbound, PROTOCOL_VERSION, Registry, Room};
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::{SinkExt, StreamExt};
+use livekit_protocol as proto;
+use prost::Message as _;
+use proto::signal_request::Message as In;
+use proto::signal_response::Message as Out;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+pub struct Server {
+    pub registry: Arc<Registry>,
+    pub keys: Keys,
+}
+
+pub fn router(server: Arc<Server>) -> Router {
+    Router::new()
+        .route("/", get(|| async { "devroom: a local LiveKit-protocol room server\n" }))
+        .route("/rtc", get(rtc))
+        .route("/rtc/validate", get(validate))
+        .route("/rtc/v1", get(single_pc_not_supported))
+        .route("/rtc/v1/validate", get(single_pc_not_supported))
+        .with_state(server)
+}
+
+/// The token from `Authorization: Bearer` (Rust SDK) or `access_token` (JS SDK).
+fn token<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, String>) -> &'a str {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or(query.get("access_token").map(String::as_str))
+        .unwrap_or("")
+}
+
+fn refuse(e: AuthError) -> Response {
+    tracing::info!("refused a connection: {e}");
+    (StatusCode::UNAUTHORIZED, [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], e.to_string()).into_response()
+}
+
+async fn validate(
+    State(s): State<Arc<Server>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    match s.keys.verify_join(token(&headers, &q)) {
+        Ok(_) => ([(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], "success").into_response(),
+        Err(e) => refuse(e),
+    }
+}
+
+/// LiveKit's clients try the single-connection path first and fall back to `/rtc`
+/// on a 404 (whose body must not say the room does not exist).
+async fn single_pc_not_supported() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
+        "devroom speaks the two-peer-connection protocol (/rtc) only",
+    )
+        .into_response()
+}
+
+async fn rtc(
+    State(s): State<Arc<Server>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let grant = match s.keys.verify_join(token(&headers, &q)) {
+        Ok(g) => g,
+        Err(e) => return refuse(e),
+    };
+    let protocol = q.get("protocol").and_then(|p| p.parse().ok()).unwrap_or(PROTOCOL_VERSION);
+    ws.on_upgrade(move |socket| connection(s, socket, grant, protocol))
+}
+
+/// One participant's connection: the join, then requests until it leaves or breaks.
+async fn connection(s: Arc<Server>, socket: WebSocket, grant: super::auth::Grant, protocol: i32) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let can_subscribe = grant.can_subscribe;
+    let joined = s.registry.join(grant, tx.clone(), protocol);
+    let (room, sid) = (joined.room.clone(), joined.sid.clone());
+    let media = room.media.session(&sid, can_subscribe, Arc::new(tx));
+    tracing::info!(room = %room.name, participant = %sid, "joined");
+    let (mut sink, mut stream) = socket.split();
+    let first = proto::SignalResponse { message: Some(Out::Join(joined.response)) };
+    if sink.send(Message::Binary(first.encode_to_vec().into())).await.is_err() {
+        s.registry.leave(&room, &sid);
+        return;
+    }
+    // A late joiner receives what is already published.
+    {
+        let media = media.clone();
+        tokio::spawn(async move { media.subscribe_existing().await });
+    }
+    // Replies go out in the encoding the client uses (protobuf unless it sent JSON text).
+    let json = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let json_w = json.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(out) = rx.recv().await {
+            match out {
+                Outbound::Signal(m) => {
+                    let msg = if json_w.load(std::sync::atomic::Ordering::Relaxed) {
+                        Message::Text(serde_json::to_string(&*m).unwrap_or_default().into())
+                    } else {
+                        Message::Binary(m.encode_to_vec().into())
+                    };
+                    if sink.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+                Outbound::Close(reason) => {
+                    let leave = proto::SignalResponse {
+                        message: Some(Out::Leave(proto::LeaveRequest {
+                            reason: reason as i32,
+                            action: proto::leave_request::Action::Disconnect as i32,
+                            ..Default::default()
+                        })),
+                    };
+                    let _ = sink.send(Message::Binary(leave.encode_to_vec().into())).await;
+                    let _ = sink.close().await;
+                    break;
+                }
+            }
+        }
+    });
+    while let Some(frame) = stream.next().await {
+        let request = match frame {
+            Ok(Message::Binary(b)) => proto::SignalRequest::decode(b.as_ref()).map_err(|e| e.to_string()),
+            Ok(Message::Text(t)) => {
+                json.store(true, std::sync::atomic::Ordering::Relaxed);
+                serde_json::from_str::<proto::SignalRequest>(t.as_str()).map_err(|e| e.to_string())
+            }
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => continue,
+        };
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => {
+                // A malformed message ends this connection only.
+                tracing::warn!(participant = %sid, "malformed signal message, closing the connection: {e}");
+                break;
+            }
+        };
+        match handle(&room, &sid, &media, request) {
+            Handled::Done => {}
+            Handled::Leave => break,
+            Handled::Media(action) => {
+                if let Err(e) = run_media(&media, *action).await {
+                    tracing::warn!(participant = %sid, "media: {e}");
+                }
+            }
+        }
+    }
+    s.registry.leave(&room, &sid);
+    room.media.remove(&sid).await;
+    writer.abort();
+    tracing::info!(room = %room.name, participant = %sid, "left");
+}
+
+/// What a request needs after the roster is updated.
+enum Handled {
+    Done,
+    Leave,
+    Media(Box<In>),
+}
+
+async fn run_media(media: &Arc<super::media::Session>, action: In) -> Result<(), String> {
+    match action {
+        In::Offer(o) => media.on_offer(o).await,
+        In::Answer(a) => media.on_answer(a).await,
+        In::Trickle(t) => media.on_trickle(t).await,
+        In::TrackSetting(t) => {
+            // Width (when given) picks the layer: LiveKit's default ladder is 180/360/full.
+            #[allow(deprecated)]
+            let q = if t.width > 0 {
+                match t.width {
+                    0..=400 => proto::VideoQuality::Low,
+                    401..=800 => proto::VideoQuality::Medium,
+                    _ => proto::VideoQuality::High,
+                }
+            } else {
+                proto::VideoQuality::try_from(t.quality).unwrap_or(proto::VideoQuality::High)
+            };
+            media.set_quality(&t.track_sids, q);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Handles one request under the room lock.
+fn handle(room: &Arc<Room>, sid: &str, media: &Arc<super::media::Session>, req: proto::SignalRequest) -> Handled {
+    let Some(message) = req.message else { return Handled::Done };
+    let mut st = room::state(room);
+    let Some(me) = st.participants.get_mut(sid) else { return Handled::Leave };
+    match message {
+        In::Ping(ts) => me.send(Out::Pong(ts)),
+        In::PingReq(p) => me.send(Out::PongResp(proto::Pong {
+            last_ping_timestamp: p.timestamp,
+            timestamp: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+        })),
+        In::Leave(_) => return Handled::Leave,
+        m @ (In::Offer(_) | In::Answer(_) | In::Trickle(_) | In::TrackSetting(_)) => {
+            return Handled::Media(Box::new(m));
+        }
+        In::AddTrack(req) => {
+            if !me.grant.can_publish {
+                tracing::warn!(participant = %sid, "AddTrack without the canPublish grant: ignored");
+                return Handled::Done;
+            }
+            let track = track_info(&req);
+            media.cids.lock().unwrap_or_else(|e| e.into_inner()).insert(req.cid.clone(), track.sid.clone());
+            me.info.tracks.push(track.clone());
+            me.info.is_publisher = true;
+            me.send(Out::TrackPublished(proto::TrackPublishedResponse { cid: req.cid, track: Some(track) }));
+            Room::publish_change(&mut st, sid);
+        }
+        In::Mute(m) => {
+            if let Some(t) = me.info.tracks.iter_mut().find(|t| t.sid == m.sid) {
+                t.muted = m.muted;
+                Room::publish_change(&mut st, sid);
+            }
+        }
+        In::UpdateMetadata(m) => {
+            if !m.name.is_empty() {
+                me.info.name = m.name;
+            }
+            if !m.metadata.is_empty() {
+                me.info.metadata = m.metadata;
+            }
+            me.info.attributes.extend(m.attributes);
+            Room::publish_change(&mut st, sid);
+        }
+        other => tracing::debug!(participant = %sid, "not handled yet: {other:?}"),
+    }
+    Handled::Done
+}
+
+/// The published track as others will see it. The deprecated fields are still
+/// read by SDKs a few versions old, so they are filled too.
+#[allow(deprecated)]
+fn track_info(req: &proto::AddTrackRequest) -> proto::TrackInfo {
+    let video = req.r#type == proto::TrackType::Video as i32;
+    let mime = req
+        .simulcast_codecs
+        .first()
+        .map(|c| c.codec.clone())
+        .filter(|c| !c.is_empty())
+        .map(|c| if c.contains('/') { c } else { format!("{}/{}", if video { "video" } else { "audio" }, c) })
+        .unwrap_or_else(|| if video { "video/vp8".into() } else { "audio/opus".into() });
+    proto::TrackInfo {
+        sid: room::new_sid("TR_"),
+        r#type: req.r#type,
+        name: req.name.clone(),
+        muted: req.muted,
+        width: req.width,
+        height: req.height,
+        simulcast: req.layers.len() > 1,
+        disable_dtx: req.disable_dtx,
+        source: req.source,
+        layers: req.layers.clone(),
+        mime_type: mime.clone(),
+        codecs: vec![proto::SimulcastCodecInfo {
+            mime_type: mime,
+            cid: req.cid.clone(),
+            layers: req.layers.clone(),
+            ..Default::default()
+        }],
+        stereo: req.stereo,
+        disable_red: req.disable_red,
+        stream: req.stream.clone(),
+        audio_features: req.audio_features.clone(),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,231 @@
+//! devroom against real clients: LiveKit's Python SDK publishing and subscribing
+//! (installed by scripts/test-peers.sh), raw WebSocket and HTTP clients for bad
+//! input, and a join/leave loop that must leave nothing behind.
+
+use futures_util::{SinkExt, StreamExt};
+use livekit_api::access_token::{AccessToken, VideoGrants};
+use livekit_protocol as proto;
+use prost::Message as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tessera::devroom::{DevRoom, DevRoomConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+const KEY: &str = "devkey";
+const SECRET: &str = "devroom-test-secret-devroom-test-secret";
+
+async fn start() -> DevRoom {
+    DevRoom::start(DevRoomConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        api_key: KEY.into(),
+        api_secret: SECRET.into(),
+        empty_timeout: Duration::from_secs(1),
+    })
+    .await
+    .unwrap()
+}
+
+fn token(identity: &str, room: &str, secret: &str, ttl: Duration) -> String {
+    AccessToken::with_api_key(KEY, secret)
+        .with_identity(identity)
+        .with_ttl(ttl)
+        .with_grants(VideoGrants { room_join: true, room: room.into(), ..Default::default() })
+        .to_jwt()
+        .unwrap()
+}
+
+/// GET on devroom; returns (status, body).
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: devroom\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+/// Waits until the server holds no room and no participant.
+async fn drained(room: &DevRoom) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if room.registry.room_count() == 0 && room.registry.participant_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{} rooms and {} participants left behind", room.registry.room_count(), room.registry.participant_count());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_checked_with_reasons() {
+    let room = start().await;
+    let ok = token("a", "r", SECRET, Duration::from_secs(60));
+    assert_eq!(get(room.addr, &format!("/rtc/validate?access_token={ok}")).await, (200, "success".into()));
+
+    let wrong = token("a", "r", "another-secret-another-secret-another", Duration::from_secs(60));
+    let (code, body) = get(room.addr, &format!("/rtc/validate?access_token={wrong}")).await;
+    assert_eq!(code, 401);
+    assert!(body.contains("not signed with the secret of API key \"devkey\""), "{body}");
+
+    // Expired two minutes ago: beyond the 60 s leeway.
+    let expired = {
+        use jsonwebtoken::{EncodingKey, Header, encode};
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as usize;
+        let c = livekit_api::access_token::Claims {
+            exp: now - 120,
+            iss: KEY.into(),
+            sub: "a".into(),
+            video: VideoGrants { room_join: true, room: "r".into(), ..Default::default() },
+            ..Default::default()
+        };
+        encode(&Header::default(), &c, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+    };
+    let (code, body) = get(room.addr, &format!("/rtc/validate?access_token={expired}")).await;
+    assert_eq!((code, body.as_str()), (401, "the access token has expired"));
+
+    let no_join = AccessToken::with_api_key(KEY, SECRET)
+        .with_identity("a")
+        .with_grants(VideoGrants { room_list: true, ..Default::default() })
+        .to_jwt()
+        .unwrap();
+    let (code, body) = get(room.addr, &format!("/rtc/validate?access_token={no_join}")).await;
+    assert_eq!((code, body.as_str()), (401, "the access token does not grant roomJoin"));
+
+    let (code, body) = get(room.addr, "/rtc/validate").await;
+    assert_eq!(code, 401);
+    assert!(body.contains("no access token"), "{body}");
+
+    // A refused WebSocket upgrade says why too, and nothing joins.
+    let err = tokio_tungstenite::connect_async(format!("{}/rtc?access_token={wrong}", room.url())).await.unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    // The single-connection path is answered 404 so LiveKit's SDKs fall back to /rtc.
+    assert_eq!(get(room.addr, &format!("/rtc/v1/validate?access_token={ok}")).await.0, 404);
+    assert_eq!(room.registry.participant_count(), 0);
+}
+
+async fn join_ws(
+    room: &DevRoom,
+    identity: &str,
+    room_name: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let t = token(identity, room_name, SECRET, Duration::from_secs(60));
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("{}/rtc?access_token={t}&protocol=17", room.url())).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    let resp = proto::SignalResponse::decode(first.into_data().as_ref()).unwrap();
+    let Some(proto::signal_response::Message::Join(j)) = resp.message else { panic!("first message is not a join") };
+    assert!(j.ping_interval > 0 && j.ping_timeout > 0, "the Rust SDK needs both");
+    assert!(!j.server_info.unwrap().version.is_empty(), "the JS SDK needs a server version");
+    assert!(j.participant.unwrap().sid.starts_with("PA_") && j.room.unwrap().sid.starts_with("RM_"));
+    ws
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_message_closes_only_its_connection() {
+    let room = start().await;
+    let mut good = join_ws(&room, "good", "r").await;
+    let mut bad = join_ws(&room, "bad", "r").await;
+    bad.send(Message::Binary(vec![0xff, 0xff, 0xff, 0xff].into())).await.unwrap();
+    // The bad connection ends...
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match bad.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the malformed connection was not closed");
+    // ...the good one still answers pings.
+    let ping = proto::SignalRequest { message: Some(proto::signal_request::Message::Ping(42)) };
+    good.send(Message::Binary(ping.encode_to_vec().into())).await.unwrap();
+    let pong = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let m = good.next().await.unwrap().unwrap();
+            if let Ok(r) = proto::SignalResponse::decode(m.into_data().as_ref())
+                && let Some(proto::signal_response::Message::Pong(v)) = r.message
+            {
+                return v;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(pong, 42);
+    assert_eq!(room.registry.participant_count(), 1);
+    good.close(None).await.unwrap();
+    drained(&room).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_participants_joining_and_leaving_leave_nothing_behind() {
+    let room = start().await;
+    for i in 0..50 {
+        let mut ws = join_ws(&room, &format!("p{i}"), &format!("room-{}", i % 5)).await;
+        if i % 2 == 0 {
+            let leave = proto::SignalRequest {
+                message: Some(proto::signal_request::Message::Leave(proto::LeaveRequest::default())),
+            };
+            ws.send(Message::Binary(leave.encode_to_vec().into())).await.unwrap();
+        }
+        ws.close(None).await.unwrap();
+    }
+    drained(&room).await;
+    // And it still serves.
+    let mut ws = join_ws(&room, "after", "r").await;
+    ws.close(None).await.unwrap();
+    drained(&room).await;
+}
+
+/// The Python interpreter of scripts/test-peers.sh's venv.
+fn python() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/peers-venv/bin/python");
+    assert!(p.exists(), "run scripts/test-peers.sh (make test does) to install LiveKit's Python SDK");
+    p
+}
+
+fn peer(script: &str, url: &str, room: &str, args: &[&str]) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(python());
+    c.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers").join(script))
+        .args(["--url", url, "--key", KEY, "--secret", SECRET, "--room", room])
+        .args(args)
+        .kill_on_drop(true);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_publishes_with_simulcast_and_a_hidden_python_subscriber_receives() {
+    let room = start().await;
+    let url = room.url();
+    let publisher = peer("lk_publish.py", &url, "interop", &["--seconds", "14"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let out = peer("lk_subscribe.py", &url, "interop", &["--seconds", "7", "--hidden", "--identity", "recorder"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "subscriber failed: {}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+    assert_eq!(summary["participants"], serde_json::json!(["pub"]));
+    let video = &summary["tracks"]["pub/2"];
+    assert!(video["frames"].as_u64().unwrap_or(0) >= 10, "video frames: {summary}");
+    assert_eq!(video["sizes"], serde_json::json!([[640, 360]]), "{summary}");
+    // The publisher's colour (200, 40, 40) survived encode, forwarding and decode.
+    let px: Vec<i64> = video["pixel"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    for (got, want) in px.iter().zip([200, 40, 40]) {
+        assert!((got - want).abs() <= 16, "pixel {px:?}");
+    }
+    let audio = &summary["tracks"]["pub/1"];
+    // A 440 Hz tone at amplitude 8000 has an RMS of about 5700.
+    assert!(audio["rms"].as_f64().unwrap_or(0.0) > 2000.0, "audio: {summary}");
+    let out = publisher.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "publisher failed: {}", String::from_utf8_lossy(&out.stderr));
+    drained(&room).await;
+}

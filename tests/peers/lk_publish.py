@@ -1,0 +1,52 @@
+"""Publishes a moving colour pattern (640x360) and a 440 Hz tone into a room with
+the LiveKit Python SDK's default options (simulcast on), for a given time."""
+import argparse, array, asyncio, math
+from livekit import api, rtc
+
+async def main(a):
+    token = (api.AccessToken(a.key, a.secret).with_identity(a.identity).with_name(a.identity)
+             .with_grants(api.VideoGrants(room_join=True, room=a.room)).to_jwt())
+    room = rtc.Room()
+    await asyncio.wait_for(room.connect(a.url, token), 20)
+    w, h = 640, 360
+    vsrc = rtc.VideoSource(w, h)
+    vtrack = rtc.LocalVideoTrack.create_video_track("camera", vsrc)
+    await room.local_participant.publish_track(vtrack, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA))
+    asrc = rtc.AudioSource(48000, 1)
+    atrack = rtc.LocalAudioTrack.create_audio_track("mic", asrc)
+    await room.local_participant.publish_track(atrack, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
+    print("published", flush=True)
+    frame = bytearray(w * h * 4)
+    t0 = asyncio.get_running_loop().time()
+    n = 0
+    phase = 0.0
+    async def audio():
+        nonlocal phase
+        while True:
+            samples = []
+            for _ in range(480):
+                samples.append(int(8000 * math.sin(phase)))
+                phase += 2 * math.pi * 440 / 48000
+            f = rtc.AudioFrame.create(48000, 1, 480)
+            f.data[:] = array.array("h", samples)
+            await asrc.capture_frame(f)
+    task = asyncio.create_task(audio())
+    while asyncio.get_running_loop().time() - t0 < a.seconds:
+        x = (n * 8) % w
+        for i in range(0, len(frame), 4):
+            frame[i:i + 4] = b"\xc8\x28\x28\xff"
+        for y in range(h):
+            o = (y * w + x) * 4
+            frame[o:o + 64] = b"\xff\xff\xff\xff" * 16
+        vsrc.capture_frame(rtc.VideoFrame(w, h, rtc.VideoBufferType.RGBA, bytes(frame)))
+        n += 1
+        await asyncio.sleep(1 / 15)
+    task.cancel()
+    await room.disconnect()
+    print("done", n, flush=True)
+
+p = argparse.ArgumentParser()
+for k, d in [("url", "ws://127.0.0.1:7880"), ("key", "devkey"), ("secret", "secret"), ("room", "r1"), ("identity", "pub")]:
+    p.add_argument("--" + k, default=d)
+p.add_argument("--seconds", type=float, default=10)
+asyncio.run(main(p.parse_args()))

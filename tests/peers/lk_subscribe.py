@@ -1,0 +1,71 @@
+"""Joins a room, subscribes to everything, and prints a JSON summary of what it
+received: per track the decoded video sizes and frame count, or audio frames
+and level; participants seen, mutes, and who left."""
+import argparse, asyncio, json, math
+from livekit import api, rtc
+
+async def main(a):
+    token = (api.AccessToken(a.key, a.secret).with_identity(a.identity)
+             .with_grants(api.VideoGrants(room_join=True, room=a.room, can_publish=False, hidden=a.hidden)).to_jwt())
+    room = rtc.Room()
+    seen = {"participants": set(), "left": set(), "muted": set(), "tracks": {}}
+    tasks = []
+
+    async def read_video(track, key):
+        s = seen["tracks"][key]
+        async for ev in rtc.VideoStream(track):
+            s["frames"] += 1
+            s["sizes"].add((ev.frame.width, ev.frame.height))
+            if s["frames"] == 1:
+                argb = ev.frame.convert(rtc.VideoBufferType.RGBA)
+                d = argb.data
+                mid = (argb.height // 2 * argb.width + argb.width // 4) * 4
+                s["pixel"] = list(d[mid:mid + 3])
+
+    async def read_audio(track, key):
+        s = seen["tracks"][key]
+        async for ev in rtc.AudioStream(track, sample_rate=48000, num_channels=1):
+            s["frames"] += 1
+            data = ev.frame.data
+            s["energy"] += sum(v * v for v in data) / max(len(data), 1)
+
+    @room.on("track_subscribed")
+    def on_track(track, pub, participant):
+        key = f"{participant.identity}/{track.kind}"
+        seen["tracks"][key] = {"frames": 0, "sizes": set(), "energy": 0.0}
+        if track.kind == rtc.TrackKind.KIND_VIDEO:
+            tasks.append(asyncio.ensure_future(read_video(track, key)))
+        else:
+            tasks.append(asyncio.ensure_future(read_audio(track, key)))
+
+    @room.on("participant_connected")
+    def on_join(p):
+        seen["participants"].add(p.identity)
+
+    @room.on("participant_disconnected")
+    def on_leave(p):
+        seen["left"].add(p.identity)
+
+    @room.on("track_muted")
+    def on_mute(pub, p):
+        seen["muted"].add(f"{p.identity}/{pub.kind}")
+
+    await asyncio.wait_for(room.connect(a.url, token), 20)
+    for p in room.remote_participants.values():
+        seen["participants"].add(p.identity)
+    await asyncio.sleep(a.seconds)
+    await room.disconnect()
+    for t in tasks:
+        t.cancel()
+    out = {k: sorted(v) if isinstance(v, set) else v for k, v in seen.items()}
+    for s in out["tracks"].values():
+        s["sizes"] = sorted(s["sizes"])
+        s["rms"] = math.sqrt(s.pop("energy") / s["frames"]) if s["frames"] else 0.0
+    print(json.dumps(out), flush=True)
+
+p = argparse.ArgumentParser()
+for k, d in [("url", "ws://127.0.0.1:7880"), ("key", "devkey"), ("secret", "secret"), ("room", "r1"), ("identity", "sub")]:
+    p.add_argument("--" + k, default=d)
+p.add_argument("--seconds", type=float, default=10)
+p.add_argument("--hidden", action="store_true")
+asyncio.run(main(p.parse_args()))
