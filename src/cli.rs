@@ -35,6 +35,24 @@ pub struct DevroomArgs {
     /// Seconds an empty room stays open.
     #[arg(long, default_value_t = 20)]
     pub empty_timeout: u64,
+    /// Synthetic participants to put in the room (each a moving pattern in its colour and a tone).
+    #[arg(long, default_value_t = 0)]
+    pub synthetic: usize,
+    /// Room the synthetic participants join.
+    #[arg(long, default_value = "demo")]
+    pub room: String,
+    /// The first synthetic participant also shares a screen.
+    #[arg(long)]
+    pub screen_share: bool,
+    /// The last synthetic participant joins 5 s late.
+    #[arg(long)]
+    pub late_joiner: bool,
+    /// The second synthetic participant leaves after 10 s.
+    #[arg(long)]
+    pub leaver: bool,
+    /// The third synthetic participant mutes and unmutes every 4 s.
+    #[arg(long)]
+    pub mute_toggle: bool,
 }
 
 #[derive(Debug, Args)]

@@ -88,6 +88,8 @@ fn preview_cmd(a: PreviewArgs) -> Result<()> {
     }
     let room = RoomOptions {
         participants: n,
+        first: 0,
+        color: Default::default(),
         screen_share: a.screen_share,
         speaking: indices(&a.speaking, n, "speaking")?,
         muted: indices(&a.muted, n, "muted")?,
@@ -129,16 +131,36 @@ fn devroom_cmd(a: DevroomArgs) -> Result<()> {
     rt.block_on(async {
         let room = tessera::devroom::DevRoom::start(tessera::devroom::DevRoomConfig {
             bind: a.bind,
-            api_key: a.api_key,
-            api_secret: a.api_secret,
+            api_key: a.api_key.clone(),
+            api_secret: a.api_secret.clone(),
             empty_timeout: Duration::from_secs(a.empty_timeout),
         })
         .await
         .with_context(|| format!("binding {}", a.bind))?;
         println!("devroom: {}", room.url());
+        let synthetic = (a.synthetic > 0).then(|| {
+            let o = tessera::devroom::synthetic::SyntheticOptions {
+                url: room.url(),
+                api_key: a.api_key.clone(),
+                api_secret: a.api_secret.clone(),
+                room: a.room.clone(),
+                count: a.synthetic,
+                screen_share: a.screen_share,
+                late_joiner: a.late_joiner,
+                leaver: a.leaver,
+                mute_toggle: a.mute_toggle,
+                fps: 15,
+                duration: None,
+            };
+            println!("{} synthetic participants in room {:?}", a.synthetic, a.room);
+            tokio::spawn(tessera::devroom::synthetic::run(o))
+        });
         tokio::select! {
             _ = room.wait() => {}
             _ = tokio::signal::ctrl_c() => {}
+            Some(Ok(Err(e))) = async { match synthetic { Some(t) => Some(t.await), None => None } } => {
+                return Err(e.into());
+            }
         }
         Ok(())
     })

@@ -229,3 +229,44 @@ async fn python_sdk_publishes_with_simulcast_and_a_hidden_python_subscriber_rece
     assert!(out.status.success(), "publisher failed: {}", String::from_utf8_lossy(&out.stderr));
     drained(&room).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_subscriber_receives_synthetic_participants_their_mutes_and_leaves() {
+    use tessera::devroom::synthetic::{SyntheticOptions, run};
+    use tessera::preview::synthetic::color;
+    let room = start().await;
+    let synthetic = tokio::spawn(run(SyntheticOptions {
+        url: room.url(),
+        api_key: KEY.into(),
+        api_secret: SECRET.into(),
+        room: "synthetic".into(),
+        count: 3,
+        leaver: true,
+        mute_toggle: true,
+        duration: Some(Duration::from_secs(17)),
+        ..Default::default()
+    }));
+    let out =
+        peer("lk_subscribe.py", &room.url(), "synthetic", &["--seconds", "14", "--hidden"]).output().await.unwrap();
+    assert!(out.status.success(), "subscriber failed: {}", String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("")).unwrap();
+    assert_eq!(s["participants"], serde_json::json!(["synthetic-0", "synthetic-1", "synthetic-2"]), "{s}");
+    assert_eq!(s["left"], serde_json::json!(["synthetic-1"]), "{s}");
+    assert_eq!(s["muted"], serde_json::json!(["synthetic-2/1"]), "{s}");
+    assert_eq!(s["unmuted"], serde_json::json!(["synthetic-2/1"]), "{s}");
+    for i in 0..3 {
+        let v = &s["tracks"][format!("synthetic-{i}/2")];
+        assert_eq!(v["sizes"], serde_json::json!([[640, 360]]), "participant {i}: {s}");
+        assert!(v["frames"].as_u64().unwrap_or(0) >= 20, "participant {i}: {s}");
+        let want = color(i);
+        let got: Vec<i64> = v["pixel"].as_array().unwrap().iter().map(|c| c.as_i64().unwrap()).collect();
+        for (g, w) in got.iter().zip([want.r, want.g, want.b]) {
+            assert!((g - w as i64).abs() <= 24, "participant {i}: colour {got:?}, expected {want}");
+        }
+        let a = &s["tracks"][format!("synthetic-{i}/1")];
+        assert!(a["rms"].as_f64().unwrap_or(0.0) > 300.0, "participant {i} is silent: {s}");
+    }
+    synthetic.await.unwrap().unwrap();
+    drained(&room).await;
+}

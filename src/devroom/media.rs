@@ -6,8 +6,6 @@
 
 use livekit_protocol as proto;
 use proto::signal_response::Message as Out;
-use rtc::interceptor::Registry;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
@@ -19,48 +17,13 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+    PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription,
 };
 
-pub type Pc = Arc<dyn PeerConnection>;
+use crate::peer::{Pc, gathered, new_pc};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Builds a peer connection on loopback with VP8, H.264, Opus and the header
-/// extensions simulcast needs (mid, rid), candidates embedded in the SDP.
-async fn new_pc(handler: Arc<dyn PeerConnectionEventHandler>) -> Result<Pc, String> {
-    let mut me = MediaEngine::default();
-    me.register_default_codecs().map_err(|e| e.to_string())?;
-    let registry = register_default_interceptors(Registry::new(), &mut me).map_err(|e| e.to_string())?;
-    let se = SettingEngineBuilder::new().with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled).build();
-    let pc = PeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_media_engine(me)
-        .with_setting_engine(se)
-        .with_interceptor_registry(registry)
-        .with_handler(handler)
-        .with_udp_addrs(vec!["127.0.0.1:0"])
-        .build()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(Arc::new(pc))
-}
-
-/// The local description once every candidate is in it (no trickle from us:
-/// LiveKit's Rust SDK panics on some trickles, and loopback gathers at once).
-async fn gathered(pc: &Pc) -> Result<RTCSessionDescription, String> {
-    for _ in 0..300 {
-        if let Some(d) = pc.local_description().await
-            && d.sdp.contains("a=end-of-candidates")
-        {
-            return Ok(d);
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    pc.local_description().await.ok_or_else(|| "ICE gathering did not finish".to_string())
 }
 
 /// Where signal messages for a participant go.

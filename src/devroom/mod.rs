@@ -6,6 +6,7 @@ pub mod auth;
 pub mod media;
 pub mod room;
 pub mod signal;
+pub mod synthetic;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

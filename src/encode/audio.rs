@@ -1,6 +1,6 @@
-//! AAC through FFmpeg's native encoder, fed from the 48 kHz mixer.
+//! AAC through FFmpeg's native encoder, Opus through libopus, fed from the 48 kHz mixer.
 
-use super::{EncodeError, EncodedPacket, StreamKind, StreamSpec, ff};
+use super::{AudioCodec, EncodeError, EncodedPacket, StreamKind, StreamSpec, ff};
 use crate::audio::{CHANNELS, MixedBlock, SAMPLE_RATE};
 use crate::config::EncodingOptions;
 use ffmpeg::{ChannelLayout, Rational, codec, encoder, format, software::resampling};
@@ -15,23 +15,41 @@ pub struct AudioEncoder {
     fifo: [Vec<f32>; CHANNELS],
     /// Timestamp (in `rate` units) of the first sample in the fifo.
     next_pts: Option<i64>,
+    /// The encoder takes interleaved samples (libopus) rather than one plane per channel (AAC).
+    packed: bool,
 }
 
 impl AudioEncoder {
+    /// AAC at the options' rate and bitrate.
     pub fn new(opts: &EncodingOptions) -> Result<Self, EncodeError> {
+        Self::with_codec(AudioCodec::Aac, opts)
+    }
+
+    /// AAC, or Opus at 48 kHz (its native rate) in 20 ms frames.
+    pub fn with_codec(kind: AudioCodec, opts: &EncodingOptions) -> Result<Self, EncodeError> {
         super::init();
-        let codec = encoder::find(codec::Id::AAC).ok_or(EncodeError::NoCodec("aac"))?;
-        let mut enc = codec::context::Context::new_with_codec(codec).encoder().audio().map_err(ff("aac context"))?;
-        let rate = opts.audio_frequency;
+        let (codec, rate, packed) = match kind {
+            AudioCodec::Aac => {
+                (encoder::find(codec::Id::AAC).ok_or(EncodeError::NoCodec("aac"))?, opts.audio_frequency, false)
+            }
+            AudioCodec::Opus => {
+                (encoder::find_by_name("libopus").ok_or(EncodeError::NoCodec("libopus"))?, SAMPLE_RATE, true)
+            }
+        };
+        let mut enc =
+            codec::context::Context::new_with_codec(codec).encoder().audio().map_err(ff("audio encoder context"))?;
         enc.set_rate(rate as i32);
         // FFmpeg 5.1's API: both the layout and the channel count.
         enc.set_channel_layout(ChannelLayout::STEREO);
         enc.set_channels(CHANNELS as i32);
-        enc.set_format(format::Sample::F32(format::sample::Type::Planar));
+        let layout = if packed { format::sample::Type::Packed } else { format::sample::Type::Planar };
+        enc.set_format(format::Sample::F32(layout));
         enc.set_bit_rate(opts.audio_bitrate_kbps as usize * 1000);
         enc.set_time_base(Rational(1, rate as i32));
-        enc.set_flags(codec::Flags::GLOBAL_HEADER);
-        let enc = enc.open_as(codec).map_err(ff("opening the AAC encoder"))?;
+        if !packed {
+            enc.set_flags(codec::Flags::GLOBAL_HEADER);
+        }
+        let enc = enc.open_as(codec).map_err(ff("opening the audio encoder"))?;
         let frame_size = (enc.frame_size() as usize).max(1);
         let resampler = resampling::Context::get(
             format::Sample::F32(format::sample::Type::Packed),
@@ -42,7 +60,7 @@ impl AudioEncoder {
             rate,
         )
         .map_err(ff("creating the resampler"))?;
-        Ok(Self { enc, resampler, rate, frame_size, fifo: [Vec::new(), Vec::new()], next_pts: None })
+        Ok(Self { enc, resampler, rate, frame_size, fifo: [Vec::new(), Vec::new()], next_pts: None, packed })
     }
 
     pub fn spec(&self) -> StreamSpec {
@@ -86,17 +104,30 @@ impl AudioEncoder {
         let mut packets = Vec::new();
         while self.fifo[0].len() >= self.frame_size || (last && !self.fifo[0].is_empty()) {
             let take = self.fifo[0].len().min(self.frame_size);
-            let mut frame = ffmpeg::frame::Audio::new(
-                format::Sample::F32(format::sample::Type::Planar),
-                self.frame_size,
-                ChannelLayout::STEREO,
-            );
+            let layout = if self.packed { format::sample::Type::Packed } else { format::sample::Type::Planar };
+            let mut frame =
+                ffmpeg::frame::Audio::new(format::Sample::F32(layout), self.frame_size, ChannelLayout::STEREO);
             frame.set_rate(self.rate);
-            for ch in 0..CHANNELS {
-                let plane = frame.plane_mut::<f32>(ch);
-                plane[..take].copy_from_slice(&self.fifo[ch][..take]);
-                plane[take..].fill(0.0);
-                self.fifo[ch].drain(..take);
+            if self.packed {
+                // One plane of interleaved samples.
+                let bytes = frame.data_mut(0);
+                bytes.fill(0);
+                for i in 0..take {
+                    for ch in 0..CHANNELS {
+                        let o = (i * CHANNELS + ch) * 4;
+                        bytes[o..o + 4].copy_from_slice(&self.fifo[ch][i].to_ne_bytes());
+                    }
+                }
+                for ch in 0..CHANNELS {
+                    self.fifo[ch].drain(..take);
+                }
+            } else {
+                for ch in 0..CHANNELS {
+                    let plane = frame.plane_mut::<f32>(ch);
+                    plane[..take].copy_from_slice(&self.fifo[ch][..take]);
+                    plane[take..].fill(0.0);
+                    self.fifo[ch].drain(..take);
+                }
             }
             if take < self.frame_size {
                 frame.set_samples(take);
@@ -104,7 +135,7 @@ impl AudioEncoder {
             let pts = self.next_pts.unwrap_or(0);
             frame.set_pts(Some(pts));
             self.next_pts = Some(pts + take as i64);
-            self.enc.send_frame(&frame).map_err(ff("sending audio to the AAC encoder"))?;
+            self.enc.send_frame(&frame).map_err(ff("sending audio to the encoder"))?;
             self.receive(&mut packets)?;
         }
         Ok(packets)
@@ -117,7 +148,7 @@ impl AudioEncoder {
             self.take(&out);
         }
         let mut packets = self.drain(true)?;
-        self.enc.send_eof().map_err(ff("flushing the AAC encoder"))?;
+        self.enc.send_eof().map_err(ff("flushing the audio encoder"))?;
         self.receive(&mut packets)?;
         Ok(packets)
     }
@@ -130,7 +161,9 @@ impl AudioEncoder {
                 Ok(()) => packets.push(EncodedPacket { kind: StreamKind::Audio, packet, time_base: tb }),
                 Err(ffmpeg::Error::Eof) => return Ok(()),
                 Err(ffmpeg::Error::Other { errno }) if errno == libc::EAGAIN => return Ok(()),
-                Err(e) => return Err(EncodeError::Ffmpeg { what: "receiving from the AAC encoder".into(), cause: e }),
+                Err(e) => {
+                    return Err(EncodeError::Ffmpeg { what: "receiving from the audio encoder".into(), cause: e });
+                }
             }
         }
     }

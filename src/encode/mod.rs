@@ -12,7 +12,7 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum EncodeError {
-    #[error("FFmpeg has no {0} encoder (Debian's libavcodec with libx264 is needed)")]
+    #[error("FFmpeg has no {0} encoder (Debian's libavcodec with libx264, libvpx and libopus is needed)")]
     NoCodec(&'static str),
     #[error("{what}: {cause}")]
     Ffmpeg { what: String, cause: ffmpeg::Error },
@@ -23,6 +23,20 @@ pub enum EncodeError {
 pub(crate) fn ff(what: impl Into<String>) -> impl FnOnce(ffmpeg::Error) -> EncodeError {
     let what = what.into();
     move |cause| EncodeError::Ffmpeg { what, cause }
+}
+
+/// Video codecs we encode: H.264 for recordings and streams, VP8 for WebRTC publishing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    H264,
+    Vp8,
+}
+
+/// Audio codecs we encode: AAC for MP4/TS/FLV, Opus for WebRTC (and OGG).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioCodec {
+    Aac,
+    Opus,
 }
 
 /// Which stream of the job a packet belongs to.

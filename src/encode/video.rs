@@ -1,6 +1,6 @@
-//! H.264 through libx264.
+//! H.264 through libx264, VP8 through libvpx.
 
-use super::{EncodeError, EncodedPacket, StreamKind, StreamSpec, ff};
+use super::{EncodeError, EncodedPacket, StreamKind, StreamSpec, VideoCodec, ff};
 use crate::config::EncodingOptions;
 use crate::frame::{PixelFormat, VideoFrame};
 use ffmpeg::{Dictionary, Rational, codec, encoder, format};
@@ -21,12 +21,27 @@ pub struct VideoEncoder {
 
 impl VideoEncoder {
     /// Opens libx264 with `opts`. `gop` is frames between keyframes; `low_latency`
-    /// turns off B-frames and lookahead (streams).
+    /// turns off lookahead (streams).
     pub fn new(opts: &EncodingOptions, gop: u32, low_latency: bool) -> Result<Self, EncodeError> {
+        Self::with_codec(VideoCodec::H264, opts, gop, low_latency)
+    }
+
+    /// Opens the encoder for `kind`. VP8 is set up for real-time WebRTC sending
+    /// (no lag, fastest speed, error resilient); H.264 for muxers (global headers).
+    pub fn with_codec(
+        kind: VideoCodec,
+        opts: &EncodingOptions,
+        gop: u32,
+        low_latency: bool,
+    ) -> Result<Self, EncodeError> {
         super::init();
-        let codec = encoder::find_by_name("libx264").ok_or(EncodeError::NoCodec("libx264"))?;
+        let name = match kind {
+            VideoCodec::H264 => "libx264",
+            VideoCodec::Vp8 => "libvpx",
+        };
+        let codec = encoder::find_by_name(name).ok_or(EncodeError::NoCodec(name))?;
         let mut enc =
-            codec::context::Context::new_with_codec(codec).encoder().video().map_err(ff("libx264 context"))?;
+            codec::context::Context::new_with_codec(codec).encoder().video().map_err(ff(format!("{name} context")))?;
         enc.set_width(opts.width);
         enc.set_height(opts.height);
         enc.set_format(format::Pixel::YUV420P);
@@ -41,20 +56,30 @@ impl VideoEncoder {
             (*p).color_primaries = ffmpeg::ffi::AVColorPrimaries::AVCOL_PRI_BT709;
             (*p).color_trc = ffmpeg::ffi::AVColorTransferCharacteristic::AVCOL_TRC_BT709;
         }
-        // Every muxer we feed (MP4, FLV) wants SPS/PPS in the stream header.
-        enc.set_flags(codec::Flags::GLOBAL_HEADER);
         // No B-frames: what LiveKit's x264enc does, and every packet's dts equals its
         // pts, so files start at 0 without edit lists and streams add no reorder delay.
         enc.set_max_b_frames(0);
         let mut dict = Dictionary::new();
-        dict.set("preset", &opts.x264_preset);
-        dict.set("profile", opts.profile.x264_name());
-        // Keyframes exactly every `gop` frames: outputs cut segments on them.
-        dict.set("x264-params", &format!("keyint={gop}:min-keyint={gop}:scenecut=0"));
-        if low_latency {
-            dict.set("tune", "zerolatency");
+        match kind {
+            VideoCodec::H264 => {
+                // Every muxer we feed (MP4, FLV) wants SPS/PPS in the stream header.
+                enc.set_flags(codec::Flags::GLOBAL_HEADER);
+                dict.set("preset", &opts.x264_preset);
+                dict.set("profile", opts.profile.x264_name());
+                // Keyframes exactly every `gop` frames: outputs cut segments on them.
+                dict.set("x264-params", &format!("keyint={gop}:min-keyint={gop}:scenecut=0"));
+                if low_latency {
+                    dict.set("tune", "zerolatency");
+                }
+            }
+            VideoCodec::Vp8 => {
+                dict.set("deadline", "realtime");
+                dict.set("cpu-used", "8");
+                dict.set("lag-in-frames", "0");
+                dict.set("error-resilient", "1");
+            }
         }
-        let enc = enc.open_as_with(codec, dict).map_err(ff("opening libx264"))?;
+        let enc = enc.open_as_with(codec, dict).map_err(ff(format!("opening {name}")))?;
         let frame = ffmpeg::frame::Video::new(format::Pixel::YUV420P, opts.width, opts.height);
         Ok(Self {
             enc,

@@ -7,7 +7,7 @@ use crate::color::{Rgba, rgb_to_yuv};
 use crate::frame::{PixelFormat, VideoFrame};
 use crate::layout::{TileKind, TileSource};
 use crate::render::cpu::CpuRenderer;
-use crate::render::{OUTPUT_COLOR, RenderError, render_once};
+use crate::render::{RenderError, render_once};
 use crate::scene::{Anchor, Overlay, OverlayContent, Rect, Scene, Tile};
 
 const NAMES: [&str; 12] =
@@ -45,12 +45,17 @@ pub fn tone_hz(i: usize) -> f32 {
 #[derive(Debug, Clone, Default)]
 pub struct RoomOptions {
     pub participants: usize,
+    /// Index of the first participant (names, colours and tones follow the index).
+    pub first: usize,
     /// Participant 0 shares a screen.
     pub screen_share: bool,
     /// 0-based indices.
     pub speaking: Vec<usize>,
     pub muted: Vec<usize>,
     pub camera_off: Vec<usize>,
+    /// Colour space of the camera frames: BT.709 (the output's) for previews,
+    /// BT.601 for WebRTC publishing, which is what receivers assume for VP8.
+    pub color: crate::frame::ColorSpace,
     /// Camera resolution.
     pub input_width: u32,
     pub input_height: u32,
@@ -105,18 +110,20 @@ impl SyntheticRoom {
     /// Fails only for camera sizes the renderer refuses (below 2 pixels, above 4096).
     pub fn new(opts: RoomOptions) -> Result<Self, RenderError> {
         let (w, h) = (opts.input_width, opts.input_height);
-        let people = (0..opts.participants)
+        let people = (opts.first..opts.first + opts.participants)
             .map(|i| {
-                let base = base_frame(w, h, color(i), &name(i))?;
-                let light = rgb_to_yuv(lighter(color(i)), OUTPUT_COLOR);
+                let mut base = base_frame(w, h, color(i), &name(i))?;
+                crate::render::cpu::convert_frame(&mut base, opts.color);
+                let light = rgb_to_yuv(lighter(color(i)), opts.color);
                 Ok(Participant { name: name(i), frame: base.clone(), base, light })
             })
             .collect::<Result<_, RenderError>>()?;
         let share = if opts.screen_share && opts.participants > 0 {
             let slide = Rgba::rgb(0xf0, 0xf0, 0xf0);
-            let base = base_frame(1280, 720, slide, &format!("{}'s screen", name(0)))?;
-            let light = rgb_to_yuv(Rgba::rgb(40, 40, 40), OUTPUT_COLOR);
-            Some(Participant { name: name(0), frame: base.clone(), base, light })
+            let mut base = base_frame(1280, 720, slide, &format!("{}'s screen", name(opts.first)))?;
+            crate::render::cpu::convert_frame(&mut base, opts.color);
+            let light = rgb_to_yuv(Rgba::rgb(40, 40, 40), opts.color);
+            Some(Participant { name: name(opts.first), frame: base.clone(), base, light })
         } else {
             None
         };
@@ -149,7 +156,7 @@ impl SyntheticRoom {
             .map(|(i, p)| {
                 let speaking = self.opts.speaking.contains(&i);
                 TileSource {
-                    identity: format!("synthetic-{i}"),
+                    identity: format!("synthetic-{}", self.opts.first + i),
                     name: p.name.clone(),
                     kind: TileKind::Camera,
                     video: (!self.opts.camera_off.contains(&i)).then_some(i),
@@ -163,7 +170,7 @@ impl SyntheticRoom {
             .collect();
         if let Some(s) = &self.share {
             v.push(TileSource {
-                identity: "synthetic-0".into(),
+                identity: format!("synthetic-{}", self.opts.first),
                 name: s.name.clone(),
                 kind: TileKind::ScreenShare,
                 video: Some(self.people.len()),
@@ -184,7 +191,7 @@ impl SyntheticRoom {
 
     /// Participant `i`'s tone for `frames` sample frames from clock position `pos`.
     pub fn audio(&self, i: usize, pos: i64, frames: usize) -> Vec<f32> {
-        let f = tone_hz(i) as f64;
+        let f = tone_hz(self.opts.first + i) as f64;
         let mut out = Vec::with_capacity(frames * CHANNELS);
         for k in 0..frames as i64 {
             // Phase from the absolute position keeps the tone continuous across blocks.

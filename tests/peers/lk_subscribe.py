@@ -8,7 +8,7 @@ async def main(a):
     token = (api.AccessToken(a.key, a.secret).with_identity(a.identity)
              .with_grants(api.VideoGrants(room_join=True, room=a.room, can_publish=False, hidden=a.hidden)).to_jwt())
     room = rtc.Room()
-    seen = {"participants": set(), "left": set(), "muted": set(), "tracks": {}}
+    seen = {"participants": set(), "left": set(), "muted": set(), "unmuted": set(), "tracks": {}}
     tasks = []
 
     async def read_video(track, key):
@@ -16,11 +16,13 @@ async def main(a):
         async for ev in rtc.VideoStream(track):
             s["frames"] += 1
             s["sizes"].add((ev.frame.width, ev.frame.height))
-            if s["frames"] == 1:
-                argb = ev.frame.convert(rtc.VideoBufferType.RGBA)
-                d = argb.data
-                mid = (argb.height // 2 * argb.width + argb.width // 4) * 4
-                s["pixel"] = list(d[mid:mid + 3])
+            if s["frames"] == 10:
+                # The median of a grid of points: the participant's colour, whatever
+                # moving bar or label covers some of them.
+                rgba = ev.frame.convert(rtc.VideoBufferType.RGBA)
+                d, w, h = rgba.data, rgba.width, rgba.height
+                pts = [((y * h // 6) * w + x * w // 6) * 4 for y in range(1, 6) for x in range(1, 6)]
+                s["pixel"] = [sorted(d[o + c] for o in pts)[len(pts) // 2] for c in range(3)]
 
     async def read_audio(track, key):
         s = seen["tracks"][key]
@@ -47,8 +49,12 @@ async def main(a):
         seen["left"].add(p.identity)
 
     @room.on("track_muted")
-    def on_mute(pub, p):
-        seen["muted"].add(f"{p.identity}/{pub.kind}")
+    def on_mute(participant, publication):
+        seen["muted"].add(f"{participant.identity}/{publication.kind}")
+
+    @room.on("track_unmuted")
+    def on_unmute(participant, publication):
+        seen["unmuted"].add(f"{participant.identity}/{publication.kind}")
 
     await asyncio.wait_for(room.connect(a.url, token), 20)
     for p in room.remote_participants.values():

@@ -67,6 +67,19 @@ impl Converter {
     }
 }
 
+/// Converts an I420 frame to another colour space in place.
+pub fn convert_frame(f: &mut crate::frame::VideoFrame, to: ColorSpace) {
+    if f.color == to || f.format != crate::frame::PixelFormat::I420 {
+        return;
+    }
+    let conv = Converter::new(f.color, to);
+    let strides = [f.planes[0].stride, f.planes[1].stride, f.planes[2].stride];
+    let (w, h) = (f.width & !1, f.height & !1);
+    let [y, u, v] = &mut f.planes[..] else { return };
+    conv.apply(&mut [&mut y.data, &mut u.data, &mut v.data], strides, 0, 0, w, h);
+    f.color = to;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

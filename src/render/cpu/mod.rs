@@ -4,6 +4,7 @@
 
 mod chrome;
 mod convert;
+pub use convert::{Converter, convert_frame};
 mod overlay;
 pub mod scale;
 
@@ -13,7 +14,6 @@ use crate::color::rgb_to_yuv;
 use crate::frame::{ColorSpace, PixelFormat, Plane, VideoFrame};
 use crate::scene::{OverlayContent, Rect, Scene, place_overlay};
 use chrome::{ChromeCache, mix};
-use convert::Converter;
 use overlay::YuvSprite;
 use scale::{Canvas, Scalers};
 use std::collections::HashMap;

@@ -1,0 +1,256 @@
+//! Synthetic participants: real clients that join a room over LiveKit's protocol
+//! and publish VP8 video of a moving pattern in their own colour with their name,
+//! and Opus audio (a tone at their own pitch, in speaking turns). Every 5 s the
+//! video flashes white and the audio beeps at 1 kHz at the same instant, so a
+//! recording's A/V sync can be measured. Options add a screen share, a late
+//! joiner, a leaver and a microphone mute toggle.
+
+use crate::audio::{CHANNELS, MixedBlock, SAMPLE_RATE};
+use crate::config::EncodingOptions;
+use crate::encode::{AudioCodec, AudioEncoder, EncodeError, VideoCodec, VideoEncoder};
+use crate::frame::VideoFrame;
+use crate::preview::synthetic::{RoomOptions, SyntheticRoom, name};
+use crate::room::{ClientError, LocalTrack, RoomClient, TrackSpec};
+use livekit_api::access_token::{AccessToken, VideoGrants};
+use livekit_protocol as proto;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SyntheticError {
+    #[error("synthetic participant {who}: {cause}")]
+    Client { who: String, cause: ClientError },
+    #[error("synthetic participant {who}: {cause}")]
+    Encode { who: String, cause: EncodeError },
+    #[error("synthetic participant {who}: {cause}")]
+    Render { who: String, cause: crate::render::RenderError },
+    #[error("cannot sign a token: {0}")]
+    Token(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct SyntheticOptions {
+    pub url: String,
+    pub api_key: String,
+    pub api_secret: String,
+    pub room: String,
+    pub count: usize,
+    /// Participant 1 also shares a screen.
+    pub screen_share: bool,
+    /// The last participant joins 5 s late.
+    pub late_joiner: bool,
+    /// Participant 2 leaves after 10 s.
+    pub leaver: bool,
+    /// The third participant mutes and unmutes its microphone every 4 s.
+    pub mute_toggle: bool,
+    pub fps: u32,
+    /// How long to run; None until cancelled.
+    pub duration: Option<Duration>,
+}
+
+impl Default for SyntheticOptions {
+    fn default() -> Self {
+        Self {
+            url: "ws://127.0.0.1:7880".into(),
+            api_key: "devkey".into(),
+            api_secret: "secret".into(),
+            room: "demo".into(),
+            count: 4,
+            screen_share: false,
+            late_joiner: false,
+            leaver: false,
+            mute_toggle: false,
+            fps: 15,
+            duration: None,
+        }
+    }
+}
+
+/// Seconds between flash-and-beep marks, and how long each lasts.
+pub const MARK_EVERY: Duration = Duration::from_secs(5);
+pub const MARK_LENGTH: Duration = Duration::from_millis(100);
+/// Seconds each participant speaks in turn.
+const TURN: i64 = 3;
+
+/// Runs every participant until the duration ends (or forever).
+pub async fn run(o: SyntheticOptions) -> Result<(), SyntheticError> {
+    let mut tasks = Vec::new();
+    for i in 0..o.count {
+        tasks.push(tokio::spawn(participant(o.clone(), i)));
+    }
+    for t in tasks {
+        match t.await {
+            Ok(r) => r?,
+            Err(e) => tracing::error!("a synthetic participant panicked: {e}"),
+        }
+    }
+    Ok(())
+}
+
+fn token(o: &SyntheticOptions, i: usize) -> Result<String, SyntheticError> {
+    AccessToken::with_api_key(&o.api_key, &o.api_secret)
+        .with_identity(&format!("synthetic-{i}"))
+        .with_name(&name(i))
+        .with_ttl(Duration::from_secs(24 * 3600))
+        .with_grants(VideoGrants {
+            room_join: true,
+            room: o.room.clone(),
+            can_subscribe: Some(false),
+            ..Default::default()
+        })
+        .to_jwt()
+        .map_err(|e| SyntheticError::Token(e.to_string()))
+}
+
+fn flash(f: &mut VideoFrame) {
+    for (k, p) in f.planes.iter_mut().enumerate() {
+        p.data.fill(if k == 0 { 235 } else { 128 });
+    }
+}
+
+async fn participant(o: SyntheticOptions, i: usize) -> Result<(), SyntheticError> {
+    let who = name(i);
+    let client_err = |cause| SyntheticError::Client { who: name(i), cause };
+    let enc_err = |cause| SyntheticError::Encode { who: name(i), cause };
+    let late = o.late_joiner && i + 1 == o.count && o.count > 1;
+    let leaves = o.leaver && i == 1;
+    let toggles = o.mute_toggle && i == 2.min(o.count.saturating_sub(1));
+    let shares = o.screen_share && i == 0;
+    let started = Instant::now();
+    let end = o.duration.map(|d| started + d);
+    if late {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let client = RoomClient::connect(&o.url, &token(&o, i)?).await.map_err(client_err)?;
+    let mut specs = vec![TrackSpec::vp8("camera", proto::TrackSource::Camera, 640, 360), TrackSpec::opus("microphone")];
+    if shares {
+        specs.push(TrackSpec::vp8("screen", proto::TrackSource::ScreenShare, 1280, 720));
+    }
+    let tracks = client.publish(specs).await.map_err(client_err)?;
+    tracing::info!(participant = %who, "synthetic participant publishing");
+    let mut room = SyntheticRoom::new(RoomOptions {
+        participants: 1,
+        first: i,
+        screen_share: shares,
+        color: crate::frame::ColorSpace { matrix: crate::frame::Matrix::Bt601, range: crate::frame::Range::Limited },
+        input_width: 640,
+        input_height: 360,
+        ..Default::default()
+    })
+    .map_err(|cause| SyntheticError::Render { who: who.clone(), cause })?;
+    let fps = o.fps.max(1);
+    let cam_opts =
+        EncodingOptions { width: 640, height: 360, framerate: fps, video_bitrate_kbps: 600, ..Default::default() };
+    let share_opts = EncodingOptions { width: 1280, height: 720, video_bitrate_kbps: 1200, ..cam_opts.clone() };
+    let mut cam = VideoEncoder::with_codec(VideoCodec::Vp8, &cam_opts, fps * 2, true).map_err(enc_err)?;
+    let mut share = if shares {
+        Some(VideoEncoder::with_codec(VideoCodec::Vp8, &share_opts, fps * 2, true).map_err(enc_err)?)
+    } else {
+        None
+    };
+    let mut mic = AudioEncoder::with_codec(AudioCodec::Opus, &EncodingOptions { audio_bitrate_kbps: 64, ..cam_opts })
+        .map_err(enc_err)?;
+    let frame_len = Duration::from_secs(1) / fps;
+    let mut audio_pos: i64 = 0;
+    let mut muted = false;
+    let joined = Instant::now();
+    let t0 = joined;
+    for k in 0u64.. {
+        let due = t0 + frame_len * k as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let now = Instant::now();
+        if end.is_some_and(|e| now >= e) || (leaves && now - started >= Duration::from_secs(10)) {
+            break;
+        }
+        let t = now - t0;
+        let t_us = t.as_micros() as i64;
+        // The mark is on the job clock: multiples of MARK_EVERY since the participant started sending.
+        let in_mark = (t.as_millis() % MARK_EVERY.as_millis()) < MARK_LENGTH.as_millis();
+        room.update(t_us);
+        let mut frames: Vec<VideoFrame> = room.frames().into_iter().cloned().collect();
+        if in_mark {
+            flash(&mut frames[0]);
+        }
+        send_video(&mut cam, &frames[0], t_us, &tracks[0], frame_len).await.map_err(|e| match e {
+            Sent::Encode(c) => enc_err(c),
+            Sent::Client(c) => client_err(c),
+        })?;
+        if let (Some(enc), Some(frame), Some(track)) = (share.as_mut(), frames.get(1), tracks.get(2)) {
+            send_video(enc, frame, t_us, track, frame_len).await.map_err(|e| match e {
+                Sent::Encode(c) => enc_err(c),
+                Sent::Client(c) => client_err(c),
+            })?;
+        }
+        if toggles {
+            let want = (t.as_secs() / 4) % 2 == 1;
+            if want != muted {
+                muted = want;
+                client.mute(&tracks[1].sid, muted).map_err(client_err)?;
+            }
+        }
+        // Audio up to this frame's time, in 10 ms blocks.
+        let until = (t.as_secs_f64() * SAMPLE_RATE as f64) as i64;
+        while audio_pos + 480 <= until {
+            let block = audio_block(&room, i, o.count, audio_pos);
+            audio_pos += 480;
+            if muted {
+                continue;
+            }
+            for p in mic.encode(&block).map_err(enc_err)? {
+                if let Some(data) = p.packet.data() {
+                    tracks[1]
+                        .write(bytes::Bytes::copy_from_slice(data), Duration::from_millis(20))
+                        .await
+                        .map_err(client_err)?;
+                }
+            }
+        }
+    }
+    client.leave().await;
+    tracing::info!(participant = %who, "synthetic participant left");
+    Ok(())
+}
+
+enum Sent {
+    Encode(EncodeError),
+    Client(ClientError),
+}
+
+async fn send_video(
+    enc: &mut VideoEncoder,
+    f: &VideoFrame,
+    t_us: i64,
+    track: &LocalTrack,
+    d: Duration,
+) -> Result<(), Sent> {
+    for p in enc.encode(f, t_us).map_err(Sent::Encode)? {
+        if let Some(data) = p.packet.data() {
+            track.write(bytes::Bytes::copy_from_slice(data), d).await.map_err(Sent::Client)?;
+        }
+    }
+    Ok(())
+}
+
+/// 10 ms of participant `i`'s audio at clock position `pos`: its tone during its
+/// speaking turn, silence otherwise, and the 1 kHz beep during a mark.
+fn audio_block(room: &SyntheticRoom, i: usize, count: usize, pos: i64) -> MixedBlock {
+    let frames = 480;
+    let secs = pos / SAMPLE_RATE as i64;
+    let speaking = (secs / TURN) as usize % count.max(1) == i;
+    let mark_len = (MARK_LENGTH.as_secs_f64() * SAMPLE_RATE as f64) as i64;
+    let every = (MARK_EVERY.as_secs_f64() * SAMPLE_RATE as f64) as i64;
+    let mut samples = if speaking {
+        room.audio(0, pos, frames).iter().map(|s| s * 3.0).collect()
+    } else {
+        vec![0.0; frames * CHANNELS]
+    };
+    for k in 0..frames {
+        let p = pos + k as i64;
+        if p % every < mark_len {
+            let v = (0.3 * (std::f64::consts::TAU * 1000.0 * p as f64 / SAMPLE_RATE as f64).sin()) as f32;
+            samples[k * 2] = v;
+            samples[k * 2 + 1] = v;
+        }
+    }
+    MixedBlock { pts: pos, samples }
+}

@@ -1,0 +1,54 @@
+//! WebRTC peer connections as devroom and the room client build them: loopback
+//! or host UDP, VP8/H.264/Opus, the header extensions simulcast needs, NACK and
+//! RTCP reports, and every candidate in the SDP (no trickle from our side).
+
+use rtc::interceptor::Registry;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use std::sync::Arc;
+use std::time::Duration;
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCSessionDescription, SettingEngineBuilder,
+};
+
+pub type Pc = Arc<dyn PeerConnection>;
+
+/// Builds a peer connection on loopback with VP8, H.264, Opus and the header
+/// extensions simulcast needs (mid, rid), candidates embedded in the SDP.
+pub async fn new_pc(handler: Arc<dyn PeerConnectionEventHandler>) -> Result<Pc, String> {
+    let mut me = MediaEngine::default();
+    me.register_default_codecs().map_err(|e| e.to_string())?;
+    let registry = register_default_interceptors(Registry::new(), &mut me).map_err(|e| e.to_string())?;
+    let se = SettingEngineBuilder::new().with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled).build();
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(me)
+        .with_setting_engine(se)
+        .with_interceptor_registry(registry)
+        .with_handler(handler)
+        .with_udp_addrs(vec!["127.0.0.1:0"])
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(pc))
+}
+
+/// The local description once every candidate is in it (no trickle from us:
+/// LiveKit's Rust SDK panics on some trickles, and loopback gathers at once).
+pub async fn gathered(pc: &Pc) -> Result<RTCSessionDescription, String> {
+    for _ in 0..300 {
+        if let Some(d) = pc.local_description().await
+            && d.sdp.contains("a=end-of-candidates")
+        {
+            return Ok(d);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    pc.local_description().await.ok_or_else(|| "ICE gathering did not finish".to_string())
+}
+
+/// A handler for connections whose events nobody needs.
+pub struct Quiet;
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Quiet {}

@@ -1,0 +1,374 @@
+//! A client of LiveKit's signal protocol (v0, two peer connections): joins any
+//! LiveKit-protocol server (devroom here, LiveKit in production) and publishes
+//! tracks. Synthetic participants use it now; the recorder will subscribe with it.
+
+use crate::peer::{Pc, Quiet, gathered, new_pc};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use livekit_protocol as proto;
+use prost::Message as _;
+use proto::signal_request::Message as Req;
+use proto::signal_response::Message as Resp;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
+use webrtc::media_stream::MediaStreamTrack;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::peer_connection::RTCSessionDescription;
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("cannot connect to {url}: {cause}")]
+    Connect { url: String, cause: String },
+    #[error("the server refused the connection: {0}")]
+    Refused(String),
+    #[error("the server closed the connection")]
+    Closed,
+    #[error("no {0} from the server in time")]
+    Timeout(&'static str),
+    #[error("WebRTC: {0}")]
+    Rtc(String),
+}
+
+/// A track to publish.
+#[derive(Debug, Clone)]
+pub struct TrackSpec {
+    pub name: String,
+    pub kind: RtpCodecKind,
+    pub source: proto::TrackSource,
+    pub width: u32,
+    pub height: u32,
+    pub codec: RTCRtpCodec,
+}
+
+impl TrackSpec {
+    pub fn vp8(name: &str, source: proto::TrackSource, width: u32, height: u32) -> Self {
+        Self {
+            name: name.into(),
+            kind: RtpCodecKind::Video,
+            source,
+            width,
+            height,
+            codec: RTCRtpCodec { mime_type: "video/VP8".into(), clock_rate: 90_000, ..Default::default() },
+        }
+    }
+
+    pub fn opus(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            kind: RtpCodecKind::Audio,
+            source: proto::TrackSource::Microphone,
+            width: 0,
+            height: 0,
+            codec: RTCRtpCodec {
+                mime_type: "audio/opus".into(),
+                clock_rate: 48_000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// A published track: write encoded frames to it.
+pub struct LocalTrack {
+    pub sid: String,
+    pub kind: RtpCodecKind,
+    track: Arc<TrackLocalStaticSample>,
+    ssrc: u32,
+    pt: u8,
+}
+
+impl LocalTrack {
+    /// Sends one encoded frame (a VP8 frame, an Opus packet) lasting `duration`.
+    pub async fn write(&self, data: Bytes, duration: Duration) -> Result<(), ClientError> {
+        let sample = rtc::media::Sample {
+            data,
+            timestamp: Instant::now(),
+            duration,
+            packet_timestamp: 0,
+            prev_dropped_packets: 0,
+            prev_padding_packets: 0,
+        };
+        self.track.write_sample(self.ssrc, self.pt, &sample, &[]).await.map_err(|e| ClientError::Rtc(e.to_string()))
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    published: HashMap<String, oneshot::Sender<proto::TrackInfo>>,
+    answers: HashMap<u32, oneshot::Sender<proto::SessionDescription>>,
+}
+
+/// A joined participant.
+pub struct RoomClient {
+    pub join: proto::JoinResponse,
+    out: mpsc::UnboundedSender<proto::SignalRequest>,
+    pending: Arc<Mutex<Pending>>,
+    publisher: tokio::sync::Mutex<Option<Pc>>,
+    next_offer: Mutex<u32>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl RoomClient {
+    /// Joins the room `token` grants on the server at `url` (ws:// or wss://).
+    pub async fn connect(url: &str, token: &str) -> Result<Self, ClientError> {
+        let base = url.trim_end_matches('/');
+        let full = format!("{base}/rtc?protocol=17&sdk=tessera&version={}&auto_subscribe=0", env!("CARGO_PKG_VERSION"));
+        let connect_err = |cause: String| ClientError::Connect { url: url.to_string(), cause };
+        let mut request = full.as_str().into_client_request().map_err(|e| connect_err(e.to_string()))?;
+        let bearer = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ClientError::Refused("token is not a valid header".into()))?;
+        request.headers_mut().insert("Authorization", bearer);
+        let (ws, _) = tokio_tungstenite::connect_async(request).await.map_err(|e| match e {
+            tungstenite::Error::Http(r) => {
+                let body = r.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+                ClientError::Refused(format!("HTTP {}: {body}", r.status()))
+            }
+            other => connect_err(other.to_string()),
+        })?;
+        let (mut sink, mut stream) = ws.split();
+        let join = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(m) = stream.next().await {
+                let Ok(Message::Binary(b)) = m else { continue };
+                if let Ok(proto::SignalResponse { message: Some(Resp::Join(j)) }) =
+                    proto::SignalResponse::decode(b.as_ref())
+                {
+                    return Some(j);
+                }
+            }
+            None
+        })
+        .await
+        .map_err(|_| ClientError::Timeout("join response"))?
+        .ok_or(ClientError::Closed)?;
+
+        let (out, mut out_rx) = mpsc::unbounded_channel::<proto::SignalRequest>();
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        let writer = tokio::spawn(async move {
+            while let Some(req) = out_rx.recv().await {
+                let leaving = matches!(req.message, Some(Req::Leave(_)));
+                if sink.send(Message::Binary(req.encode_to_vec().into())).await.is_err() {
+                    break;
+                }
+                if leaving {
+                    let _ = sink.close().await;
+                    break;
+                }
+            }
+        });
+        let p = pending.clone();
+        let reader = tokio::spawn(async move {
+            while let Some(Ok(m)) = stream.next().await {
+                let Message::Binary(b) = m else { continue };
+                let Ok(resp) = proto::SignalResponse::decode(b.as_ref()) else { continue };
+                match resp.message {
+                    Some(Resp::TrackPublished(r)) => {
+                        if let (Some(tx), Some(t)) = (lock(&p).published.remove(&r.cid), r.track) {
+                            let _ = tx.send(t);
+                        }
+                    }
+                    Some(Resp::Answer(a)) => {
+                        if let Some(tx) = lock(&p).answers.remove(&a.id) {
+                            let _ = tx.send(a);
+                        }
+                    }
+                    Some(Resp::Leave(l)) => {
+                        tracing::info!("the server asked us to leave: {:?}", l.reason());
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        });
+        let ping_out = out.clone();
+        let every = Duration::from_secs(join.ping_interval.max(1) as u64);
+        let pinger = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
+                if ping_out
+                    .send(proto::SignalRequest { message: Some(Req::PingReq(proto::Ping { timestamp: now, rtt: 0 })) })
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Ok(Self {
+            join,
+            out,
+            pending,
+            publisher: tokio::sync::Mutex::new(None),
+            next_offer: Mutex::new(0),
+            tasks: vec![writer, reader, pinger],
+        })
+    }
+
+    pub fn participant_sid(&self) -> String {
+        self.join.participant.as_ref().map(|p| p.sid.clone()).unwrap_or_default()
+    }
+
+    fn send(&self, m: Req) -> Result<(), ClientError> {
+        self.out.send(proto::SignalRequest { message: Some(m) }).map_err(|_| ClientError::Closed)
+    }
+
+    /// Publishes tracks in one negotiation (so nothing already flowing is renegotiated).
+    pub async fn publish(&self, specs: Vec<TrackSpec>) -> Result<Vec<LocalTrack>, ClientError> {
+        let mut infos = Vec::new();
+        for (i, spec) in specs.iter().enumerate() {
+            let cid = format!("TC_{}_{i}_{}", self.participant_sid(), rand::random::<u32>());
+            let (tx, rx) = oneshot::channel();
+            lock(&self.pending).published.insert(cid.clone(), tx);
+            let video = spec.kind == RtpCodecKind::Video;
+            self.send(Req::AddTrack(proto::AddTrackRequest {
+                cid: cid.clone(),
+                name: spec.name.clone(),
+                r#type: if video { proto::TrackType::Video } else { proto::TrackType::Audio } as i32,
+                source: spec.source as i32,
+                width: spec.width,
+                height: spec.height,
+                layers: if video {
+                    vec![proto::VideoLayer {
+                        quality: proto::VideoQuality::High as i32,
+                        width: spec.width,
+                        height: spec.height,
+                        ..Default::default()
+                    }]
+                } else {
+                    vec![]
+                },
+                ..Default::default()
+            }))?;
+            let info = tokio::time::timeout(Duration::from_secs(10), rx)
+                .await
+                .map_err(|_| ClientError::Timeout("TrackPublished"))?
+                .map_err(|_| ClientError::Closed)?;
+            infos.push((cid, info));
+        }
+        let pc = {
+            let mut guard = self.publisher.lock().await;
+            match guard.as_ref() {
+                Some(pc) => pc.clone(),
+                None => {
+                    let pc = new_pc(Arc::new(Quiet)).await.map_err(ClientError::Rtc)?;
+                    *guard = Some(pc.clone());
+                    pc
+                }
+            }
+        };
+        let rtc = |e: webrtc::error::Error| ClientError::Rtc(e.to_string());
+        let mut made = Vec::new();
+        for (spec, (cid, info)) in specs.iter().zip(infos) {
+            let ssrc: u32 = rand::random();
+            let track = Arc::new(
+                TrackLocalStaticSample::new(
+                    Instant::now(),
+                    MediaStreamTrack::new(
+                        self.participant_sid(),
+                        cid.clone(),
+                        spec.name.clone(),
+                        spec.kind,
+                        vec![RTCRtpEncodingParameters {
+                            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                            codec: spec.codec.clone(),
+                            ..Default::default()
+                        }],
+                    ),
+                )
+                .map_err(rtc)?,
+            );
+            let transceiver = pc
+                .add_transceiver_from_track(
+                    track.clone() as Arc<dyn TrackLocal>,
+                    Some(RTCRtpTransceiverInit {
+                        direction: RTCRtpTransceiverDirection::Sendonly,
+                        ..Default::default()
+                    }),
+                )
+                .await
+                .map_err(rtc)?;
+            made.push((info.sid, spec.kind, track, ssrc, transceiver));
+        }
+        // Offer, and wait for the answer with our id.
+        let id = {
+            let mut n = lock(&self.next_offer);
+            *n += 1;
+            *n
+        };
+        let offer = pc.create_offer(None).await.map_err(rtc)?;
+        pc.set_local_description(offer).await.map_err(rtc)?;
+        let local = gathered(&pc).await.map_err(ClientError::Rtc)?;
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).answers.insert(id, tx);
+        self.send(Req::Offer(proto::SessionDescription {
+            r#type: "offer".into(),
+            sdp: local.sdp,
+            id,
+            ..Default::default()
+        }))?;
+        let answer = tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .map_err(|_| ClientError::Timeout("answer"))?
+            .map_err(|_| ClientError::Closed)?;
+        pc.set_remote_description(RTCSessionDescription::answer(answer.sdp).map_err(rtc)?).await.map_err(rtc)?;
+        let mut tracks = Vec::new();
+        for (sid, kind, track, ssrc, transceiver) in made {
+            let sender =
+                transceiver.sender().await.map_err(rtc)?.ok_or_else(|| ClientError::Rtc("no sender".into()))?;
+            let params = sender.get_parameters().await.map_err(rtc)?;
+            let pt = params
+                .rtp_parameters
+                .codecs
+                .first()
+                .map(|c| c.payload_type)
+                .ok_or_else(|| ClientError::Rtc("no codec negotiated".into()))?;
+            tracks.push(LocalTrack { sid, kind, track, ssrc, pt });
+        }
+        Ok(tracks)
+    }
+
+    pub fn mute(&self, track_sid: &str, muted: bool) -> Result<(), ClientError> {
+        self.send(Req::Mute(proto::MuteTrackRequest { sid: track_sid.into(), muted }))
+    }
+
+    /// Leaves the room and closes the connections.
+    pub async fn leave(mut self) {
+        let _ = self.send(Req::Leave(proto::LeaveRequest {
+            reason: proto::DisconnectReason::ClientInitiated as i32,
+            action: proto::leave_request::Action::Disconnect as i32,
+            ..Default::default()
+        }));
+        if let Some(pc) = self.publisher.lock().await.take() {
+            let _ = pc.close().await;
+        }
+        // Give the writer a moment to send the leave.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for RoomClient {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
