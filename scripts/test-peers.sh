@@ -1,8 +1,28 @@
 #!/usr/bin/env bash
-# Installs the real peers the tests talk to, once: LiveKit's Python SDK (pinned,
-# so a new SDK default cannot change what the tests exercise) in a venv under target/.
+# Installs the real peers the tests talk to, once: LiveKit's Python SDK in a venv
+# and its browser SDK from npm under target/ (both pinned, so a new SDK default
+# cannot change what the tests exercise), and Debian's Chromium to run the latter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+if ! command -v chromium >/dev/null; then
+  $sudo apt-get update -q >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core >/dev/null
+  echo "test peers: chromium $(chromium --version 2>/dev/null)" >&2
+fi
+
+node_dir=target/peers-node
+js="livekit-client@2.23.0"
+if [ "$(cat "$node_dir/.installed" 2>/dev/null)" != "$js" ]; then
+  mkdir -p "$node_dir"
+  echo '{"private":true}' > "$node_dir/package.json"
+  (cd "$node_dir" && npm install --silent --no-audit --no-fund "$js")
+  echo "$js" > "$node_dir/.installed"
+  echo "test peers: $js in $node_dir" >&2
+fi
+
 venv=target/peers-venv
 want="livekit==1.2.1 livekit-api==1.2.2"
 stamp="$venv/.installed"

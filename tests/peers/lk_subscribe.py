@@ -15,6 +15,7 @@ async def main(a):
         s = seen["tracks"][key]
         async for ev in rtc.VideoStream(track):
             s["frames"] += 1
+            s["last_at"] = round(asyncio.get_running_loop().time() - started, 2)
             s["sizes"].add((ev.frame.width, ev.frame.height))
             if s["frames"] == 10:
                 # The median of a grid of points: the participant's colour, whatever
@@ -56,6 +57,7 @@ async def main(a):
     def on_unmute(participant, publication):
         seen["unmuted"].add(f"{participant.identity}/{publication.kind}")
 
+    started = asyncio.get_running_loop().time()
     await asyncio.wait_for(room.connect(a.url, token), 20)
     for p in room.remote_participants.values():
         seen["participants"].add(p.identity)
