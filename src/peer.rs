@@ -13,11 +13,35 @@ use webrtc::peer_connection::{
 
 pub type Pc = Arc<dyn PeerConnection>;
 
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
+/// The id an SDP gives a header extension (`a=extmap:<id> <uri>`), if it is there.
+pub fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
+    sdp.lines().filter_map(|l| l.trim().strip_prefix("a=extmap:")).find_map(|rest| {
+        let mut parts = rest.split_whitespace();
+        let id = parts.next()?.split('/').next()?.parse().ok()?;
+        (parts.next()? == uri).then_some(id)
+    })
+}
+
+/// The level in an audio-level extension (RFC 6464) as an amplitude 0..1.
+pub fn audio_level(payload: &[u8]) -> Option<f32> {
+    let dbov = (payload.first()? & 0x7f) as f32;
+    Some(10f32.powf(-dbov / 20.0))
+}
+
 /// Builds a peer connection on loopback with VP8, H.264, Opus and the header
 /// extensions simulcast needs (mid, rid), candidates embedded in the SDP.
 pub async fn new_pc(handler: Arc<dyn PeerConnectionEventHandler>) -> Result<Pc, String> {
     let mut me = MediaEngine::default();
     me.register_default_codecs().map_err(|e| e.to_string())?;
+    // The audio level of each packet: devroom's SpeakersChanged, the recorder's speaker detection.
+    me.register_header_extension(
+        rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability { uri: AUDIO_LEVEL_URI.into() },
+        rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio,
+        None,
+    )
+    .map_err(|e| e.to_string())?;
     let registry = register_default_interceptors(Registry::new(), &mut me).map_err(|e| e.to_string())?;
     let se = SettingEngineBuilder::new().with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled).build();
     let pc = PeerConnectionBuilder::new()
@@ -52,3 +76,19 @@ pub struct Quiet;
 
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Quiet {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_extmap_ids_and_levels() {
+        let sdp = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=extmap:4/recvonly urn:ietf:params:rtp-hdrext:sdes:mid\r\n";
+        assert_eq!(extmap_id(sdp, AUDIO_LEVEL_URI), Some(1));
+        assert_eq!(extmap_id(sdp, "urn:ietf:params:rtp-hdrext:sdes:mid"), Some(4));
+        assert_eq!(extmap_id(sdp, "urn:x"), None);
+        assert_eq!(audio_level(&[0x80]), Some(1.0));
+        assert!(audio_level(&[127]).unwrap() < 1e-6);
+        assert!((audio_level(&[20]).unwrap() - 0.1).abs() < 1e-3);
+    }
+}

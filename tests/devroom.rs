@@ -255,6 +255,9 @@ async fn a_python_subscriber_receives_synthetic_participants_their_mutes_and_lea
     assert_eq!(s["left"], serde_json::json!(["synthetic-1"]), "{s}");
     assert_eq!(s["muted"], serde_json::json!(["synthetic-2/1"]), "{s}");
     assert_eq!(s["unmuted"], serde_json::json!(["synthetic-2/1"]), "{s}");
+    // Speaking turns of 3 s each, seen through SpeakersChanged (from the audio-level extension).
+    let speakers = s["speakers"].as_array().map(|a| a.len()).unwrap_or(0);
+    assert!(speakers >= 2, "active speakers seen: {s}");
     for i in 0..3 {
         let v = &s["tracks"][format!("synthetic-{i}/2")];
         assert_eq!(v["sizes"], serde_json::json!([[640, 360]]), "participant {i}: {s}");

@@ -222,7 +222,15 @@ impl PublishedTrack {
 pub struct RoomMedia {
     tracks: Mutex<HashMap<String, Arc<PublishedTrack>>>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Loudest recent audio level per participant, from the audio-level extension.
+    levels: Mutex<HashMap<String, (f32, Instant)>>,
 }
+
+/// An amplitude above this (-40 dBov) counts as speaking.
+const SPEAKING_LEVEL: f32 = 0.01;
+/// How long a level counts after its last packet, and how often speakers are checked.
+const LEVEL_HOLD: Duration = Duration::from_millis(500);
+const SPEAKER_TICK: Duration = Duration::from_millis(250);
 
 /// The media side of one participant.
 pub struct Session {
@@ -287,8 +295,60 @@ impl PeerConnectionEventHandler for SubHandler {
 }
 
 impl RoomMedia {
+    /// The room's media, with a task that sends SpeakersChanged while the room exists.
     pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+        let media = Arc::new(Self::default());
+        let weak = Arc::downgrade(&media);
+        tokio::spawn(async move {
+            let mut active: Vec<String> = Vec::new();
+            loop {
+                tokio::time::sleep(SPEAKER_TICK).await;
+                let Some(m) = weak.upgrade() else { break };
+                active = m.announce_speakers(active);
+            }
+        });
+        media
+    }
+
+    fn note_level(&self, participant: &str, level: f32) {
+        let mut levels = lock(&self.levels);
+        let e = levels.entry(participant.to_string()).or_insert((0.0, Instant::now()));
+        // Hold the loudest level for a moment, as a level meter does.
+        if level >= e.0 || e.1.elapsed() > LEVEL_HOLD {
+            *e = (level, Instant::now());
+        }
+    }
+
+    /// Sends SpeakersChanged when who is speaking changed; returns who is now.
+    fn announce_speakers(&self, before: Vec<String>) -> Vec<String> {
+        let mut now: Vec<(String, f32)> = lock(&self.levels)
+            .iter()
+            .filter(|(_, (l, t))| *l > SPEAKING_LEVEL && t.elapsed() <= LEVEL_HOLD)
+            .map(|(p, (l, _))| (p.clone(), *l))
+            .collect();
+        now.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let ids: Vec<String> = now.iter().map(|(p, _)| p.clone()).collect();
+        let mut sorted_ids = ids.clone();
+        sorted_ids.sort();
+        let mut sorted_before = before.clone();
+        sorted_before.sort();
+        if sorted_ids == sorted_before {
+            return before;
+        }
+        let mut speakers: Vec<proto::SpeakerInfo> = now
+            .iter()
+            .map(|(sid, level)| proto::SpeakerInfo { sid: sid.clone(), level: *level, active: true })
+            .collect();
+        speakers.extend(before.iter().filter(|b| !ids.contains(b)).map(|sid| proto::SpeakerInfo {
+            sid: sid.clone(),
+            level: 0.0,
+            active: false,
+        }));
+        let sessions: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
+        for s in sessions {
+            s.signal.send(Out::SpeakersChanged(proto::SpeakersChanged { speakers: speakers.clone() }));
+        }
+        ids
     }
 
     pub fn session(self: &Arc<Self>, sid: &str, can_subscribe: bool, signal: Arc<dyn SignalSink>) -> Arc<Session> {
@@ -315,6 +375,7 @@ impl RoomMedia {
     /// A participant left: its connections close, its tracks go, its copies of others' tracks go.
     pub async fn remove(&self, sid: &str) {
         let session = lock(&self.sessions).remove(sid);
+        lock(&self.levels).remove(sid);
         let gone: Vec<Arc<PublishedTrack>> = {
             let mut tracks = lock(&self.tracks);
             let ids: Vec<String> = tracks.values().filter(|t| t.publisher == sid).map(|t| t.sid.clone()).collect();
@@ -502,6 +563,13 @@ impl Session {
             return;
         };
         let mut published: Option<Arc<PublishedTrack>> = None;
+        // The publisher's id for the audio-level extension, from its offer.
+        let level_id = match self.publisher.lock().await.clone() {
+            Some(pc) => {
+                pc.remote_description().await.and_then(|d| crate::peer::extmap_id(&d.sdp, crate::peer::AUDIO_LEVEL_URI))
+            }
+            None => None,
+        };
         while let Some(ev) = track.poll().await {
             match ev {
                 TrackRemoteEvent::OnOpen(init) => {
@@ -539,6 +607,12 @@ impl Session {
                 }
                 TrackRemoteEvent::OnRtpPacket(pkt) => {
                     if let Some(p) = &published {
+                        if p.kind == RtpCodecKind::Audio
+                            && let Some(id) = level_id
+                            && let Some(level) = pkt.header.get_extension(id).and_then(|b| crate::peer::audio_level(&b))
+                        {
+                            room.note_level(&self.sid, level);
+                        }
                         p.forward(pkt).await;
                     }
                 }

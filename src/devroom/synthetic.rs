@@ -196,10 +196,11 @@ async fn participant(o: SyntheticOptions, i: usize) -> Result<(), SyntheticError
             if muted {
                 continue;
             }
+            let level = dbov(&block.samples);
             for p in mic.encode(&block).map_err(enc_err)? {
                 if let Some(data) = p.packet.data() {
                     tracks[1]
-                        .write(bytes::Bytes::copy_from_slice(data), Duration::from_millis(20))
+                        .write_audio(bytes::Bytes::copy_from_slice(data), Duration::from_millis(20), level)
                         .await
                         .map_err(client_err)?;
                 }
@@ -229,6 +230,12 @@ async fn send_video(
         }
     }
     Ok(())
+}
+
+/// Loudness of samples in -dBov (RFC 6464): 0 loudest, 127 silent.
+fn dbov(samples: &[f32]) -> u8 {
+    let rms = (samples.iter().map(|s| s * s).sum::<f32>() / samples.len().max(1) as f32).sqrt();
+    if rms <= 1e-7 { 127 } else { (-20.0 * rms.log10()).clamp(0.0, 127.0) as u8 }
 }
 
 /// 10 ms of participant `i`'s audio at clock position `pos`: its tone during its

@@ -89,6 +89,23 @@ pub struct LocalTrack {
 impl LocalTrack {
     /// Sends one encoded frame (a VP8 frame, an Opus packet) lasting `duration`.
     pub async fn write(&self, data: Bytes, duration: Duration) -> Result<(), ClientError> {
+        self.write_with(data, duration, &[]).await
+    }
+
+    /// Sends an Opus packet with its loudness in -dBov (0 loudest, 127 silent) in the
+    /// audio-level header extension, which servers use to tell who is speaking.
+    pub async fn write_audio(&self, data: Bytes, duration: Duration, dbov: u8) -> Result<(), ClientError> {
+        use rtc::rtp::extension::{HeaderExtension, audio_level_extension::AudioLevelExtension};
+        let level = HeaderExtension::AudioLevel(AudioLevelExtension { level: dbov.min(127), voice: dbov < 127 });
+        self.write_with(data, duration, &[level]).await
+    }
+
+    async fn write_with(
+        &self,
+        data: Bytes,
+        duration: Duration,
+        extensions: &[rtc::rtp::extension::HeaderExtension],
+    ) -> Result<(), ClientError> {
         let sample = rtc::media::Sample {
             data,
             timestamp: Instant::now(),
@@ -97,7 +114,10 @@ impl LocalTrack {
             prev_dropped_packets: 0,
             prev_padding_packets: 0,
         };
-        self.track.write_sample(self.ssrc, self.pt, &sample, &[]).await.map_err(|e| ClientError::Rtc(e.to_string()))
+        self.track
+            .write_sample(self.ssrc, self.pt, &sample, extensions)
+            .await
+            .map_err(|e| ClientError::Rtc(e.to_string()))
     }
 }
 

@@ -8,7 +8,7 @@ async def main(a):
     token = (api.AccessToken(a.key, a.secret).with_identity(a.identity)
              .with_grants(api.VideoGrants(room_join=True, room=a.room, can_publish=False, hidden=a.hidden)).to_jwt())
     room = rtc.Room()
-    seen = {"participants": set(), "left": set(), "muted": set(), "unmuted": set(), "tracks": {}}
+    seen = {"participants": set(), "left": set(), "muted": set(), "unmuted": set(), "speakers": set(), "tracks": {}}
     tasks = []
 
     async def read_video(track, key):
@@ -40,6 +40,11 @@ async def main(a):
             tasks.append(asyncio.ensure_future(read_video(track, key)))
         else:
             tasks.append(asyncio.ensure_future(read_audio(track, key)))
+
+    @room.on("active_speakers_changed")
+    def on_speakers(speakers):
+        for p in speakers:
+            seen["speakers"].add(p.identity)
 
     @room.on("participant_connected")
     def on_join(p):
