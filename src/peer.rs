@@ -42,7 +42,9 @@ pub async fn new_pc(handler: Arc<dyn PeerConnectionEventHandler>) -> Result<Pc, 
         None,
     )
     .map_err(|e| e.to_string())?;
-    let registry = register_default_interceptors(Registry::new(), &mut me).map_err(|e| e.to_string())?;
+    let registry = register_default_interceptors(Registry::new(), &mut me)
+        .map_err(|e| e.to_string())?
+        .with(rtc::interceptor::Slot::from(14_000), KeyframeRequests::default());
     let se = SettingEngineBuilder::new().with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled).build();
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
@@ -69,6 +71,66 @@ pub async fn gathered(pc: &Pc) -> Result<RTCSessionDescription, String> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     pc.local_description().await.ok_or_else(|| "ICE gathering did not finish".to_string())
+}
+
+/// Hands the keyframe requests (PLI, FIR) a peer sends about our outgoing tracks
+/// to the application (`TrackLocal::poll`), where an SFU passes them upstream.
+/// The default interceptors answer NACKs themselves and keep all other RTCP;
+/// this is the hook the webrtc crate provides for the rest, with our policy.
+#[derive(Default)]
+pub struct KeyframeRequests {
+    read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+    write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+}
+
+/// Whether an RTCP packet asks for a keyframe.
+pub fn is_keyframe_request(p: &dyn rtc::rtcp::Packet) -> bool {
+    use rtc::rtcp::payload_feedbacks::{
+        full_intra_request::FullIntraRequest, picture_loss_indication::PictureLossIndication,
+    };
+    p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>()
+}
+
+impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()> for KeyframeRequests {
+    type Rout = rtc::interceptor::TaggedPacket;
+    type Wout = rtc::interceptor::TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = std::time::Instant;
+
+    fn handle_read(&mut self, mut m: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        if let rtc::interceptor::Packet::Rtcp(packets) = &m.message.packet {
+            let wanted: Vec<_> = packets.iter().filter(|p| is_keyframe_request(p.as_ref())).cloned().collect();
+            if wanted.is_empty() {
+                // Reports and NACKs were handled by the interceptors before this one.
+                return Ok(());
+            }
+            m.message.packet = rtc::interceptor::Packet::Rtcp(wanted);
+            m.message.add(rtc::interceptor::Attribute::DeliverToApplication);
+        }
+        self.read.push_back(m);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read.pop_front()
+    }
+
+    fn handle_write(&mut self, m: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(m);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write.pop_front()
+    }
+}
+
+impl rtc::interceptor::Interceptor for KeyframeRequests {
+    fn bind_local_stream(&mut self, _: &rtc::interceptor::StreamInfo) {}
+    fn unbind_local_stream(&mut self, _: &rtc::interceptor::StreamInfo) {}
+    fn bind_remote_stream(&mut self, _: &rtc::interceptor::StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _: &rtc::interceptor::StreamInfo) {}
 }
 
 /// A handler for connections whose events nobody needs.

@@ -356,3 +356,53 @@ async fn livekit_client_in_chromium_publishes_for_30_s_and_a_python_subscriber_r
     assert!(s["tracks"]["browser/1"]["rms"].as_f64().unwrap_or(0.0) > 1000.0, "the WebAudio tone: {s}");
     drained(&room).await;
 }
+
+/// POST a Twirp JSON call to devroom; returns (status, body).
+async fn twirp(addr: std::net::SocketAddr, method: &str, token: &str, body: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "POST /twirp/livekit.RoomService/{method} HTTP/1.1\r\nHost: devroom\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_can_be_closed_and_everyone_is_told() {
+    let room = start().await;
+    let mut a = join_ws(&room, "a", "closing").await;
+    let mut b = join_ws(&room, "b", "closing").await;
+    let admin = |create: bool| {
+        AccessToken::with_api_key(KEY, SECRET)
+            .with_grants(VideoGrants { room_create: create, room_list: true, ..Default::default() })
+            .to_jwt()
+            .unwrap()
+    };
+    let (code, body) = twirp(room.addr, "DeleteRoom", &admin(false), r#"{"room":"closing"}"#).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("permission_denied"), "{body}");
+    let (code, body) = twirp(room.addr, "DeleteRoom", &admin(true), r#"{"room":"nowhere"}"#).await;
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = twirp(room.addr, "DeleteRoom", &admin(true), r#"{"room":"closing"}"#).await;
+    assert_eq!(code, 200, "{body}");
+    for ws in [&mut a, &mut b] {
+        let reason = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(Ok(m)) = ws.next().await {
+                if let Ok(r) = proto::SignalResponse::decode(m.into_data().as_ref())
+                    && let Some(proto::signal_response::Message::Leave(l)) = r.message
+                {
+                    return Some(l.reason());
+                }
+            }
+            None
+        })
+        .await
+        .unwrap();
+        assert_eq!(reason, Some(proto::DisconnectReason::RoomDeleted));
+    }
+    drained(&room).await;
+}

@@ -538,6 +538,30 @@ impl Session {
         }
     }
 
+    /// Subscribes to, or unsubscribes from, tracks (UpdateSubscription).
+    pub async fn set_subscribed(self: &Arc<Self>, track_sids: &[String], subscribe: bool) -> Result<(), String> {
+        let Some(room) = self.room() else { return Ok(()) };
+        for t in room.published().into_iter().filter(|t| track_sids.contains(&t.sid) && t.publisher != self.sid) {
+            if subscribe {
+                self.subscribe(&t).await?;
+            } else {
+                let mine: Vec<Arc<DownTrack>> = {
+                    let mut down = lock(&t.down);
+                    let (mine, rest): (Vec<_>, Vec<_>) = down.drain(..).partition(|d| d.subscriber == self.sid);
+                    *down = rest;
+                    mine
+                };
+                if !mine.is_empty() {
+                    for d in &mine {
+                        self.unsubscribe(d).await;
+                    }
+                    self.negotiate().await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Sets the wanted quality of tracks for this subscriber.
     pub fn set_quality(&self, track_sids: &[String], quality: proto::VideoQuality) {
         let rank = match quality {
@@ -677,7 +701,31 @@ impl Session {
             state: Mutex::new(DownState::default()),
             sender: Mutex::new(sender),
         });
-        lock(&t.down).push(d);
+        lock(&t.down).push(d.clone());
+        // The subscriber's keyframe requests go to the publisher of the layer it receives.
+        let (weak, local) = (Arc::downgrade(t), d.local.clone());
+        tokio::spawn(async move {
+            while let Some(webrtc::media_stream::track_local::TrackLocalEvent::OnRtcpPacket(packets)) =
+                local.poll().await
+            {
+                let Some(t) = weak.upgrade() else { break };
+                if !packets.iter().any(|p| crate::peer::is_keyframe_request(p.as_ref())) {
+                    continue;
+                }
+                let ssrc = {
+                    let mut st = lock(&d.state);
+                    if st.last_pli.is_some_and(|at| at.elapsed() < Duration::from_millis(300)) {
+                        None
+                    } else {
+                        st.last_pli = Some(Instant::now());
+                        st.current
+                    }
+                };
+                if let Some(ssrc) = ssrc {
+                    t.request_keyframe(ssrc).await;
+                }
+            }
+        });
         self.negotiate().await
     }
 

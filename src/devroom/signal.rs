@@ -30,6 +30,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/rtc/validate", get(validate))
         .route("/rtc/v1", get(single_pc_not_supported))
         .route("/rtc/v1/validate", get(single_pc_not_supported))
+        .route("/twirp/livekit.RoomService/DeleteRoom", axum::routing::post(delete_room))
         .with_state(server)
 }
 
@@ -68,6 +69,34 @@ async fn single_pc_not_supported() -> Response {
         "devroom speaks the two-peer-connection protocol (/rtc) only",
     )
         .into_response()
+}
+
+/// RoomService.DeleteRoom (Twirp, JSON): closes a room, as LiveKit's server does;
+/// everyone in it is told to leave. Needs a token with the roomCreate grant.
+async fn delete_room(State(s): State<Arc<Server>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let twirp = |status: StatusCode, code: &str, msg: String| {
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "code": code, "msg": msg }).to_string(),
+        )
+            .into_response()
+    };
+    let claims = match s.keys.verify(token(&headers, &HashMap::new())) {
+        Ok(c) => c,
+        Err(e) => return twirp(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()),
+    };
+    if !claims.video.room_create {
+        return twirp(StatusCode::FORBIDDEN, "permission_denied", "the token does not grant roomCreate".into());
+    }
+    let req: proto::DeleteRoomRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return twirp(StatusCode::BAD_REQUEST, "malformed", format!("DeleteRoomRequest: {e}")),
+    };
+    if !s.registry.close(&req.room) {
+        return twirp(StatusCode::NOT_FOUND, "not_found", format!("room {:?} does not exist", req.room));
+    }
+    ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
 }
 
 async fn rtc(
@@ -194,6 +223,11 @@ async fn run_media(media: &Arc<super::media::Session>, action: In) -> Result<(),
             };
             media.set_quality(&t.track_sids, q);
             Ok(())
+        }
+        In::Subscription(u) => {
+            let mut sids = u.track_sids;
+            sids.extend(u.participant_tracks.into_iter().flat_map(|p| p.track_sids));
+            media.set_subscribed(&sids, u.subscribe).await
         }
         _ => Ok(()),
     }
