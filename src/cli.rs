@@ -53,6 +53,10 @@ pub struct DevroomArgs {
     /// The third synthetic participant mutes and unmutes every 4 s.
     #[arg(long)]
     pub mute_toggle: bool,
+    /// Video codec of the synthetic participants: vp8, or h264 (experimental: devroom
+    /// forwards H.264 that LiveKit's SDKs publish, but our own H.264 does not decode yet).
+    #[arg(long, default_value = "vp8", hide = true)]
+    pub codec: String,
 }
 
 #[derive(Debug, Args)]

@@ -137,6 +137,11 @@ fn devroom_cmd(a: DevroomArgs) -> Result<()> {
         })
         .await
         .with_context(|| format!("binding {}", a.bind))?;
+        let codec = match a.codec.to_ascii_lowercase().as_str() {
+            "vp8" => tessera::encode::VideoCodec::Vp8,
+            "h264" => tessera::encode::VideoCodec::H264,
+            other => bail!("--codec {other}: use vp8 or h264"),
+        };
         println!("devroom: {}", room.url());
         let synthetic = (a.synthetic > 0).then(|| {
             let o = tessera::devroom::synthetic::SyntheticOptions {
@@ -150,6 +155,7 @@ fn devroom_cmd(a: DevroomArgs) -> Result<()> {
                 leaver: a.leaver,
                 mute_toggle: a.mute_toggle,
                 fps: 15,
+                codec,
                 duration: None,
             };
             println!("{} synthetic participants in room {:?}", a.synthetic, a.room);

@@ -189,6 +189,7 @@ impl PublishedTrack {
                 if video && st.current != target && Some(pkt.header.ssrc) == target {
                     // Switch (or start) only on a keyframe of the target layer.
                     if is_keyframe(&self.codec.mime_type, &pkt.payload) {
+                        tracing::debug!(track = %self.sid, subscriber = %d.subscriber, ssrc = pkt.header.ssrc, "forwarding from a keyframe");
                         st.current = target;
                     } else if st.last_pli.is_none_or(|t| t.elapsed() > Duration::from_millis(500)) {
                         st.last_pli = Some(Instant::now());

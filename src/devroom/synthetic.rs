@@ -44,6 +44,8 @@ pub struct SyntheticOptions {
     /// The third participant mutes and unmutes its microphone every 4 s.
     pub mute_toggle: bool,
     pub fps: u32,
+    /// VP8 (default) or H.264 (constrained baseline).
+    pub codec: VideoCodec,
     /// How long to run; None until cancelled.
     pub duration: Option<Duration>,
 }
@@ -61,6 +63,7 @@ impl Default for SyntheticOptions {
             leaver: false,
             mute_toggle: false,
             fps: 15,
+            codec: VideoCodec::Vp8,
             duration: None,
         }
     }
@@ -102,6 +105,42 @@ fn token(o: &SyntheticOptions, i: usize) -> Result<String, SyntheticError> {
         .map_err(|e| SyntheticError::Token(e.to_string()))
 }
 
+/// Side of one bit of the frame counter, in pixels.
+pub const COUNTER_BIT: u32 = 16;
+
+/// The frame number as a 16-bit barcode along the bottom-left edge: bit i (most
+/// significant first) is a white or black 16x16 block. A recording's frame can be
+/// matched to the sent one by reading it back.
+fn draw_counter(f: &mut VideoFrame, n: u16) {
+    let y0 = (f.height - COUNTER_BIT) as usize;
+    for bit in 0..16u32 {
+        let on = n & (0x8000 >> bit) != 0;
+        let x0 = (bit * COUNTER_BIT) as usize;
+        let luma = if on { 235 } else { 16 };
+        let stride = f.planes[0].stride;
+        for y in y0..y0 + COUNTER_BIT as usize {
+            f.planes[0].data[y * stride + x0..y * stride + x0 + COUNTER_BIT as usize].fill(luma);
+        }
+        for k in 1..3 {
+            let stride = f.planes[k].stride;
+            for y in y0 / 2..(y0 + COUNTER_BIT as usize) / 2 {
+                f.planes[k].data[y * stride + x0 / 2..y * stride + (x0 + COUNTER_BIT as usize) / 2].fill(128);
+            }
+        }
+    }
+}
+
+/// Reads the frame counter back from packed RGB (for tests of recordings).
+pub fn read_counter(rgb: &[u8], width: u32, height: u32) -> u16 {
+    let y = height - COUNTER_BIT / 2;
+    (0..16u32).fold(0u16, |acc, bit| {
+        let x = bit * COUNTER_BIT + COUNTER_BIT / 2;
+        let i = ((y * width + x) * 3) as usize;
+        let bright = rgb.get(i).copied().unwrap_or(0) > 128;
+        (acc << 1) | bright as u16
+    })
+}
+
 fn flash(f: &mut VideoFrame) {
     for (k, p) in f.planes.iter_mut().enumerate() {
         p.data.fill(if k == 0 { 235 } else { 128 });
@@ -122,9 +161,13 @@ async fn participant(o: SyntheticOptions, i: usize) -> Result<(), SyntheticError
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     let client = RoomClient::connect(&o.url, &token(&o, i)?).await.map_err(client_err)?;
-    let mut specs = vec![TrackSpec::vp8("camera", proto::TrackSource::Camera, 640, 360), TrackSpec::opus("microphone")];
+    let video_spec = |name: &str, source, w, h| match o.codec {
+        VideoCodec::H264 => TrackSpec::h264(name, source, w, h),
+        VideoCodec::Vp8 => TrackSpec::vp8(name, source, w, h),
+    };
+    let mut specs = vec![video_spec("camera", proto::TrackSource::Camera, 640, 360), TrackSpec::opus("microphone")];
     if shares {
-        specs.push(TrackSpec::vp8("screen", proto::TrackSource::ScreenShare, 1280, 720));
+        specs.push(video_spec("screen", proto::TrackSource::ScreenShare, 1280, 720));
     }
     let tracks = client.publish(specs).await.map_err(client_err)?;
     tracing::info!(participant = %who, "synthetic participant publishing");
@@ -142,9 +185,9 @@ async fn participant(o: SyntheticOptions, i: usize) -> Result<(), SyntheticError
     let cam_opts =
         EncodingOptions { width: 640, height: 360, framerate: fps, video_bitrate_kbps: 600, ..Default::default() };
     let share_opts = EncodingOptions { width: 1280, height: 720, video_bitrate_kbps: 1200, ..cam_opts.clone() };
-    let mut cam = VideoEncoder::with_codec(VideoCodec::Vp8, &cam_opts, fps * 2, true).map_err(enc_err)?;
+    let mut cam = VideoEncoder::with_codec(o.codec, &cam_opts, fps * 2, true).map_err(enc_err)?;
     let mut share = if shares {
-        Some(VideoEncoder::with_codec(VideoCodec::Vp8, &share_opts, fps * 2, true).map_err(enc_err)?)
+        Some(VideoEncoder::with_codec(o.codec, &share_opts, fps * 2, true).map_err(enc_err)?)
     } else {
         None
     };
@@ -171,6 +214,7 @@ async fn participant(o: SyntheticOptions, i: usize) -> Result<(), SyntheticError
         if in_mark {
             flash(&mut frames[0]);
         }
+        draw_counter(&mut frames[0], k as u16);
         send_video(&mut cam, &frames[0], t_us, &tracks[0], frame_len).await.map_err(|e| match e {
             Sent::Encode(c) => enc_err(c),
             Sent::Client(c) => client_err(c),
@@ -235,7 +279,7 @@ async fn send_video(
 /// Loudness of samples in -dBov (RFC 6464): 0 loudest, 127 silent.
 fn dbov(samples: &[f32]) -> u8 {
     let rms = (samples.iter().map(|s| s * s).sum::<f32>() / samples.len().max(1) as f32).sqrt();
-    if rms <= 1e-7 { 127 } else { (-20.0 * rms.log10()).clamp(0.0, 127.0) as u8 }
+    if rms <= 1e-7 { 127 } else { (-20.0 * rms.log10()).round().clamp(0.0, 127.0) as u8 }
 }
 
 /// 10 ms of participant `i`'s audio at clock position `pos`: its tone during its
@@ -260,4 +304,28 @@ fn audio_block(room: &SyntheticRoom, i: usize, count: usize, pos: i64) -> MixedB
         }
     }
     MixedBlock { pts: pos, samples }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{ColorSpace, Matrix, PixelFormat, Range};
+
+    #[test]
+    fn the_frame_counter_reads_back() {
+        let cs = ColorSpace { matrix: Matrix::Bt601, range: Range::Limited };
+        let mut f = VideoFrame::filled(PixelFormat::I420, 640, 360, cs, [81, 90, 240]).unwrap();
+        for n in [0u16, 1, 0x8001, 12345, u16::MAX] {
+            draw_counter(&mut f, n);
+            let rgb = crate::output::png::frame_to_rgb(&f);
+            assert_eq!(read_counter(&rgb, 640, 360), n);
+        }
+    }
+
+    #[test]
+    fn levels_follow_loudness() {
+        assert_eq!(dbov(&[0.0; 960]), 127);
+        assert_eq!(dbov(&[1.0; 960]), 0);
+        assert_eq!(dbov(&[0.1; 960]), 20);
+    }
 }

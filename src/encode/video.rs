@@ -61,6 +61,14 @@ impl VideoEncoder {
         enc.set_max_b_frames(0);
         let mut dict = Dictionary::new();
         match kind {
+            VideoCodec::H264 if low_latency && opts.profile == crate::config::H264Profile::Baseline => {
+                // For RTP: SPS/PPS repeated in-band before every keyframe (no global header),
+                // constrained baseline as WebRTC receivers expect.
+                dict.set("preset", "ultrafast");
+                dict.set("profile", "baseline");
+                dict.set("tune", "zerolatency");
+                dict.set("x264-params", &format!("keyint={gop}:min-keyint={gop}:scenecut=0:repeat-headers=1"));
+            }
             VideoCodec::H264 => {
                 // Every muxer we feed (MP4, FLV) wants SPS/PPS in the stream header.
                 enc.set_flags(codec::Flags::GLOBAL_HEADER);
