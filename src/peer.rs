@@ -133,6 +133,24 @@ impl rtc::interceptor::Interceptor for KeyframeRequests {
     fn unbind_remote_stream(&mut self, _: &rtc::interceptor::StreamInfo) {}
 }
 
+/// The payload type negotiated for `codec` on a sender: the entry with the same
+/// MIME type and format parameters, else the first with the same MIME type. (The
+/// first entry of all can be another codec, or H.264 in another packetisation mode.)
+pub fn payload_type_for(
+    codecs: &[rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters],
+    codec: &rtc::rtp_transceiver::rtp_sender::RTCRtpCodec,
+) -> Option<u8> {
+    let same_mime = |c: &&rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters| {
+        c.rtp_codec.mime_type.eq_ignore_ascii_case(&codec.mime_type)
+    };
+    codecs
+        .iter()
+        .filter(same_mime)
+        .find(|c| c.rtp_codec.sdp_fmtp_line == codec.sdp_fmtp_line)
+        .or_else(|| codecs.iter().find(same_mime))
+        .map(|c| c.payload_type)
+}
+
 /// A handler for connections whose events nobody needs.
 pub struct Quiet;
 

@@ -196,11 +196,11 @@ fn peer(script: &str, url: &str, room: &str, args: &[&str]) -> tokio::process::C
     c
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_sdk_publishes_with_simulcast_and_a_hidden_python_subscriber_receives() {
+/// One Python client publishes (VP8 simulcast by default, or H.264), a hidden one subscribes.
+async fn python_interop(codec: &str) {
     let room = start().await;
     let url = room.url();
-    let publisher = peer("lk_publish.py", &url, "interop", &["--seconds", "14"])
+    let publisher = peer("lk_publish.py", &url, "interop", &["--seconds", "14", "--codec", codec])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -228,6 +228,16 @@ async fn python_sdk_publishes_with_simulcast_and_a_hidden_python_subscriber_rece
     let out = publisher.wait_with_output().await.unwrap();
     assert!(out.status.success(), "publisher failed: {}", String::from_utf8_lossy(&out.stderr));
     drained(&room).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_publishes_with_simulcast_and_a_hidden_python_subscriber_receives() {
+    python_interop("vp8").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_publishes_h264_and_a_hidden_python_subscriber_receives() {
+    python_interop("h264").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

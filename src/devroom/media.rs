@@ -453,9 +453,9 @@ impl Session {
                     let sender = lock(&d.sender).clone();
                     if let Some(sender) = sender
                         && let Ok(p) = sender.get_parameters().await
-                        && let Some(c) = p.rtp_parameters.codecs.first()
+                        && let Some(pt) = crate::peer::payload_type_for(&p.rtp_parameters.codecs, &t.codec)
                     {
-                        d.pt.store(c.payload_type, std::sync::atomic::Ordering::Relaxed);
+                        d.pt.store(pt, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
                 if t.kind == RtpCodecKind::Video {
@@ -615,7 +615,7 @@ impl Session {
                                 down: Mutex::new(Vec::new()),
                             });
                             lock(&room.tracks).insert(tr_sid.clone(), p.clone());
-                            tracing::info!(participant = %self.sid, track = %tr_sid, codec = %p.codec.mime_type, "media arrived");
+                            tracing::info!(participant = %self.sid, track = %tr_sid, codec = %p.codec.mime_type, fmtp = %p.codec.sdp_fmtp_line, "media arrived");
                             let subscribers: Vec<Arc<Session>> = lock(&room.sessions)
                                 .values()
                                 .filter(|s| s.sid != self.sid && s.can_subscribe)

@@ -340,7 +340,7 @@ impl RoomClient {
                 )
                 .await
                 .map_err(rtc)?;
-            made.push((info.sid, spec.kind, track, ssrc, transceiver));
+            made.push((info.sid, spec.kind, track, ssrc, transceiver, spec.codec.clone()));
         }
         // Offer, and wait for the answer with our id.
         let id = {
@@ -365,16 +365,12 @@ impl RoomClient {
             .map_err(|_| ClientError::Closed)?;
         pc.set_remote_description(RTCSessionDescription::answer(answer.sdp).map_err(rtc)?).await.map_err(rtc)?;
         let mut tracks = Vec::new();
-        for (sid, kind, track, ssrc, transceiver) in made {
+        for (sid, kind, track, ssrc, transceiver, codec) in made {
             let sender =
                 transceiver.sender().await.map_err(rtc)?.ok_or_else(|| ClientError::Rtc("no sender".into()))?;
             let params = sender.get_parameters().await.map_err(rtc)?;
-            let pt = params
-                .rtp_parameters
-                .codecs
-                .first()
-                .map(|c| c.payload_type)
-                .ok_or_else(|| ClientError::Rtc("no codec negotiated".into()))?;
+            let pt = crate::peer::payload_type_for(&params.rtp_parameters.codecs, &codec)
+                .ok_or_else(|| ClientError::Rtc(format!("{} was not negotiated", codec.mime_type)))?;
             tracks.push(LocalTrack { sid, kind, track, ssrc, pt });
         }
         Ok(tracks)

@@ -11,7 +11,10 @@ async def main(a):
     w, h = 640, 360
     vsrc = rtc.VideoSource(w, h)
     vtrack = rtc.LocalVideoTrack.create_video_track("camera", vsrc)
-    await room.local_participant.publish_track(vtrack, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA))
+    opts = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA)
+    if a.codec == "h264":
+        opts.video_codec = rtc.VideoCodec.H264
+    await room.local_participant.publish_track(vtrack, opts)
     asrc = rtc.AudioSource(48000, 1)
     atrack = rtc.LocalAudioTrack.create_audio_track("mic", asrc)
     await room.local_participant.publish_track(atrack, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
@@ -49,4 +52,5 @@ p = argparse.ArgumentParser()
 for k, d in [("url", "ws://127.0.0.1:7880"), ("key", "devkey"), ("secret", "secret"), ("room", "r1"), ("identity", "pub")]:
     p.add_argument("--" + k, default=d)
 p.add_argument("--seconds", type=float, default=10)
+p.add_argument("--codec", default="vp8", choices=["vp8", "h264"])
 asyncio.run(main(p.parse_args()))
