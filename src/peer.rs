@@ -151,6 +151,43 @@ pub fn payload_type_for(
         .map(|c| c.payload_type)
 }
 
+/// The connection in `slot`, created with `handler` on first use.
+pub async fn get_or_create(
+    slot: &tokio::sync::Mutex<Option<Pc>>,
+    handler: impl FnOnce() -> Arc<dyn PeerConnectionEventHandler>,
+) -> Result<Pc, String> {
+    let mut guard = slot.lock().await;
+    if let Some(pc) = guard.as_ref() {
+        return Ok(pc.clone());
+    }
+    let pc = new_pc(handler()).await?;
+    *guard = Some(pc.clone());
+    Ok(pc)
+}
+
+/// A track description with one encoding: our SSRC and codec.
+pub fn one_encoding_track(
+    stream_id: String,
+    track_id: String,
+    label: String,
+    kind: rtc::rtp_transceiver::rtp_sender::RtpCodecKind,
+    ssrc: u32,
+    codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec,
+) -> webrtc::media_stream::MediaStreamTrack {
+    use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters};
+    webrtc::media_stream::MediaStreamTrack::new(
+        stream_id,
+        track_id,
+        label,
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+            codec,
+            ..Default::default()
+        }],
+    )
+}
+
 /// A handler for connections whose events nobody needs.
 pub struct Quiet;
 

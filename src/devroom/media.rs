@@ -7,12 +7,11 @@
 use livekit_protocol as proto;
 use proto::signal_response::Message as Out;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
-use webrtc::media_stream::MediaStreamTrack;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -20,7 +19,7 @@ use webrtc::peer_connection::{
     PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription,
 };
 
-use crate::peer::{Pc, gathered, new_pc};
+use crate::peer::{Pc, gathered};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -412,17 +411,8 @@ impl Session {
 
     /// The client's offer for its publisher connection: answered with the same id.
     pub async fn on_offer(self: &Arc<Self>, offer: proto::SessionDescription) -> Result<(), String> {
-        let pc = {
-            let mut guard = self.publisher.lock().await;
-            match guard.as_ref() {
-                Some(pc) => pc.clone(),
-                None => {
-                    let pc = new_pc(Arc::new(PubHandler { session: Arc::downgrade(self) })).await?;
-                    *guard = Some(pc.clone());
-                    pc
-                }
-            }
-        };
+        let session = Arc::downgrade(self);
+        let pc = crate::peer::get_or_create(&self.publisher, || Arc::new(PubHandler { session })).await?;
         let desc = RTCSessionDescription::offer(offer.sdp).map_err(|e| e.to_string())?;
         pc.set_remote_description(desc).await.map_err(|e| e.to_string())?;
         self.apply_early_candidates(proto::SignalTarget::Publisher).await;
@@ -661,28 +651,16 @@ impl Session {
         if !self.can_subscribe || lock(&t.down).iter().any(|d| d.subscriber == self.sid) {
             return Ok(());
         }
-        let pc = {
-            let mut guard = self.subscriber.lock().await;
-            match guard.as_ref() {
-                Some(pc) => pc.clone(),
-                None => {
-                    let pc = new_pc(Arc::new(SubHandler { session: Arc::downgrade(self) })).await?;
-                    *guard = Some(pc.clone());
-                    pc
-                }
-            }
-        };
+        let session = Arc::downgrade(self);
+        let pc = crate::peer::get_or_create(&self.subscriber, || Arc::new(SubHandler { session })).await?;
         let ssrc: u32 = rand::random();
-        let local = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        let local = Arc::new(TrackLocalStaticRTP::new(crate::peer::one_encoding_track(
             format!("{}|{}", t.publisher, t.sid),
             t.sid.clone(),
             t.sid.clone(),
             t.kind,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-                codec: t.codec.clone(),
-                ..Default::default()
-            }],
+            ssrc,
+            t.codec.clone(),
         )));
         let transceiver = pc
             .add_transceiver_from_track(

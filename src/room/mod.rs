@@ -2,14 +2,14 @@
 //! LiveKit-protocol server (devroom here, LiveKit in production) and publishes
 //! tracks. Synthetic participants use it now; the recorder will subscribe with it.
 
-use crate::peer::{Pc, Quiet, gathered, new_pc};
+use crate::peer::{Pc, Quiet, gathered};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use livekit_protocol as proto;
 use prost::Message as _;
 use proto::signal_request::Message as Req;
 use proto::signal_response::Message as Resp;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
-use webrtc::media_stream::MediaStreamTrack;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::peer_connection::RTCSessionDescription;
@@ -298,17 +297,7 @@ impl RoomClient {
                 .map_err(|_| ClientError::Closed)?;
             infos.push((cid, info));
         }
-        let pc = {
-            let mut guard = self.publisher.lock().await;
-            match guard.as_ref() {
-                Some(pc) => pc.clone(),
-                None => {
-                    let pc = new_pc(Arc::new(Quiet)).await.map_err(ClientError::Rtc)?;
-                    *guard = Some(pc.clone());
-                    pc
-                }
-            }
-        };
+        let pc = crate::peer::get_or_create(&self.publisher, || Arc::new(Quiet)).await.map_err(ClientError::Rtc)?;
         let rtc = |e: webrtc::error::Error| ClientError::Rtc(e.to_string());
         let mut made = Vec::new();
         for (spec, (cid, info)) in specs.iter().zip(infos) {
@@ -316,16 +305,13 @@ impl RoomClient {
             let track = Arc::new(
                 TrackLocalStaticSample::new(
                     Instant::now(),
-                    MediaStreamTrack::new(
+                    crate::peer::one_encoding_track(
                         self.participant_sid(),
                         cid.clone(),
                         spec.name.clone(),
                         spec.kind,
-                        vec![RTCRtpEncodingParameters {
-                            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-                            codec: spec.codec.clone(),
-                            ..Default::default()
-                        }],
+                        ssrc,
+                        spec.codec.clone(),
                     ),
                 )
                 .map_err(rtc)?,
