@@ -47,32 +47,24 @@ pub struct TrackSpec {
 }
 
 impl TrackSpec {
+    fn video(name: &str, source: proto::TrackSource, width: u32, height: u32, codec: RTCRtpCodec) -> Self {
+        Self { name: name.into(), kind: RtpCodecKind::Video, source, width, height, codec }
+    }
+
     pub fn vp8(name: &str, source: proto::TrackSource, width: u32, height: u32) -> Self {
-        Self {
-            name: name.into(),
-            kind: RtpCodecKind::Video,
-            source,
-            width,
-            height,
-            codec: RTCRtpCodec { mime_type: "video/VP8".into(), clock_rate: 90_000, ..Default::default() },
-        }
+        let codec = RTCRtpCodec { mime_type: "video/VP8".into(), clock_rate: 90_000, ..Default::default() };
+        Self::video(name, source, width, height, codec)
     }
 
     /// Constrained baseline H.264, packetisation mode 1, as browsers send it.
     pub fn h264(name: &str, source: proto::TrackSource, width: u32, height: u32) -> Self {
-        Self {
-            name: name.into(),
-            kind: RtpCodecKind::Video,
-            source,
-            width,
-            height,
-            codec: RTCRtpCodec {
-                mime_type: "video/H264".into(),
-                clock_rate: 90_000,
-                sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".into(),
-                ..Default::default()
-            },
-        }
+        let codec = RTCRtpCodec {
+            mime_type: "video/H264".into(),
+            clock_rate: 90_000,
+            sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".into(),
+            ..Default::default()
+        };
+        Self::video(name, source, width, height, codec)
     }
 
     pub fn opus(name: &str) -> Self {
