@@ -236,6 +236,49 @@ async fn python_sdk_publishes_with_simulcast_and_a_hidden_python_subscriber_rece
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_asking_for_low_quality_is_switched_to_the_low_layer_and_keeps_decoding() {
+    let room = start().await;
+    let url = room.url();
+    let publisher = peer("lk_publish.py", &url, "layers", &["--seconds", "16"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The subscriber watches at full quality, then asks for LOW after 3 s.
+    let subscriber = peer("lk_subscribe.py", &url, "layers", &["--seconds", "10", "--hidden", "--quality", "low"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While it runs: the top layer (h for a 640x360 source), later q.
+    let mut seen = Vec::new();
+    for _ in 0..18 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Some(r) = room.registry.room("layers") {
+            for (_, _, rid) in r.media.forwarded_layers().into_iter().filter(|(_, _, rid)| !rid.is_empty()) {
+                if seen.last() != Some(&rid) {
+                    seen.push(rid);
+                }
+            }
+        }
+    }
+    let out = subscriber.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "subscriber failed: {}", String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("")).unwrap();
+    // The top layer was forwarded before the request (it may follow a brief start on q
+    // while the publisher's layers open), and q is forwarded at the end.
+    assert!(seen.iter().any(|r| r == "h"), "layers forwarded: {seen:?}");
+    assert_eq!(seen.last().map(String::as_str), Some("q"), "layers forwarded: {seen:?}");
+    // Frames kept decoding after the switch (requested at about 3 s of a 10 s window).
+    let v = &s["tracks"]["pub/2"];
+    assert!(v["last_at"].as_f64().unwrap_or(0.0) >= 8.0, "{s}");
+    let _ = publisher.wait_with_output().await;
+    drained(&room).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_publishes_h264_and_a_hidden_python_subscriber_receives() {
     python_interop("h264").await;
 }

@@ -372,6 +372,22 @@ impl RoomMedia {
         lock(&self.tracks).len()
     }
 
+    /// (track sid, subscriber sid, rid being forwarded) for every copy that is flowing.
+    pub fn forwarded_layers(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for t in lock(&self.tracks).values() {
+            let layers = lock(&t.layers).clone();
+            for d in lock(&t.down).iter() {
+                if let Some(ssrc) = lock(&d.state).current
+                    && let Some((rid, _)) = layers.iter().find(|(_, s)| **s == ssrc)
+                {
+                    out.push((t.sid.clone(), d.subscriber.clone(), rid.clone()));
+                }
+            }
+        }
+        out
+    }
+
     /// A participant left: its connections close, its tracks go, its copies of others' tracks go.
     pub async fn remove(&self, sid: &str) {
         let session = lock(&self.sessions).remove(sid);
@@ -589,6 +605,7 @@ impl Session {
             match ev {
                 TrackRemoteEvent::OnOpen(init) => {
                     let rid = init.rid.clone().unwrap_or_default();
+                    tracing::debug!(participant = %self.sid, track = %tr_sid, rid = %rid, ssrc = init.ssrc, "layer opened");
                     match &published {
                         Some(p) => {
                             lock(&p.layers).insert(rid, init.ssrc);

@@ -210,6 +210,7 @@ async fn run_media(media: &Arc<super::media::Session>, action: In) -> Result<(),
         In::Answer(a) => media.on_answer(a).await,
         In::Trickle(t) => media.on_trickle(t).await,
         In::TrackSetting(t) => {
+            tracing::debug!("track settings: {t:?}");
             // Width (when given) picks the layer: LiveKit's default ladder is 180/360/full.
             #[allow(deprecated)]
             let q = if t.width > 0 {

@@ -16,6 +16,7 @@ async def main(a):
         async for ev in rtc.VideoStream(track):
             s["frames"] += 1
             s["last_at"] = round(asyncio.get_running_loop().time() - started, 2)
+            s.setdefault("size_at", {})[f"{ev.frame.width}x{ev.frame.height}"] = s["last_at"]
             s["sizes"].add((ev.frame.width, ev.frame.height))
             if s["frames"] == 10:
                 # The median of a grid of points: the participant's colour, whatever
@@ -38,6 +39,13 @@ async def main(a):
         seen["tracks"][key] = {"frames": 0, "sizes": set(), "energy": 0.0}
         if track.kind == rtc.TrackKind.KIND_VIDEO:
             tasks.append(asyncio.ensure_future(read_video(track, key)))
+            if a.quality == "low":
+                async def lower():
+                    # Full quality first, then ask for the lowest simulcast layer.
+                    await asyncio.sleep(3)
+                    pub.set_video_quality(rtc.VideoQuality.VIDEO_QUALITY_LOW)
+                    seen["requested_low_at"] = round(asyncio.get_running_loop().time() - started, 2)
+                tasks.append(asyncio.ensure_future(lower()))
         else:
             tasks.append(asyncio.ensure_future(read_audio(track, key)))
 
@@ -81,4 +89,5 @@ for k, d in [("url", "ws://127.0.0.1:7880"), ("key", "devkey"), ("secret", "secr
     p.add_argument("--" + k, default=d)
 p.add_argument("--seconds", type=float, default=10)
 p.add_argument("--hidden", action="store_true")
+p.add_argument("--quality", choices=["high", "low"], default="high")
 asyncio.run(main(p.parse_args()))
