@@ -192,27 +192,29 @@ fn peer(script: &str, url: &str, room: &str, args: &[&str]) -> tokio::process::C
     c.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers").join(script))
         .args(["--url", url, "--key", KEY, "--secret", SECRET, "--room", room])
         .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     c
+}
+
+/// The JSON summary a subscriber peer prints last, after checking it succeeded.
+fn summary(out: &std::process::Output) -> serde_json::Value {
+    assert!(out.status.success(), "subscriber failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("")).unwrap()
 }
 
 /// One Python client publishes (VP8 simulcast by default, or H.264), a hidden one subscribes.
 async fn python_interop(codec: &str) {
     let room = start().await;
     let url = room.url();
-    let publisher = peer("lk_publish.py", &url, "interop", &["--seconds", "14", "--codec", codec])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let publisher = peer("lk_publish.py", &url, "interop", &["--seconds", "14", "--codec", codec]).spawn().unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let out = peer("lk_subscribe.py", &url, "interop", &["--seconds", "7", "--hidden", "--identity", "recorder"])
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "subscriber failed: {}", String::from_utf8_lossy(&out.stderr));
-    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+    let summary = summary(&out);
     assert_eq!(summary["participants"], serde_json::json!(["pub"]));
     let video = &summary["tracks"]["pub/2"];
     assert!(video["frames"].as_u64().unwrap_or(0) >= 10, "video frames: {summary}");
@@ -239,18 +241,11 @@ async fn python_sdk_publishes_with_simulcast_and_a_hidden_python_subscriber_rece
 async fn a_subscriber_asking_for_low_quality_is_switched_to_the_low_layer_and_keeps_decoding() {
     let room = start().await;
     let url = room.url();
-    let publisher = peer("lk_publish.py", &url, "layers", &["--seconds", "16"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let publisher = peer("lk_publish.py", &url, "layers", &["--seconds", "16"]).spawn().unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     // The subscriber watches at full quality, then asks for LOW after 3 s.
-    let subscriber = peer("lk_subscribe.py", &url, "layers", &["--seconds", "10", "--hidden", "--quality", "low"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let subscriber =
+        peer("lk_subscribe.py", &url, "layers", &["--seconds", "10", "--hidden", "--quality", "low"]).spawn().unwrap();
     // While it runs: the top layer (h for a 640x360 source), later q.
     let mut seen = Vec::new();
     for _ in 0..18 {
@@ -264,9 +259,7 @@ async fn a_subscriber_asking_for_low_quality_is_switched_to_the_low_layer_and_ke
         }
     }
     let out = subscriber.wait_with_output().await.unwrap();
-    assert!(out.status.success(), "subscriber failed: {}", String::from_utf8_lossy(&out.stderr));
-    let s: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("")).unwrap();
+    let s = summary(&out);
     // The top layer was forwarded before the request (it may follow a brief start on q
     // while the publisher's layers open), and q is forwarded at the end.
     assert!(seen.iter().any(|r| r == "h"), "layers forwarded: {seen:?}");
@@ -301,9 +294,7 @@ async fn a_python_subscriber_receives_synthetic_participants_their_mutes_and_lea
     }));
     let out =
         peer("lk_subscribe.py", &room.url(), "synthetic", &["--seconds", "14", "--hidden"]).output().await.unwrap();
-    assert!(out.status.success(), "subscriber failed: {}", String::from_utf8_lossy(&out.stderr));
-    let s: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("")).unwrap();
+    let s = summary(&out);
     assert_eq!(s["participants"], serde_json::json!(["synthetic-0", "synthetic-1", "synthetic-2"]), "{s}");
     assert_eq!(s["left"], serde_json::json!(["synthetic-1"]), "{s}");
     assert_eq!(s["muted"], serde_json::json!(["synthetic-2/1"]), "{s}");
@@ -380,9 +371,7 @@ async fn livekit_client_in_chromium_publishes_for_30_s_and_a_python_subscriber_r
         .expect("chromium runs (scripts/test-peers.sh installs it)");
     tokio::time::sleep(Duration::from_secs(5)).await;
     let out = peer("lk_subscribe.py", &room.url(), "web", &["--seconds", "28", "--hidden"]).output().await.unwrap();
-    assert!(out.status.success(), "subscriber failed: {}", String::from_utf8_lossy(&out.stderr));
-    let s: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("")).unwrap();
+    let s = summary(&out);
     // Let the page report its state at 30 s, then read its log.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut browser = browser;

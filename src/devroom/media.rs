@@ -167,6 +167,22 @@ impl PublishedTrack {
         v.iter().rev().find(|(r, _)| *r <= want).or(v.first()).map(|(_, s)| *s)
     }
 
+    /// This subscriber's copies of the track.
+    fn copies_for(&self, subscriber: &str) -> Vec<Arc<DownTrack>> {
+        lock(&self.down).iter().filter(|d| d.subscriber == subscriber).cloned().collect()
+    }
+
+    /// Asks the publisher for a keyframe on every layer (video only).
+    async fn request_keyframes(&self) {
+        if self.kind != RtpCodecKind::Video {
+            return;
+        }
+        let ssrcs: Vec<u32> = lock(&self.layers).values().copied().collect();
+        for ssrc in ssrcs {
+            self.request_keyframe(ssrc).await;
+        }
+    }
+
     async fn request_keyframe(&self, ssrc: u32) {
         let _ =
             self.remote.write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc })]).await;
@@ -453,9 +469,7 @@ impl Session {
         // Payload types are known now.
         if let Some(room) = self.room() {
             for t in room.published() {
-                let mine: Vec<Arc<DownTrack>> =
-                    lock(&t.down).iter().filter(|d| d.subscriber == self.sid).cloned().collect();
-                for d in mine {
+                for d in t.copies_for(&self.sid) {
                     let sender = lock(&d.sender).clone();
                     if let Some(sender) = sender
                         && let Ok(p) = sender.get_parameters().await
@@ -464,12 +478,7 @@ impl Session {
                         d.pt.store(pt, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
-                if t.kind == RtpCodecKind::Video {
-                    let ssrcs: Vec<u32> = lock(&t.layers).values().copied().collect();
-                    for ssrc in ssrcs {
-                        t.request_keyframe(ssrc).await;
-                    }
-                }
+                t.request_keyframes().await;
             }
         }
         let again = {
@@ -531,17 +540,10 @@ impl Session {
     async fn restart_downtracks(&self) {
         let Some(room) = self.room() else { return };
         for t in room.published() {
-            let mine: Vec<Arc<DownTrack>> =
-                lock(&t.down).iter().filter(|d| d.subscriber == self.sid).cloned().collect();
-            for d in mine {
+            for d in t.copies_for(&self.sid) {
                 lock(&d.state).current = None;
             }
-            if t.kind == RtpCodecKind::Video {
-                let ssrcs: Vec<u32> = lock(&t.layers).values().copied().collect();
-                for ssrc in ssrcs {
-                    t.request_keyframe(ssrc).await;
-                }
-            }
+            t.request_keyframes().await;
         }
     }
 
@@ -578,7 +580,7 @@ impl Session {
         };
         if let Some(room) = self.room() {
             for t in room.published().iter().filter(|t| track_sids.contains(&t.sid)) {
-                for d in lock(&t.down).iter().filter(|d| d.subscriber == self.sid) {
+                for d in t.copies_for(&self.sid) {
                     d.want.store(rank, std::sync::atomic::Ordering::Relaxed);
                 }
             }

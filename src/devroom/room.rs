@@ -20,7 +20,8 @@ pub enum Outbound {
 
 pub type Sender = mpsc::UnboundedSender<Outbound>;
 
-fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch, as LiveKit's timestamps are.
+pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 

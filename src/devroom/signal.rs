@@ -241,13 +241,9 @@ fn handle(room: &Arc<Room>, sid: &str, media: &Arc<super::media::Session>, req: 
     let Some(me) = st.participants.get_mut(sid) else { return Handled::Leave };
     match message {
         In::Ping(ts) => me.send(Out::Pong(ts)),
-        In::PingReq(p) => me.send(Out::PongResp(proto::Pong {
-            last_ping_timestamp: p.timestamp,
-            timestamp: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0),
-        })),
+        In::PingReq(p) => {
+            me.send(Out::PongResp(proto::Pong { last_ping_timestamp: p.timestamp, timestamp: room::now_ms() }))
+        }
         In::Leave(_) => return Handled::Leave,
         m @ (In::Offer(_) | In::Answer(_) | In::Trickle(_) | In::TrackSetting(_)) => {
             return Handled::Media(Box::new(m));

@@ -145,6 +145,14 @@ pub struct RoomClient {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// A reply the reader task routes to us, within LiveKit's 10 s client timeout.
+async fn reply<T>(rx: oneshot::Receiver<T>, what: &'static str) -> Result<T, ClientError> {
+    tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .map_err(|_| ClientError::Timeout(what))?
+        .map_err(|_| ClientError::Closed)
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -283,10 +291,7 @@ impl RoomClient {
                 },
                 ..Default::default()
             }))?;
-            let info = tokio::time::timeout(Duration::from_secs(10), rx)
-                .await
-                .map_err(|_| ClientError::Timeout("TrackPublished"))?
-                .map_err(|_| ClientError::Closed)?;
+            let info = reply(rx, "TrackPublished").await?;
             infos.push((cid, info));
         }
         let pc = crate::peer::get_or_create(&self.publisher, || Arc::new(Quiet)).await.map_err(ClientError::Rtc)?;
@@ -337,10 +342,7 @@ impl RoomClient {
             id,
             ..Default::default()
         }))?;
-        let answer = tokio::time::timeout(Duration::from_secs(10), rx)
-            .await
-            .map_err(|_| ClientError::Timeout("answer"))?
-            .map_err(|_| ClientError::Closed)?;
+        let answer = reply(rx, "answer").await?;
         pc.set_remote_description(RTCSessionDescription::answer(answer.sdp).map_err(rtc)?).await.map_err(rtc)?;
         let mut tracks = Vec::new();
         for (sid, kind, track, ssrc, transceiver, codec) in made {
