@@ -192,12 +192,14 @@ impl PublishedTrack {
         let downs: Vec<Arc<DownTrack>> = lock(&self.down).clone();
         let clock = self.codec.clock_rate.max(1);
         let video = self.kind == RtpCodecKind::Video;
+        // The layer for each wanted quality, worked out once per packet, not per subscriber.
+        let targets = [0, 1, 2].map(|want| self.layer_for(want));
         for d in downs {
             let pt = d.pt.load(std::sync::atomic::Ordering::Relaxed);
             if pt == 0 || !d.connected.load(std::sync::atomic::Ordering::Relaxed) {
                 continue;
             }
-            let target = self.layer_for(d.want.load(std::sync::atomic::Ordering::Relaxed));
+            let target = targets[d.want.load(std::sync::atomic::Ordering::Relaxed).min(2) as usize];
             let (send, pli) = {
                 let mut st = lock(&d.state);
                 let mut pli = None;
