@@ -18,6 +18,10 @@ pub enum Command {
     Layouts(LayoutsArgs),
     /// A local LiveKit-protocol room server for the demo and tests (not a production SFU).
     Devroom(DevroomArgs),
+    /// Join a LiveKit room as a hidden recorder and record the composite to a file.
+    Record(Box<RecordArgs>),
+    /// Start devroom with synthetic participants and record them (the README's first command).
+    Demo(DemoArgs),
     /// Measure the compositor: render-and-readback cost per frame (used by bench/).
     #[command(hide = true)]
     BenchRender(BenchArgs),
@@ -57,6 +61,57 @@ pub struct DevroomArgs {
     /// forwards H.264 that LiveKit's SDKs publish, but our own H.264 does not decode yet).
     #[arg(long, default_value = "vp8", hide = true)]
     pub codec: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// LiveKit server, ws:// or wss://.
+    #[arg(long, env = "LIVEKIT_URL", default_value = "ws://127.0.0.1:7880")]
+    pub url: String,
+    /// API key to mint the recorder's token with.
+    #[arg(long, env = "LIVEKIT_API_KEY", default_value = "devkey")]
+    pub api_key: String,
+    #[arg(long, env = "LIVEKIT_API_SECRET", default_value = "secret", hide_env_values = true)]
+    pub api_secret: String,
+    /// A ready token instead of minting one (it must grant roomJoin and canSubscribe).
+    #[arg(long, env = "TESSERA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Room to record (with --api-key/--api-secret).
+    #[arg(long, required_unless_present = "token")]
+    pub room: Option<String>,
+    /// grid, speaker, single-speaker, with -light for the white theme.
+    #[arg(long, default_value = "grid")]
+    pub layout: String,
+    #[arg(long, env = "TESSERA_LAYOUTS")]
+    pub layouts_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub size: OutputSize,
+    /// Record the audio mix only (no video encoder).
+    #[arg(long)]
+    pub audio_only: bool,
+    /// Seconds to record; without it, until the room closes or SIGINT/SIGTERM.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Milliseconds each frame is held back so late frames still make their tick.
+    #[arg(long, default_value_t = 50)]
+    pub delay_ms: u64,
+    /// auto (hardware GPU if any, else CPU), cpu, or gpu (wgpu on any adapter, lavapipe included).
+    #[arg(long, env = "TESSERA_RENDERER", default_value = "auto")]
+    pub renderer: String,
+    /// Output file (.mp4).
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Seconds to record.
+    #[arg(long, default_value_t = 20.0)]
+    pub duration: f64,
+    #[arg(long, default_value = "grid")]
+    pub layout: String,
+    #[arg(short, long, default_value = "out/demo.mp4")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use std::time::{Duration, Instant};
-use tessera::cli::{BenchArgs, Cli, Command, DevroomArgs, LayoutsArgs, OutputSize, PreviewArgs};
+use tessera::cli::{BenchArgs, Cli, Command, DemoArgs, DevroomArgs, LayoutsArgs, OutputSize, PreviewArgs, RecordArgs};
 use tessera::config::{EncodingOptions, Preset};
 use tessera::layout::{LayoutSet, compose};
 use tessera::preview::synthetic::{RoomOptions, SyntheticRoom};
@@ -12,8 +12,7 @@ use tessera::usage::{cpu_seconds, peak_rss_mib};
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
-                .unwrap_or_else(|_| "info,wgpu=warn,naga=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| "warn,tessera=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -22,6 +21,8 @@ fn main() {
         Command::Preview(a) => preview_cmd(*a),
         Command::Layouts(a) => layouts_cmd(a),
         Command::Devroom(a) => devroom_cmd(a),
+        Command::Record(a) => record_cmd(*a),
+        Command::Demo(a) => demo_cmd(a),
         Command::BenchRender(a) => bench_render(a),
     };
     if let Err(e) = result {
@@ -168,6 +169,152 @@ fn devroom_cmd(a: DevroomArgs) -> Result<()> {
                 return Err(e.into());
             }
         }
+        Ok(())
+    })
+}
+
+fn record_cmd(a: RecordArgs) -> Result<()> {
+    let set = layout_set(a.layouts_dir.as_deref())?;
+    let layout = set.resolve(&a.layout)?;
+    let encoding = encoding(&a.size)?;
+    let token = match (&a.token, &a.room) {
+        (Some(t), _) => t.clone(),
+        (None, Some(room)) => tessera::recorder::token::mint(&a.api_key, &a.api_secret, room, &new_egress_id())?,
+        (None, None) => bail!("--room is needed to mint a token (or give --token)"),
+    };
+    let mut job = tessera::recorder::RecordJob::new(&a.url, &token, layout, encoding, &a.output);
+    job.audio_only = a.audio_only;
+    job.backend = a.renderer.parse::<Backend>().map_err(anyhow::Error::msg)?;
+    job.video_delay = Duration::from_millis(a.delay_ms);
+    if let Some(d) = a.duration {
+        if !(0.1..=86_400.0 * 7.0).contains(&d) {
+            bail!("--duration {d} is out of range: 0.1 s to 7 days");
+        }
+        job.duration = Some(Duration::from_secs_f64(d));
+    }
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async move {
+        let stop = tessera::recorder::StopHandle::default();
+        stop_on_signals(stop.clone());
+        let (cpu0, t0) = (cpu_seconds(), Instant::now());
+        let s = tessera::recorder::record(job, stop).await.context("recording")?;
+        print_record_summary(&s, &a.layout, cpu_seconds() - cpu0, t0.elapsed().as_secs_f64());
+        Ok(())
+    })
+}
+
+/// SIGINT and SIGTERM end the recording cleanly (the file is finalised).
+fn stop_on_signals(stop: tessera::recorder::StopHandle) {
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("cannot watch SIGTERM: {e}");
+                let _ = tokio::signal::ctrl_c().await;
+                stop.stop();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping: finalising the recording");
+        stop.stop();
+    });
+}
+
+/// An egress id as LiveKit makes them: "EG_" and 12 random characters.
+fn new_egress_id() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let id: String = (0..12).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+    format!("EG_{id}")
+}
+
+fn print_record_summary(s: &tessera::recorder::RecordSummary, layout: &str, cpu: f64, wall: f64) {
+    println!("wrote {}", s.file.path.display());
+    println!(
+        "  duration: {:.2} s  layout: {layout}  renderer: {}  frames: {}  size: {} KiB",
+        s.duration_s,
+        s.renderer,
+        s.file.video_frames,
+        s.file.bytes / 1024
+    );
+    println!(
+        "  participants seen: {}",
+        if s.participants.is_empty() { "none".into() } else { s.participants.join(", ") }
+    );
+    if let Some(f) = s.first_frame_after {
+        println!("  first frame {:.0} ms after joining", f.as_secs_f64() * 1000.0);
+    }
+    let mut lat = s.file.latencies_us.clone();
+    lat.sort_unstable();
+    if !lat.is_empty() {
+        let p = |q: usize| lat[(lat.len() * q / 100).min(lat.len() - 1)] as f64 / 1000.0;
+        println!("  latency, frame arrival to encoded packet: p50 {:.1} ms, p95 {:.1} ms", p(50), p(95));
+    }
+    for t in &s.tracks {
+        println!(
+            "  track {} ({}): {} frames decoded, {} packets, {} lost, {} gaps filled by retransmission, {} keyframe requests",
+            t.track_sid, t.mime, t.decoded, t.jitter.packets, t.jitter.lost, t.jitter.gaps_filled, t.keyframe_requests
+        );
+    }
+    println!(
+        "  CPU: {cpu:.2} s in {wall:.2} s ({:.3} CPU-s per recorded second), peak memory {:.0} MiB, late ticks {}",
+        cpu / s.duration_s.max(1e-9),
+        peak_rss_mib(),
+        s.late_ticks
+    );
+    println!("  ended: {}", s.ended_by);
+}
+
+/// devroom, synthetic participants (one shares its screen, one joins late, one
+/// leaves, one toggles its microphone, all in speaking turns) and a recorder, in
+/// one process.
+fn demo_cmd(a: DemoArgs) -> Result<()> {
+    let set = LayoutSet::builtin()?;
+    let layout = set.resolve(&a.layout)?;
+    if let Some(dir) = a.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async move {
+        let (key, secret) = ("devkey", "secret");
+        let room = tessera::devroom::DevRoom::start(tessera::devroom::DevRoomConfig {
+            bind: "127.0.0.1:0".parse()?,
+            api_key: key.into(),
+            api_secret: secret.into(),
+            empty_timeout: Duration::from_secs(5),
+        })
+        .await?;
+        let synthetic = tessera::devroom::synthetic::SyntheticOptions {
+            url: room.url(),
+            api_key: key.into(),
+            api_secret: secret.into(),
+            room: "demo".into(),
+            count: 4,
+            screen_share: true,
+            late_joiner: true,
+            leaver: true,
+            mute_toggle: true,
+            duration: Some(Duration::from_secs_f64(a.duration + 8.0)),
+            ..Default::default()
+        };
+        println!("devroom at {} with 4 synthetic participants in room \"demo\"", room.url());
+        let participants = tokio::spawn(tessera::devroom::synthetic::run(synthetic));
+        let token = tessera::recorder::token::mint(key, secret, "demo", &new_egress_id())?;
+        let mut job =
+            tessera::recorder::RecordJob::new(&room.url(), &token, layout, EncodingOptions::default(), &a.output);
+        job.duration = Some(Duration::from_secs_f64(a.duration));
+        let stop = tessera::recorder::StopHandle::default();
+        stop_on_signals(stop.clone());
+        let (cpu0, t0) = (cpu_seconds(), Instant::now());
+        let s = tessera::recorder::record(job, stop).await.context("recording")?;
+        print_record_summary(&s, &a.layout, cpu_seconds() - cpu0, t0.elapsed().as_secs_f64());
+        println!("  (CPU includes devroom and the synthetic participants' encoders, all in this process)");
+        participants.abort();
         Ok(())
     })
 }

@@ -74,7 +74,9 @@ pub async fn gathered(pc: &Pc) -> Result<RTCSessionDescription, String> {
 }
 
 /// Hands the keyframe requests (PLI, FIR) a peer sends about our outgoing tracks
-/// to the application (`TrackLocal::poll`), where an SFU passes them upstream.
+/// to the application (`TrackLocal::poll`), where an SFU passes them upstream, and
+/// the sender reports about incoming ones (`TrackRemote::poll`), which a recorder
+/// needs to put every track on one clock.
 /// The default interceptors answer NACKs themselves and keep all other RTCP;
 /// this is the hook the webrtc crate provides for the rest, with our policy.
 #[derive(Default)]
@@ -91,6 +93,8 @@ pub fn is_keyframe_request(p: &dyn rtc::rtcp::Packet) -> bool {
     p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>()
 }
 
+use rtc::rtcp::sender_report::SenderReport;
+
 impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()> for KeyframeRequests {
     type Rout = rtc::interceptor::TaggedPacket;
     type Wout = rtc::interceptor::TaggedPacket;
@@ -100,7 +104,11 @@ impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::Tag
 
     fn handle_read(&mut self, mut m: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
         if let rtc::interceptor::Packet::Rtcp(packets) = &m.message.packet {
-            let wanted: Vec<_> = packets.iter().filter(|p| is_keyframe_request(p.as_ref())).cloned().collect();
+            let wanted: Vec<_> = packets
+                .iter()
+                .filter(|p| is_keyframe_request(p.as_ref()) || p.as_any().is::<SenderReport>())
+                .cloned()
+                .collect();
             if wanted.is_empty() {
                 // Reports and NACKs were handled by the interceptors before this one.
                 return Ok(());

@@ -23,7 +23,8 @@ pub enum PipelineError {
 }
 
 enum Msg {
-    Video(RenderedFrame),
+    /// A frame, and when the source frames it newly shows arrived (for latency).
+    Video(RenderedFrame, Vec<std::time::Instant>),
     Audio(MixedBlock),
 }
 
@@ -34,6 +35,8 @@ pub struct Summary {
     pub video_frames: u64,
     pub audio_blocks: u64,
     pub bytes: u64,
+    /// For frames pushed with arrival times: arrival to encoded packet written, in µs.
+    pub latencies_us: Vec<u64>,
 }
 
 pub struct EncodePipeline {
@@ -44,7 +47,19 @@ pub struct EncodePipeline {
 impl EncodePipeline {
     /// Opens encoders and the MP4 file, then starts the encode thread.
     pub fn start(opts: &EncodingOptions, path: &Path, video: bool, audio: bool) -> Result<Self, PipelineError> {
-        let venc = if video { Some(VideoEncoder::new(opts, opts.gop_frames(2.0), false)?) } else { None };
+        Self::start_with(opts, path, video, audio, false)
+    }
+
+    /// As `start`; `low_latency` makes every frame's packet come out as it is encoded
+    /// (no lookahead), for live sources.
+    pub fn start_with(
+        opts: &EncodingOptions,
+        path: &Path,
+        video: bool,
+        audio: bool,
+        low_latency: bool,
+    ) -> Result<Self, PipelineError> {
+        let venc = if video { Some(VideoEncoder::new(opts, opts.gop_frames(2.0), low_latency)?) } else { None };
         let aenc = if audio { Some(AudioEncoder::new(opts)?) } else { None };
         let mut specs = Vec::new();
         specs.extend(venc.as_ref().map(|v| v.spec()));
@@ -60,7 +75,16 @@ impl EncodePipeline {
     }
 
     pub fn push_video(&self, frame: RenderedFrame) -> Result<(), PipelineError> {
-        self.send(Msg::Video(frame))
+        self.send(Msg::Video(frame, Vec::new()))
+    }
+
+    /// A frame showing source frames that arrived at `arrivals`.
+    pub fn push_video_timed(
+        &self,
+        frame: RenderedFrame,
+        arrivals: Vec<std::time::Instant>,
+    ) -> Result<(), PipelineError> {
+        self.send(Msg::Video(frame, arrivals))
     }
 
     pub fn push_audio(&self, block: MixedBlock) -> Result<(), PipelineError> {
@@ -91,6 +115,7 @@ fn run(
     mut writer: Mp4Writer,
 ) -> Result<Summary, PipelineError> {
     let (mut frames, mut blocks) = (0u64, 0u64);
+    let mut latencies_us = Vec::new();
     let write_all = |w: &mut Mp4Writer, packets: Vec<EncodedPacket>| -> Result<(), PipelineError> {
         for p in packets {
             w.write(p)?;
@@ -99,10 +124,14 @@ fn run(
     };
     for msg in rx {
         match msg {
-            Msg::Video(f) => {
+            Msg::Video(f, arrivals) => {
                 if let Some(v) = venc.as_mut() {
                     let packets = v.encode(&f.frame, f.pts_us)?;
+                    let out = !packets.is_empty();
                     write_all(&mut writer, packets)?;
+                    if out {
+                        latencies_us.extend(arrivals.iter().map(|a| a.elapsed().as_micros() as u64));
+                    }
                     frames += 1;
                 }
             }
@@ -125,5 +154,5 @@ fn run(
     }
     let path = writer.finish()?;
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    Ok(Summary { path, video_frames: frames, audio_blocks: blocks, bytes })
+    Ok(Summary { path, video_frames: frames, audio_blocks: blocks, bytes, latencies_us })
 }

@@ -1,6 +1,9 @@
 //! A client of LiveKit's signal protocol (v0, two peer connections): joins any
-//! LiveKit-protocol server (devroom here, LiveKit in production) and publishes
-//! tracks. Synthetic participants use it now; the recorder will subscribe with it.
+//! LiveKit-protocol server (devroom here, LiveKit in production), publishes
+//! tracks (synthetic participants) and receives them (the recorder), reporting
+//! the room's roster, speakers and tracks as [`RoomEvent`]s.
+
+mod subscriber;
 
 use crate::peer::{Pc, Quiet, gathered};
 use bytes::Bytes;
@@ -129,6 +132,35 @@ impl LocalTrack {
     }
 }
 
+/// What the room tells a subscribing client, in the order it happened.
+pub enum RoomEvent {
+    /// Participants as the server last described them (the join response's, then updates; a
+    /// participant whose state is `Disconnected` has left).
+    Participants(Vec<proto::ParticipantInfo>),
+    /// Speakers whose level changed (`active == false`: stopped speaking).
+    Speakers(Vec<proto::SpeakerInfo>),
+    /// A track's media started arriving on the subscriber connection.
+    Track(RemoteTrack),
+    /// The server ended our session, or the connection broke.
+    Left(String),
+}
+
+/// A received track: its media is read with `track.poll()`.
+pub struct RemoteTrack {
+    pub participant_sid: String,
+    pub track_sid: String,
+    pub track: Arc<dyn webrtc::media_stream::track_remote::TrackRemote>,
+}
+
+/// How to join.
+#[derive(Default)]
+pub struct ConnectOptions {
+    /// Ask the server to subscribe us to every track (a recorder); publishers leave it off.
+    pub auto_subscribe: bool,
+    /// Where room events go; None for a client that only publishes.
+    pub events: Option<mpsc::UnboundedSender<RoomEvent>>,
+}
+
 #[derive(Default)]
 struct Pending {
     published: HashMap<String, oneshot::Sender<proto::TrackInfo>>,
@@ -142,6 +174,7 @@ pub struct RoomClient {
     pending: Arc<Mutex<Pending>>,
     publisher: tokio::sync::Mutex<Option<Pc>>,
     next_offer: Mutex<u32>,
+    subscriber: mpsc::UnboundedSender<subscriber::Signal>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -158,10 +191,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl RoomClient {
-    /// Joins the room `token` grants on the server at `url` (ws:// or wss://).
+    /// Joins the room `token` grants on the server at `url` (ws:// or wss://) to publish.
     pub async fn connect(url: &str, token: &str) -> Result<Self, ClientError> {
+        Self::connect_with(url, token, ConnectOptions::default()).await
+    }
+
+    /// Joins with options: a recorder subscribes and listens to events.
+    pub async fn connect_with(url: &str, token: &str, options: ConnectOptions) -> Result<Self, ClientError> {
         let base = url.trim_end_matches('/');
-        let full = format!("{base}/rtc?protocol=17&sdk=tessera&version={}&auto_subscribe=0", env!("CARGO_PKG_VERSION"));
+        let full = format!(
+            "{base}/rtc?protocol=17&sdk=tessera&version={}&auto_subscribe={}",
+            env!("CARGO_PKG_VERSION"),
+            options.auto_subscribe as u8
+        );
         let connect_err = |cause: String| ClientError::Connect { url: url.to_string(), cause };
         let mut request = full.as_str().into_client_request().map_err(|e| connect_err(e.to_string()))?;
         let bearer = format!("Bearer {token}")
@@ -206,11 +248,33 @@ impl RoomClient {
             }
         });
         let p = pending.clone();
+        let events = options.events;
+        let emit = {
+            let events = events.clone();
+            move |e: RoomEvent| {
+                if let Some(tx) = &events {
+                    let _ = tx.send(e);
+                }
+            }
+        };
+        emit(RoomEvent::Participants(join.other_participants.clone()));
+        // Server offers for the subscriber connection are answered in order by one task.
+        let (sub_tx, sub_task) = subscriber::spawn(out.clone(), events.clone());
+        let sub_close = sub_tx.clone();
         let reader = tokio::spawn(async move {
+            let mut why = "the connection closed".to_string();
             while let Some(Ok(m)) = stream.next().await {
                 let Message::Binary(b) = m else { continue };
                 let Ok(resp) = proto::SignalResponse::decode(b.as_ref()) else { continue };
                 match resp.message {
+                    Some(Resp::Offer(o)) => {
+                        let _ = sub_tx.send(subscriber::Signal::Offer(o));
+                    }
+                    Some(Resp::Trickle(t)) if t.target == proto::SignalTarget::Subscriber as i32 => {
+                        let _ = sub_tx.send(subscriber::Signal::Trickle(t));
+                    }
+                    Some(Resp::Update(u)) => emit(RoomEvent::Participants(u.participants)),
+                    Some(Resp::SpeakersChanged(s)) => emit(RoomEvent::Speakers(s.speakers)),
                     Some(Resp::TrackPublished(r)) => {
                         if let (Some(tx), Some(t)) = (lock(&p).published.remove(&r.cid), r.track) {
                             let _ = tx.send(t);
@@ -223,11 +287,13 @@ impl RoomClient {
                     }
                     Some(Resp::Leave(l)) => {
                         tracing::info!("the server asked us to leave: {:?}", l.reason());
+                        why = format!("the server ended the session ({:?})", l.reason());
                         break;
                     }
                     _ => {}
                 }
             }
+            emit(RoomEvent::Left(why));
         });
         let ping_out = out.clone();
         let every = Duration::from_secs(join.ping_interval.max(1) as u64);
@@ -252,7 +318,8 @@ impl RoomClient {
             pending,
             publisher: tokio::sync::Mutex::new(None),
             next_offer: Mutex::new(0),
-            tasks: vec![writer, reader, pinger],
+            subscriber: sub_close,
+            tasks: vec![writer, reader, pinger, sub_task],
         })
     }
 
@@ -356,6 +423,16 @@ impl RoomClient {
         Ok(tracks)
     }
 
+    /// Asks for a video track at the size it is shown (the server picks the simulcast layer).
+    pub fn track_settings(&self, track_sid: &str, width: u32, height: u32) -> Result<(), ClientError> {
+        self.send(Req::TrackSetting(proto::UpdateTrackSettings {
+            track_sids: vec![track_sid.into()],
+            width,
+            height,
+            ..Default::default()
+        }))
+    }
+
     pub fn mute(&self, track_sid: &str, muted: bool) -> Result<(), ClientError> {
         self.send(Req::Mute(proto::MuteTrackRequest { sid: track_sid.into(), muted }))
     }
@@ -370,7 +447,8 @@ impl RoomClient {
         if let Some(pc) = self.publisher.lock().await.take() {
             let _ = pc.close().await;
         }
-        // Give the writer a moment to send the leave.
+        let _ = self.subscriber.send(subscriber::Signal::Close);
+        // Give the writer a moment to send the leave, and the subscriber task to close.
         tokio::time::sleep(Duration::from_millis(100)).await;
         for t in self.tasks.drain(..) {
             t.abort();

@@ -1,0 +1,194 @@
+//! Who is in the room and what they publish, as the server's updates describe
+//! it, turned into the tiles the layout engine places (one camera tile per
+//! participant, one per screen share), in LiveKit's terms.
+
+use crate::layout::{TileKind, TileSource};
+use livekit_protocol as proto;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone)]
+struct Participant {
+    identity: String,
+    name: String,
+    joined_ms: u64,
+    tracks: Vec<proto::TrackInfo>,
+    speaking: bool,
+    level: f32,
+    last_spoke_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Roster {
+    participants: BTreeMap<String, Participant>,
+    /// Every identity seen, for the summary.
+    seen: BTreeSet<String>,
+}
+
+/// A video track a tile shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileVideo {
+    pub track_sid: String,
+}
+
+impl Roster {
+    /// Applies participant descriptions (a join response's or an update's).
+    pub fn update(&mut self, infos: Vec<proto::ParticipantInfo>) {
+        for info in infos {
+            if info.state == proto::participant_info::State::Disconnected as i32 {
+                self.participants.remove(&info.sid);
+                continue;
+            }
+            // Other recorders and agents are not drawn, as in LiveKit's template.
+            if info.kind == proto::participant_info::Kind::Egress as i32 {
+                continue;
+            }
+            self.seen.insert(info.identity.clone());
+            let joined_ms =
+                if info.joined_at_ms > 0 { info.joined_at_ms as u64 } else { info.joined_at.max(0) as u64 * 1000 };
+            let p = self.participants.entry(info.sid.clone()).or_insert_with(|| Participant {
+                identity: info.identity.clone(),
+                name: String::new(),
+                joined_ms,
+                tracks: Vec::new(),
+                speaking: false,
+                level: 0.0,
+                last_spoke_ms: None,
+            });
+            p.name = if info.name.is_empty() { info.identity.clone() } else { info.name.clone() };
+            p.tracks = info.tracks;
+        }
+    }
+
+    /// Applies a speakers update at room time `now_ms` (LiveKit sends only the changes).
+    pub fn speakers(&mut self, speakers: Vec<proto::SpeakerInfo>, now_ms: u64) {
+        for s in speakers {
+            if let Some(p) = self.participants.get_mut(&s.sid) {
+                p.speaking = s.active;
+                p.level = s.level;
+                if s.active {
+                    p.last_spoke_ms = Some(now_ms);
+                }
+            }
+        }
+    }
+
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.iter().cloned().collect()
+    }
+
+    pub fn participant_count(&self) -> usize {
+        self.participants.len()
+    }
+
+    /// The tiles to lay out and, for each, the video track it shows (if a frame is there:
+    /// `has_video` says so). The tile's `video` is its index into the returned tracks.
+    pub fn tiles(&self, has_video: impl Fn(&str) -> bool) -> (Vec<TileSource>, Vec<TileVideo>) {
+        let mut sources = Vec::new();
+        let mut videos = Vec::new();
+        let mut video = |sid: &str| {
+            videos.push(TileVideo { track_sid: sid.to_string() });
+            Some(videos.len() - 1)
+        };
+        for p in self.participants.values() {
+            let live = |source: proto::TrackSource| {
+                p.tracks.iter().find(|t| {
+                    t.r#type == proto::TrackType::Video as i32
+                        && t.source == source as i32
+                        && !t.muted
+                        && has_video(&t.sid)
+                })
+            };
+            let mic = p.tracks.iter().find(|t| t.r#type == proto::TrackType::Audio as i32);
+            let camera = live(proto::TrackSource::Camera).or_else(|| live(proto::TrackSource::Unknown));
+            let base = TileSource {
+                identity: p.identity.clone(),
+                name: p.name.clone(),
+                kind: TileKind::Camera,
+                video: None,
+                speaking: p.speaking,
+                audio_level: p.level,
+                audio_muted: mic.is_none_or(|m| m.muted),
+                last_spoke_ms: p.last_spoke_ms,
+                joined_ms: p.joined_ms,
+            };
+            sources.push(TileSource { video: camera.and_then(|t| video(&t.sid)), ..base.clone() });
+            if let Some(share) = live(proto::TrackSource::ScreenShare) {
+                sources.push(TileSource {
+                    kind: TileKind::ScreenShare,
+                    video: video(&share.sid),
+                    speaking: false,
+                    audio_level: 0.0,
+                    ..base
+                });
+            }
+        }
+        (sources, videos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn track(sid: &str, kind: proto::TrackType, source: proto::TrackSource, muted: bool) -> proto::TrackInfo {
+        proto::TrackInfo { sid: sid.into(), r#type: kind as i32, source: source as i32, muted, ..Default::default() }
+    }
+
+    fn person(sid: &str, tracks: Vec<proto::TrackInfo>) -> proto::ParticipantInfo {
+        proto::ParticipantInfo {
+            sid: sid.into(),
+            identity: format!("id-{sid}"),
+            name: format!("Name {sid}"),
+            state: proto::participant_info::State::Active as i32,
+            joined_at_ms: 1000,
+            tracks,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cameras_shares_mutes_and_leaves_become_tiles() {
+        use proto::{TrackSource as S, TrackType as T};
+        let mut r = Roster::default();
+        r.update(vec![
+            person(
+                "PA_a",
+                vec![track("TR_ac", T::Video, S::Camera, false), track("TR_am", T::Audio, S::Microphone, true)],
+            ),
+            person(
+                "PA_b",
+                vec![track("TR_bc", T::Video, S::Camera, true), track("TR_bs", T::Video, S::ScreenShare, false)],
+            ),
+        ]);
+        let (tiles, videos) = r.tiles(|_| true);
+        assert_eq!(tiles.len(), 3);
+        assert_eq!(tiles[0].video.map(|i| videos[i].track_sid.as_str()), Some("TR_ac"));
+        assert!(tiles[0].audio_muted);
+        // b's camera is muted: a placeholder; its share is a tile of its own.
+        assert_eq!(tiles[1].video, None);
+        assert_eq!(tiles[2].kind, TileKind::ScreenShare);
+        // No frame yet: no video.
+        assert!(r.tiles(|sid| sid != "TR_ac").0[0].video.is_none());
+        // b leaves.
+        r.update(vec![proto::ParticipantInfo {
+            state: proto::participant_info::State::Disconnected as i32,
+            ..person("PA_b", vec![])
+        }]);
+        assert_eq!(r.tiles(|_| true).0.len(), 1);
+        assert_eq!(r.seen(), vec!["id-PA_a".to_string(), "id-PA_b".to_string()]);
+    }
+
+    #[test]
+    fn speaker_updates_mark_speaking_and_last_spoke() {
+        let mut r = Roster::default();
+        r.update(vec![person("PA_a", vec![])]);
+        r.speakers(vec![proto::SpeakerInfo { sid: "PA_a".into(), level: 0.7, active: true }], 5000);
+        let t = &r.tiles(|_| true).0[0];
+        assert!(t.speaking);
+        assert_eq!(t.last_spoke_ms, Some(5000));
+        r.speakers(vec![proto::SpeakerInfo { sid: "PA_a".into(), level: 0.0, active: false }], 6000);
+        let t = &r.tiles(|_| true).0[0];
+        assert!(!t.speaking);
+        assert_eq!(t.last_spoke_ms, Some(5000));
+    }
+}

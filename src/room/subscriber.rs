@@ -1,0 +1,107 @@
+//! The subscriber connection: the server offers it, we answer (with the offer's
+//! id), and every track that starts arriving on it is reported as a [`RoomEvent`].
+//! One task handles offers and candidates in arrival order, because a second
+//! offer must never be applied while the first is still being answered.
+
+use super::{RemoteTrack, RoomEvent};
+use crate::peer::{Pc, gathered};
+use livekit_protocol as proto;
+use proto::signal_request::Message as Req;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{PeerConnectionEventHandler, RTCIceCandidateInit, RTCSessionDescription};
+
+pub(super) enum Signal {
+    Offer(proto::SessionDescription),
+    Trickle(proto::TrickleRequest),
+    Close,
+}
+
+struct Handler {
+    events: Option<mpsc::UnboundedSender<RoomEvent>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        // LiveKit names streams "<participant sid>|<track sid>" and tracks by their sid.
+        let stream = track.stream_id().await;
+        let track_sid = track.track_id().await;
+        let participant_sid = stream.split('|').next().unwrap_or_default().to_string();
+        tracing::debug!(participant = %participant_sid, track = %track_sid, "track arriving");
+        if let Some(tx) = &self.events {
+            let _ = tx.send(RoomEvent::Track(RemoteTrack { participant_sid, track_sid, track }));
+        }
+    }
+}
+
+pub(super) fn spawn(
+    out: mpsc::UnboundedSender<proto::SignalRequest>,
+    events: Option<mpsc::UnboundedSender<RoomEvent>>,
+) -> (mpsc::UnboundedSender<Signal>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let slot = tokio::sync::Mutex::new(None::<Pc>);
+        let mut early: Vec<RTCIceCandidateInit> = Vec::new();
+        while let Some(signal) = rx.recv().await {
+            match signal {
+                Signal::Offer(offer) => {
+                    let events = events.clone();
+                    let pc = match crate::peer::get_or_create(&slot, move || Arc::new(Handler { events })).await {
+                        Ok(pc) => pc,
+                        Err(e) => {
+                            tracing::error!("cannot create the subscriber connection: {e}");
+                            continue;
+                        }
+                    };
+                    match answer(&pc, offer, &mut early).await {
+                        Ok(a) => {
+                            let _ = out.send(proto::SignalRequest { message: Some(Req::Answer(a)) });
+                        }
+                        Err(e) => tracing::warn!("cannot answer the subscriber offer: {e}"),
+                    }
+                }
+                Signal::Trickle(t) => {
+                    let Ok(init) = serde_json::from_str::<RTCIceCandidateInit>(&t.candidate_init) else {
+                        tracing::debug!("unreadable candidate: {}", t.candidate_init);
+                        continue;
+                    };
+                    let pc = slot.lock().await.clone();
+                    match pc {
+                        Some(pc) if pc.remote_description().await.is_some() => {
+                            if let Err(e) = pc.add_ice_candidate(init).await {
+                                tracing::debug!("candidate refused: {e}");
+                            }
+                        }
+                        // Candidates can overtake the offer they belong to.
+                        _ => early.push(init),
+                    }
+                }
+                Signal::Close => break,
+            }
+        }
+        if let Some(pc) = slot.lock().await.take() {
+            let _ = pc.close().await;
+        }
+    });
+    (tx, task)
+}
+
+async fn answer(
+    pc: &Pc,
+    offer: proto::SessionDescription,
+    early: &mut Vec<RTCIceCandidateInit>,
+) -> Result<proto::SessionDescription, String> {
+    let desc = RTCSessionDescription::offer(offer.sdp).map_err(|e| e.to_string())?;
+    pc.set_remote_description(desc).await.map_err(|e| e.to_string())?;
+    for c in early.drain(..) {
+        if let Err(e) = pc.add_ice_candidate(c).await {
+            tracing::debug!("early candidate refused: {e}");
+        }
+    }
+    let answer = pc.create_answer(None).await.map_err(|e| e.to_string())?;
+    pc.set_local_description(answer).await.map_err(|e| e.to_string())?;
+    let local = gathered(pc).await?;
+    Ok(proto::SessionDescription { r#type: "answer".into(), sdp: local.sdp, id: offer.id, ..Default::default() })
+}
