@@ -39,6 +39,12 @@ pub struct DevroomArgs {
     /// Seconds an empty room stays open.
     #[arg(long, default_value_t = 20)]
     pub empty_timeout: u64,
+    /// Percent of media packets to subscribers dropped (a lossy network, for tests).
+    #[arg(long, default_value_t = 0.0)]
+    pub loss_percent: f64,
+    /// Up to this many milliseconds of random delay on each media packet to subscribers.
+    #[arg(long, default_value_t = 0)]
+    pub jitter_ms: u64,
     /// Synthetic participants to put in the room (each a moving pattern in its colour and a tone).
     #[arg(long, default_value_t = 0)]
     pub synthetic: usize,

@@ -129,12 +129,19 @@ fn preview_cmd(a: PreviewArgs) -> Result<()> {
 
 fn devroom_cmd(a: DevroomArgs) -> Result<()> {
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    if !(0.0..=100.0).contains(&a.loss_percent) {
+        bail!("--loss-percent {} is out of range: 0 to 100", a.loss_percent);
+    }
     rt.block_on(async {
         let room = tessera::devroom::DevRoom::start(tessera::devroom::DevRoomConfig {
             bind: a.bind,
             api_key: a.api_key.clone(),
             api_secret: a.api_secret.clone(),
             empty_timeout: Duration::from_secs(a.empty_timeout),
+            impair: tessera::devroom::impair::Impairment {
+                loss: a.loss_percent / 100.0,
+                jitter: Duration::from_millis(a.jitter_ms),
+            },
         })
         .await
         .with_context(|| format!("binding {}", a.bind))?;
@@ -158,6 +165,7 @@ fn devroom_cmd(a: DevroomArgs) -> Result<()> {
                 fps: 15,
                 codec,
                 duration: None,
+                ..Default::default()
             };
             println!("{} synthetic participants in room {:?}", a.synthetic, a.room);
             tokio::spawn(tessera::devroom::synthetic::run(o))
@@ -287,6 +295,7 @@ fn demo_cmd(a: DemoArgs) -> Result<()> {
             api_key: key.into(),
             api_secret: secret.into(),
             empty_timeout: Duration::from_secs(5),
+            impair: Default::default(),
         })
         .await?;
         let synthetic = tessera::devroom::synthetic::SyntheticOptions {

@@ -32,7 +32,11 @@ pub fn audio_level(payload: &[u8]) -> Option<f32> {
 
 /// Builds a peer connection on loopback with VP8, H.264, Opus and the header
 /// extensions simulcast needs (mid, rid), candidates embedded in the SDP.
-pub async fn new_pc(handler: Arc<dyn PeerConnectionEventHandler>) -> Result<Pc, String> {
+/// `impair` degrades the RTP it sends (devroom's lossy-network mode; none elsewhere).
+pub async fn new_pc(
+    handler: Arc<dyn PeerConnectionEventHandler>,
+    impair: crate::devroom::impair::Impairment,
+) -> Result<Pc, String> {
     let mut me = MediaEngine::default();
     me.register_default_codecs().map_err(|e| e.to_string())?;
     // The audio level of each packet: devroom's SpeakersChanged, the recorder's speaker detection.
@@ -44,7 +48,9 @@ pub async fn new_pc(handler: Arc<dyn PeerConnectionEventHandler>) -> Result<Pc, 
     .map_err(|e| e.to_string())?;
     let registry = register_default_interceptors(Registry::new(), &mut me)
         .map_err(|e| e.to_string())?
-        .with(rtc::interceptor::Slot::from(14_000), KeyframeRequests::default());
+        .with(rtc::interceptor::Slot::from(14_000), KeyframeRequests::default())
+        // Wire-most, below the NACK responder's history, so what it drops can be resent.
+        .with(rtc::interceptor::Slot::from(500), crate::devroom::impair::ImpairedLink::new(impair));
     let se = SettingEngineBuilder::new().with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled).build();
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
@@ -163,12 +169,13 @@ pub fn payload_type_for(
 pub async fn get_or_create(
     slot: &tokio::sync::Mutex<Option<Pc>>,
     handler: impl FnOnce() -> Arc<dyn PeerConnectionEventHandler>,
+    impair: crate::devroom::impair::Impairment,
 ) -> Result<Pc, String> {
     let mut guard = slot.lock().await;
     if let Some(pc) = guard.as_ref() {
         return Ok(pc.clone());
     }
-    let pc = new_pc(handler()).await?;
+    let pc = new_pc(handler(), impair).await?;
     *guard = Some(pc.clone());
     Ok(pc)
 }

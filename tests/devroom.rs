@@ -21,6 +21,7 @@ async fn start() -> DevRoom {
         api_key: KEY.into(),
         api_secret: SECRET.into(),
         empty_timeout: Duration::from_secs(1),
+        impair: Default::default(),
     })
     .await
     .unwrap()

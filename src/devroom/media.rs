@@ -242,6 +242,7 @@ pub struct RoomMedia {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Loudest recent audio level per participant, from the audio-level extension.
     levels: Mutex<HashMap<String, (f32, Instant)>>,
+    impair: super::impair::Impairment,
 }
 
 /// An amplitude above this (-40 dBov) counts as speaking.
@@ -314,8 +315,8 @@ impl PeerConnectionEventHandler for SubHandler {
 
 impl RoomMedia {
     /// The room's media, with a task that sends SpeakersChanged while the room exists.
-    pub fn new() -> Arc<Self> {
-        let media = Arc::new(Self::default());
+    pub fn new(impair: super::impair::Impairment) -> Arc<Self> {
+        let media = Arc::new(Self { impair, ..Self::default() });
         let weak = Arc::downgrade(&media);
         tokio::spawn(async move {
             let mut active: Vec<String> = Vec::new();
@@ -443,10 +444,15 @@ impl Session {
         self.room.upgrade()
     }
 
+    fn impair(&self) -> super::impair::Impairment {
+        self.room().map(|r| r.impair).unwrap_or_default()
+    }
+
     /// The client's offer for its publisher connection: answered with the same id.
     pub async fn on_offer(self: &Arc<Self>, offer: proto::SessionDescription) -> Result<(), String> {
         let session = Arc::downgrade(self);
-        let pc = crate::peer::get_or_create(&self.publisher, || Arc::new(PubHandler { session })).await?;
+        let pc = crate::peer::get_or_create(&self.publisher, || Arc::new(PubHandler { session }), Default::default())
+            .await?;
         let desc = RTCSessionDescription::offer(offer.sdp).map_err(|e| e.to_string())?;
         pc.set_remote_description(desc).await.map_err(|e| e.to_string())?;
         self.apply_early_candidates(proto::SignalTarget::Publisher).await;
@@ -673,7 +679,8 @@ impl Session {
             return Ok(());
         }
         let session = Arc::downgrade(self);
-        let pc = crate::peer::get_or_create(&self.subscriber, || Arc::new(SubHandler { session })).await?;
+        let pc =
+            crate::peer::get_or_create(&self.subscriber, || Arc::new(SubHandler { session }), self.impair()).await?;
         let ssrc: u32 = rand::random();
         let local = Arc::new(TrackLocalStaticRTP::new(crate::peer::one_encoding_track(
             format!("{}|{}", t.publisher, t.sid),

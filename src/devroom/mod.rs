@@ -3,6 +3,7 @@
 //! LiveKit server for real rooms.
 
 pub mod auth;
+pub mod impair;
 pub mod media;
 pub mod room;
 pub mod signal;
@@ -18,6 +19,8 @@ pub struct DevRoomConfig {
     pub api_secret: String,
     /// An empty room closes after this long.
     pub empty_timeout: Duration,
+    /// Loss and jitter on the media sent to subscribers (none by default).
+    pub impair: impair::Impairment,
 }
 
 /// A running devroom: its address and its rooms.
@@ -30,7 +33,7 @@ pub struct DevRoom {
 impl DevRoom {
     /// Binds and serves in the background (on the current tokio runtime).
     pub async fn start(cfg: DevRoomConfig) -> std::io::Result<Self> {
-        let registry = room::Registry::new(cfg.empty_timeout);
+        let registry = room::Registry::new(cfg.empty_timeout, cfg.impair);
         let server = Arc::new(signal::Server {
             registry: registry.clone(),
             keys: auth::Keys::new([(cfg.api_key.clone(), cfg.api_secret.clone())]),

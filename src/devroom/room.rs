@@ -112,6 +112,8 @@ pub struct Registry {
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     /// How long an empty room lives before it closes.
     pub empty_timeout: Duration,
+    /// What the network does to media sent to subscribers (tests of loss recovery).
+    pub impair: super::impair::Impairment,
 }
 
 /// What joining gives the connection task.
@@ -122,8 +124,8 @@ pub struct Joined {
 }
 
 impl Registry {
-    pub fn new(empty_timeout: Duration) -> Arc<Self> {
-        Arc::new(Self { rooms: Mutex::new(HashMap::new()), empty_timeout })
+    pub fn new(empty_timeout: Duration, impair: super::impair::Impairment) -> Arc<Self> {
+        Arc::new(Self { rooms: Mutex::new(HashMap::new()), empty_timeout, impair })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Room>>> {
@@ -152,7 +154,7 @@ impl Registry {
             .entry(grant.room.clone())
             .or_insert_with(|| {
                 Arc::new(Room {
-                    media: super::media::RoomMedia::new(),
+                    media: super::media::RoomMedia::new(self.impair),
                     sid: new_sid("RM_"),
                     name: grant.room.clone(),
                     created_at: now_ms(),

@@ -35,15 +35,20 @@ pub struct SyntheticOptions {
     pub api_secret: String,
     pub room: String,
     pub count: usize,
-    /// Participant 1 also shares a screen.
+    /// Participant 1 also shares a screen (from `share_after` on).
     pub screen_share: bool,
-    /// The last participant joins 5 s late.
+    pub share_after: Duration,
+    /// The last participant joins `late_by` late.
     pub late_joiner: bool,
-    /// Participant 2 leaves after 10 s.
+    pub late_by: Duration,
+    /// Participant 2 leaves after `leave_after`.
     pub leaver: bool,
+    pub leave_after: Duration,
     /// The third participant mutes and unmutes its microphone every 4 s.
     pub mute_toggle: bool,
     pub fps: u32,
+    /// Camera size.
+    pub camera: (u32, u32),
     /// VP8 (default) or H.264 (constrained baseline).
     pub codec: VideoCodec,
     /// How long to run; None until cancelled.
@@ -59,10 +64,14 @@ impl Default for SyntheticOptions {
             room: "demo".into(),
             count: 4,
             screen_share: false,
+            share_after: Duration::ZERO,
             late_joiner: false,
+            late_by: Duration::from_secs(5),
             leaver: false,
+            leave_after: Duration::from_secs(10),
             mute_toggle: false,
             fps: 15,
+            camera: (640, 360),
             codec: VideoCodec::Vp8,
             duration: None,
         }
@@ -72,6 +81,16 @@ impl Default for SyntheticOptions {
 /// Seconds between flash-and-beep marks, and how long each lasts.
 pub const MARK_EVERY: Duration = Duration::from_secs(5);
 pub const MARK_LENGTH: Duration = Duration::from_millis(100);
+/// Participant i's marks are `i * MARK_STAGGER` into each period (on its own clock),
+/// so in a mix every beep belongs to one participant.
+pub const MARK_STAGGER: Duration = Duration::from_millis(400);
+
+/// Whether participant `i` is in a mark `t` after it started sending.
+pub fn in_mark(i: usize, t: Duration) -> bool {
+    let every = MARK_EVERY.as_micros() as i64;
+    let offset = (i as i64 * MARK_STAGGER.as_micros() as i64) % every;
+    (t.as_micros() as i64 - offset).rem_euclid(every) < MARK_LENGTH.as_micros() as i64
+}
 /// Seconds each participant speaks in turn.
 const TURN: i64 = 3;
 
@@ -158,32 +177,33 @@ async fn participant(o: SyntheticOptions, i: usize) -> Result<(), SyntheticError
     let started = Instant::now();
     let end = o.duration.map(|d| started + d);
     if late {
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(o.late_by).await;
     }
     let client = RoomClient::connect(&o.url, &token(&o, i)?).await.map_err(client_err)?;
     let video_spec = |name: &str, source, w, h| match o.codec {
         VideoCodec::H264 => TrackSpec::h264(name, source, w, h),
         VideoCodec::Vp8 => TrackSpec::vp8(name, source, w, h),
     };
-    let mut specs = vec![video_spec("camera", proto::TrackSource::Camera, 640, 360), TrackSpec::opus("microphone")];
+    let (cw, ch) = o.camera;
+    let mut specs = vec![video_spec("camera", proto::TrackSource::Camera, cw, ch), TrackSpec::opus("microphone")];
     if shares {
         specs.push(video_spec("screen", proto::TrackSource::ScreenShare, 1280, 720));
     }
-    let tracks = client.publish(specs).await.map_err(client_err)?;
+    let mut tracks = client.publish(specs).await.map_err(client_err)?;
     tracing::info!(participant = %who, "synthetic participant publishing");
     let mut room = SyntheticRoom::new(RoomOptions {
         participants: 1,
         first: i,
         screen_share: shares,
         color: crate::frame::ColorSpace { matrix: crate::frame::Matrix::Bt601, range: crate::frame::Range::Limited },
-        input_width: 640,
-        input_height: 360,
+        input_width: cw,
+        input_height: ch,
         ..Default::default()
     })
     .map_err(|cause| SyntheticError::Render { who: who.clone(), cause })?;
     let fps = o.fps.max(1);
     let cam_opts =
-        EncodingOptions { width: 640, height: 360, framerate: fps, video_bitrate_kbps: 600, ..Default::default() };
+        EncodingOptions { width: cw, height: ch, framerate: fps, video_bitrate_kbps: 600, ..Default::default() };
     let share_opts = EncodingOptions { width: 1280, height: 720, video_bitrate_kbps: 1200, ..cam_opts.clone() };
     let mut cam = VideoEncoder::with_codec(o.codec, &cam_opts, fps * 2, true).map_err(enc_err)?;
     let mut share = if shares {
@@ -191,27 +211,29 @@ async fn participant(o: SyntheticOptions, i: usize) -> Result<(), SyntheticError
     } else {
         None
     };
-    let mut mic = AudioEncoder::with_codec(AudioCodec::Opus, &EncodingOptions { audio_bitrate_kbps: 64, ..cam_opts })
-        .map_err(enc_err)?;
     let frame_len = Duration::from_secs(1) / fps;
-    let mut audio_pos: i64 = 0;
-    let mut muted = false;
-    let joined = Instant::now();
-    let t0 = joined;
+    let muted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let t0 = Instant::now();
+    // Audio runs on its own 20 ms pace, so each packet leaves when its samples are
+    // due and the sender's reports tie audio and video to the same clock.
+    let mic = tracks.remove(1);
+    let mic_sid = mic.sid.clone();
+    let audio = tokio::spawn(send_audio(mic, i, o.count, t0, muted.clone()));
+    let mut muted_now = false;
     for k in 0u64.. {
-        let due = t0 + frame_len * k as u32;
+        // Exact frame times (k / fps), not k times a rounded frame length: marks fall on frames.
+        let t = Duration::from_micros(k * 1_000_000 / fps as u64);
+        let due = t0 + t;
         tokio::time::sleep_until(due.into()).await;
         let now = Instant::now();
-        if end.is_some_and(|e| now >= e) || (leaves && now - started >= Duration::from_secs(10)) {
+        if end.is_some_and(|e| now >= e) || (leaves && now - started >= o.leave_after) || audio.is_finished() {
             break;
         }
-        let t = now - t0;
+        // Frame k shows time k/fps of the participant's clock, whenever the loop got to it.
         let t_us = t.as_micros() as i64;
-        // The mark is on the job clock: multiples of MARK_EVERY since the participant started sending.
-        let in_mark = (t.as_millis() % MARK_EVERY.as_millis()) < MARK_LENGTH.as_millis();
         room.update(t_us);
         let mut frames: Vec<VideoFrame> = room.frames().into_iter().cloned().collect();
-        if in_mark {
+        if in_mark(i, t) {
             flash(&mut frames[0]);
         }
         draw_counter(&mut frames[0], k as u16);
@@ -219,7 +241,9 @@ async fn participant(o: SyntheticOptions, i: usize) -> Result<(), SyntheticError
             Sent::Encode(c) => enc_err(c),
             Sent::Client(c) => client_err(c),
         })?;
-        if let (Some(enc), Some(frame), Some(track)) = (share.as_mut(), frames.get(1), tracks.get(2)) {
+        if let (Some(enc), Some(frame), Some(track)) = (share.as_mut(), frames.get(1), tracks.get(1))
+            && t >= o.share_after
+        {
             send_video(enc, frame, t_us, track, frame_len).await.map_err(|e| match e {
                 Sent::Encode(c) => enc_err(c),
                 Sent::Client(c) => client_err(c),
@@ -227,32 +251,54 @@ async fn participant(o: SyntheticOptions, i: usize) -> Result<(), SyntheticError
         }
         if toggles {
             let want = (t.as_secs() / 4) % 2 == 1;
-            if want != muted {
-                muted = want;
-                client.mute(&tracks[1].sid, muted).map_err(client_err)?;
+            if want != muted_now {
+                muted_now = want;
+                muted.store(want, std::sync::atomic::Ordering::Relaxed);
+                client.mute(&mic_sid, want).map_err(client_err)?;
             }
         }
-        // Audio up to this frame's time, in 10 ms blocks.
-        let until = (t.as_secs_f64() * SAMPLE_RATE as f64) as i64;
-        while audio_pos + 480 <= until {
-            let block = audio_block(&room, i, o.count, audio_pos);
-            audio_pos += 480;
-            if muted {
+    }
+    audio.abort();
+    if let Ok(Err(e)) = audio.await {
+        return Err(e);
+    }
+    client.leave().await;
+    tracing::info!(participant = %who, "synthetic participant left");
+    Ok(())
+}
+
+/// Participant `i`'s microphone: 20 ms Opus packets paced on the clock from `t0`.
+async fn send_audio(
+    mic: LocalTrack,
+    i: usize,
+    count: usize,
+    t0: Instant,
+    muted: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), SyntheticError> {
+    let enc_err = |cause| SyntheticError::Encode { who: name(i), cause };
+    let opts = EncodingOptions { audio_bitrate_kbps: 64, ..Default::default() };
+    let mut enc = AudioEncoder::with_codec(AudioCodec::Opus, &opts).map_err(enc_err)?;
+    let packet = Duration::from_millis(20);
+    for j in 0u32.. {
+        // Sent when its first sample is due, as the video frame showing that moment is.
+        tokio::time::sleep_until((t0 + packet * j).into()).await;
+        let pos = j as i64 * 960;
+        let silent = muted.load(std::sync::atomic::Ordering::Relaxed);
+        for half in [pos, pos + 480] {
+            let block = audio_block(i, count, half);
+            if silent {
                 continue;
             }
             let level = dbov(&block.samples);
-            for p in mic.encode(&block).map_err(enc_err)? {
+            for p in enc.encode(&block).map_err(enc_err)? {
                 if let Some(data) = p.packet.data() {
-                    tracks[1]
-                        .write_audio(bytes::Bytes::copy_from_slice(data), Duration::from_millis(20), level)
+                    mic.write_audio(bytes::Bytes::copy_from_slice(data), packet, level)
                         .await
-                        .map_err(client_err)?;
+                        .map_err(|cause| SyntheticError::Client { who: name(i), cause })?;
                 }
             }
         }
     }
-    client.leave().await;
-    tracing::info!(participant = %who, "synthetic participant left");
     Ok(())
 }
 
@@ -268,6 +314,9 @@ async fn send_video(
     track: &LocalTrack,
     d: Duration,
 ) -> Result<(), Sent> {
+    if track.keyframe_requested() {
+        enc.force_keyframe();
+    }
     for p in enc.encode(f, t_us).map_err(Sent::Encode)? {
         if let Some(data) = p.packet.data() {
             track.write(bytes::Bytes::copy_from_slice(data), d).await.map_err(Sent::Client)?;
@@ -283,25 +332,22 @@ fn dbov(samples: &[f32]) -> u8 {
 }
 
 /// 10 ms of participant `i`'s audio at clock position `pos`: its tone during its
-/// speaking turn, silence otherwise, and the 1 kHz beep during a mark.
-fn audio_block(room: &SyntheticRoom, i: usize, count: usize, pos: i64) -> MixedBlock {
+/// speaking turn, silence otherwise, and the 1 kHz beep during its marks.
+fn audio_block(i: usize, count: usize, pos: i64) -> MixedBlock {
     let frames = 480;
     let secs = pos / SAMPLE_RATE as i64;
     let speaking = (secs / TURN) as usize % count.max(1) == i;
-    let mark_len = (MARK_LENGTH.as_secs_f64() * SAMPLE_RATE as f64) as i64;
-    let every = (MARK_EVERY.as_secs_f64() * SAMPLE_RATE as f64) as i64;
-    let mut samples = if speaking {
-        room.audio(0, pos, frames).iter().map(|s| s * 3.0).collect()
-    } else {
-        vec![0.0; frames * CHANNELS]
-    };
+    let tone = crate::preview::synthetic::tone_hz(i) as f64;
+    let mut samples = vec![0.0f32; frames * CHANNELS];
     for k in 0..frames {
         let p = pos + k as i64;
-        if p % every < mark_len {
-            let v = (0.3 * (std::f64::consts::TAU * 1000.0 * p as f64 / SAMPLE_RATE as f64).sin()) as f32;
-            samples[k * 2] = v;
-            samples[k * 2 + 1] = v;
+        let t = p as f64 / SAMPLE_RATE as f64;
+        let mut v = if speaking { 0.24 * (std::f64::consts::TAU * tone * t).sin() } else { 0.0 };
+        if in_mark(i, Duration::from_secs_f64(t)) {
+            v = 0.3 * (std::f64::consts::TAU * 1000.0 * t).sin();
         }
+        samples[k * 2] = v as f32;
+        samples[k * 2 + 1] = v as f32;
     }
     MixedBlock { pts: pos, samples }
 }

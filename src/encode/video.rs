@@ -17,6 +17,7 @@ pub struct VideoEncoder {
     height: u32,
     /// One frame in TIME_BASE units, given to packets so the last frame has a duration.
     frame_ticks: i64,
+    force_key: bool,
 }
 
 impl VideoEncoder {
@@ -95,6 +96,7 @@ impl VideoEncoder {
             width: opts.width,
             height: opts.height,
             frame_ticks: 90_000 / opts.framerate.max(1) as i64,
+            force_key: false,
         })
     }
 
@@ -144,8 +146,17 @@ impl VideoEncoder {
             }
         }
         self.frame.set_pts(Some(pts_us.saturating_mul(90) / 1000));
+        // A requested keyframe (a receiver's PLI) is forced through the frame's picture type.
+        let kind =
+            if std::mem::take(&mut self.force_key) { ffmpeg::picture::Type::I } else { ffmpeg::picture::Type::None };
+        self.frame.set_kind(kind);
         self.enc.send_frame(&self.frame).map_err(ff("sending a frame to libx264"))?;
         self.receive()
+    }
+
+    /// Makes the next frame a keyframe.
+    pub fn force_keyframe(&mut self) {
+        self.force_key = true;
     }
 
     /// Drains the encoder at the end of the job.

@@ -248,8 +248,11 @@ fn composite(
     let mut duration_ended = false;
     let frame_us = 1_000_000 / fps;
     let mut k: i64 = 0;
-    let audio_delay_samples = job.audio_delay.as_micros() as i64 * SAMPLE_RATE as i64 / 1_000_000;
-    let start_pos = start_us * SAMPLE_RATE as i64 / 1_000_000;
+    // Output time 0 is room time `origin`: tick k shows what happened at origin + k frames
+    // (the tick minus the video delay), and audio is placed on the same scale.
+    let origin_us = start_us - job.video_delay.as_micros() as i64;
+    let to_pos = |us: i64| us * SAMPLE_RATE as i64 / 1_000_000;
+    let origin_pos = to_pos(origin_us);
     let mut mix = |mixer: &mut Mixer, until_room_pos: i64, pipeline: &EncodePipeline| -> Result<(), RecordError> {
         let chunks: Vec<(String, store::AudioChunks)> = {
             let mut s = lock(store);
@@ -259,10 +262,10 @@ fn composite(
             let next = mixer_ids.len() as u64;
             let id = *mixer_ids.entry(sid).or_insert(next);
             for (pos, samples) in chunks {
-                mixer.push(id, pos - start_pos, &samples);
+                mixer.push(id, pos - origin_pos, &samples);
             }
         }
-        while mixer.position() + mixer.block_frames() as i64 <= until_room_pos - start_pos {
+        while mixer.position() + mixer.block_frames() as i64 <= until_room_pos - origin_pos {
             pipeline.push_audio(mixer.mix())?;
         }
         Ok(())
@@ -320,8 +323,8 @@ fn composite(
                 pipeline.push_video_timed(f, arrivals)?;
             }
         }
-        let until = (tick_us + frame_us) * SAMPLE_RATE as i64 / 1_000_000 - audio_delay_samples;
-        mix(&mut mixer, until, &pipeline)?;
+        // Audio is mixed further behind real time than video is shown, so late packets make it.
+        mix(&mut mixer, to_pos(tick_us - job.audio_delay.as_micros() as i64), &pipeline)?;
         k += 1;
     }
     if let Some(r) = renderer.as_mut()
@@ -330,8 +333,7 @@ fn composite(
         pipeline.push_video(f)?;
     }
     // Everything that arrived before the end is in the file.
-    let end_us = start_us + k * frame_us;
-    mix(&mut mixer, end_us * SAMPLE_RATE as i64 / 1_000_000, &pipeline)?;
+    mix(&mut mixer, to_pos(origin_us + k * frame_us), &pipeline)?;
     let summary = pipeline.finish()?;
     Ok(Composited {
         summary,

@@ -101,6 +101,9 @@ pub struct TrackReport {
     pub decoded: u64,
     pub decode_errors: u64,
     pub sender_reports: u64,
+    /// Mean of release from the jitter buffer minus room-clock time over the frames
+    /// received (µs): how far behind its clock the track is ready to decode.
+    pub mean_lag_us: i64,
 }
 
 struct Encoded {
@@ -174,6 +177,7 @@ pub async fn run(remote: RemoteTrack, ctx: Arc<ReceiveContext>) -> TrackReport {
     }
     if let Some(s) = state {
         report.jitter = s.jitter.stats();
+        report.mean_lag_us = s.lag_sum / s.lag_count.max(1);
         let (decoded, errors) = s.finish();
         report.decoded = decoded;
         report.decode_errors = errors;
@@ -195,6 +199,8 @@ struct Receiving {
     decoder_wants_keyframe: Arc<AtomicBool>,
     to_decoder: Option<std::sync::mpsc::Sender<Encoded>>,
     decoder: Option<std::thread::JoinHandle<(u64, u64)>>,
+    lag_sum: i64,
+    lag_count: i64,
 }
 
 impl Receiving {
@@ -228,6 +234,8 @@ impl Receiving {
             decoder_wants_keyframe: wants,
             to_decoder: Some(tx),
             decoder: Some(thread),
+            lag_sum: 0,
+            lag_count: 0,
         })
     }
 
@@ -244,18 +252,20 @@ impl Receiving {
             }
             let server = ctx.server.lock().map(|s| *s).unwrap_or_default();
             let pts_us = self.clock.to_local(f.rtp_timestamp, f.arrival_us, &server);
+            self.lag_sum += now - pts_us;
+            self.lag_count += 1;
             if let Some(tx) = &self.to_decoder {
                 let _ = tx.send(Encoded { data: f.data, pts_us, arrival_us: f.arrival_us });
             }
         }
     }
 
-    /// Whether to send a PLI now: wanted, and none in the last 500 ms.
+    /// Whether to send a PLI now: wanted, and none in the last 250 ms.
     fn wants_keyframe(&mut self, now: i64) -> bool {
         if self.decoder_wants_keyframe.swap(false, Ordering::Relaxed) {
             self.need_keyframe = true;
         }
-        if !self.need_keyframe || self.last_request_us.is_some_and(|t| now - t < 500_000) {
+        if !self.need_keyframe || self.last_request_us.is_some_and(|t| now - t < 250_000) {
             return false;
         }
         self.last_request_us = Some(now);

@@ -95,9 +95,16 @@ pub struct LocalTrack {
     track: Arc<TrackLocalStaticSample>,
     ssrc: u32,
     pt: u8,
+    /// Set when a receiver asked for a keyframe (PLI/FIR) since the last look.
+    keyframe_wanted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl LocalTrack {
+    /// Whether a keyframe was asked for since the last call (the encoder should make one).
+    pub fn keyframe_requested(&self) -> bool {
+        self.keyframe_wanted.swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Sends one encoded frame (a VP8 frame, an Opus packet) lasting `duration`.
     pub async fn write(&self, data: Bytes, duration: Duration) -> Result<(), ClientError> {
         self.write_with(data, duration, &[]).await
@@ -361,7 +368,9 @@ impl RoomClient {
             let info = reply(rx, "TrackPublished").await?;
             infos.push((cid, info));
         }
-        let pc = crate::peer::get_or_create(&self.publisher, || Arc::new(Quiet)).await.map_err(ClientError::Rtc)?;
+        let pc = crate::peer::get_or_create(&self.publisher, || Arc::new(Quiet), Default::default())
+            .await
+            .map_err(ClientError::Rtc)?;
         let rtc = |e: webrtc::error::Error| ClientError::Rtc(e.to_string());
         let mut made = Vec::new();
         for (spec, (cid, info)) in specs.iter().zip(infos) {
@@ -418,7 +427,17 @@ impl RoomClient {
             let params = sender.get_parameters().await.map_err(rtc)?;
             let pt = crate::peer::payload_type_for(&params.rtp_parameters.codecs, &codec)
                 .ok_or_else(|| ClientError::Rtc(format!("{} was not negotiated", codec.mime_type)))?;
-            tracks.push(LocalTrack { sid, kind, track, ssrc, pt });
+            let keyframe_wanted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (flag, local) = (keyframe_wanted.clone(), track.clone());
+            tokio::spawn(async move {
+                use webrtc::media_stream::track_local::TrackLocalEvent;
+                while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = local.poll().await {
+                    if packets.iter().any(|p| crate::peer::is_keyframe_request(p.as_ref())) {
+                        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+            tracks.push(LocalTrack { sid, kind, track, ssrc, pt, keyframe_wanted });
         }
         Ok(tracks)
     }

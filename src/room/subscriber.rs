@@ -48,7 +48,13 @@ pub(super) fn spawn(
             match signal {
                 Signal::Offer(offer) => {
                     let events = events.clone();
-                    let pc = match crate::peer::get_or_create(&slot, move || Arc::new(Handler { events })).await {
+                    let pc = match crate::peer::get_or_create(
+                        &slot,
+                        move || Arc::new(Handler { events }),
+                        Default::default(),
+                    )
+                    .await
+                    {
                         Ok(pc) => pc,
                         Err(e) => {
                             tracing::error!("cannot create the subscriber connection: {e}");

@@ -1,0 +1,599 @@
+//! The recorder end to end: devroom, synthetic participants (real clients
+//! publishing VP8 and Opus) or LiveKit's Python SDK, and Tessera recording them;
+//! every check decodes the recording with FFmpeg.
+//!
+//! Synthetic participant i is colour `color(i)`, speaks its tone `tone_hz(i)` in
+//! 3 s turns, and flashes white while beeping at 1 kHz at `in_mark` times, so
+//! layout, speaker and A/V sync can be read back from pixels and samples.
+
+mod common;
+
+use common::{audio_mono, probe, stream, workdir};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tessera::config::EncodingOptions;
+use tessera::devroom::impair::Impairment;
+use tessera::devroom::synthetic::{self, SyntheticOptions};
+use tessera::devroom::{DevRoom, DevRoomConfig};
+use tessera::layout::{LayoutSet, TileKind, TileSource, compose};
+use tessera::preview::synthetic::{color, tone_hz};
+use tessera::recorder::{RecordJob, RecordSummary, StopHandle};
+use tessera::scene::Rect;
+
+const KEY: &str = "devkey";
+const SECRET: &str = "recorder-test-secret-recorder-test-secret";
+
+/// One recording test at a time: each runs a room, its publishers and recorders,
+/// which on two cores leave no room for a second.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn devroom(impair: Impairment) -> DevRoom {
+    DevRoom::start(DevRoomConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        api_key: KEY.into(),
+        api_secret: SECRET.into(),
+        empty_timeout: Duration::from_secs(2),
+        impair,
+    })
+    .await
+    .unwrap()
+}
+
+fn participants(
+    room: &DevRoom,
+    name: &str,
+    count: usize,
+    tweak: impl FnOnce(&mut SyntheticOptions),
+) -> tokio::task::JoinHandle<Result<(), synthetic::SyntheticError>> {
+    let mut o = SyntheticOptions {
+        url: room.url(),
+        api_key: KEY.into(),
+        api_secret: SECRET.into(),
+        room: name.into(),
+        count,
+        duration: Some(Duration::from_secs(40)),
+        ..Default::default()
+    };
+    tweak(&mut o);
+    tokio::spawn(synthetic::run(o))
+}
+
+fn job(room: &DevRoom, name: &str, layout: &str, size: (u32, u32, u32), secs: f64, out: &Path) -> RecordJob {
+    let token = tessera::recorder::token::mint(KEY, SECRET, name, &format!("EG_{layout}")).unwrap();
+    let layout = LayoutSet::builtin().unwrap().resolve(layout).unwrap();
+    let encoding = EncodingOptions {
+        width: size.0,
+        height: size.1,
+        framerate: size.2,
+        video_bitrate_kbps: 1500,
+        x264_preset: "ultrafast".into(),
+        ..Default::default()
+    };
+    let mut j = RecordJob::new(&room.url(), &token, layout, encoding, out);
+    j.duration = Some(Duration::from_secs_f64(secs));
+    j.backend = tessera::render::Backend::Cpu;
+    j
+}
+
+async fn record(job: RecordJob) -> RecordSummary {
+    tessera::recorder::record(job, StopHandle::default()).await.unwrap()
+}
+
+/// Every frame of a recording as packed RGB.
+fn frames(path: &Path, w: u32, h: u32) -> Vec<Vec<u8>> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout.chunks_exact((w * h * 3) as usize).map(|c| c.to_vec()).collect()
+}
+
+fn median(rgb: &[u8], w: u32, r: Rect) -> [u8; 3] {
+    common::median_rgb(rgb, w, r.x, r.y, r.w, r.h)
+}
+
+/// The middle of a rectangle (away from labels, counters and borders).
+fn centre(r: Rect) -> Rect {
+    Rect::new(r.x + r.w / 4, r.y + r.h / 4, r.w / 2, r.h / 3)
+}
+
+fn dist(a: [u8; 3], b: [u8; 3]) -> i32 {
+    (0..3).map(|k| (a[k] as i32 - b[k] as i32).abs()).sum()
+}
+
+/// Which of the first `n` synthetic participants has this colour.
+fn who(c: [u8; 3], n: usize) -> Option<usize> {
+    (0..n)
+        .map(|i| {
+            let p = color(i);
+            (dist(c, [p.r, p.g, p.b]), i)
+        })
+        .min()
+        .filter(|(d, _)| *d < 70)
+        .map(|(_, i)| i)
+}
+
+/// The tile rectangles a layout gives `n` cameras (and a share), in layout order.
+fn rects(layout: &str, n: usize, share: bool, w: u32, h: u32) -> Vec<Rect> {
+    let layout = LayoutSet::builtin().unwrap().resolve(layout).unwrap();
+    let mut sources: Vec<TileSource> = (0..n)
+        .map(|i| TileSource {
+            identity: format!("p{i}"),
+            name: format!("p{i}"),
+            kind: TileKind::Camera,
+            video: Some(i),
+            speaking: false,
+            audio_level: 0.0,
+            audio_muted: false,
+            last_spoke_ms: None,
+            joined_ms: i as u64,
+        })
+        .collect();
+    if share {
+        sources.push(TileSource { kind: TileKind::ScreenShare, video: Some(n), ..sources[0].clone() });
+    }
+    compose(&layout, &sources, w, h).tiles.iter().map(|t| t.rect).collect()
+}
+
+/// Amplitude of `freq` in `x` (Hann-windowed Goertzel).
+fn amplitude(x: &[f32], rate: f32, freq: f32) -> f32 {
+    let n = x.len();
+    let k = 2.0 * (std::f32::consts::TAU * freq / rate).cos();
+    let (mut s1, mut s2, mut wsum) = (0.0f32, 0.0f32, 0.0f32);
+    for (i, &v) in x.iter().enumerate() {
+        let w = 0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / n as f32).cos();
+        wsum += w;
+        let s0 = v * w + k * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - k * s1 * s2;
+    2.0 * power.max(0.0).sqrt() / wsum.max(1e-9)
+}
+
+/// The participant whose tone clearly dominates the audio around `t` (16 kHz mono).
+fn dominant(audio: &[f32], t: f64, n: usize) -> Option<usize> {
+    let (a, b) = (((t - 0.3) * 16_000.0) as usize, ((t + 0.3) * 16_000.0) as usize);
+    let x = audio.get(a..b.min(audio.len()))?;
+    let mut amps: Vec<(f32, usize)> = (0..n).map(|i| (amplitude(x, 16_000.0, tone_hz(i)), i)).collect();
+    amps.sort_by(|p, q| q.0.total_cmp(&p.0));
+    (amps[0].0 > 0.05 && amps[0].0 > 4.0 * amps.get(1).map_or(0.0, |p| p.0)).then_some(amps[0].1)
+}
+
+/// Times to check a speaker: its tone has dominated for the last second (devroom's
+/// speaker updates lag the audio by up to about 0.75 s).
+fn settled_speakers(audio: &[f32], from: f64, to: f64, n: usize) -> Vec<(f64, usize)> {
+    let mut out = Vec::new();
+    let mut t = from;
+    while t < to {
+        let d = dominant(audio, t, n);
+        if let Some(d) = d
+            && dominant(audio, t - 1.0, n) == Some(d)
+            && dominant(audio, t - 0.5, n) == Some(d)
+        {
+            out.push((t, d));
+        }
+        t += 0.25;
+    }
+    out
+}
+
+/// Tiles read from a frame: where, and who (None: a screen share).
+type Tiles = Vec<(Rect, Option<usize>)>;
+
+fn frame_at(frames: &[Vec<u8>], t: f64, fps: f64) -> &[u8] {
+    &frames[((t * fps) as usize).min(frames.len() - 1)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grid_speaker_and_single_speaker_follow_the_room() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("record-layouts");
+    let room = devroom(Impairment::default()).await;
+    let pubs = participants(&room, "layouts", 4, |_| {});
+    let (w, h, fps) = (640, 360, 15);
+    let secs = 14.0;
+    let paths: Vec<PathBuf> =
+        ["grid", "speaker", "single-speaker"].iter().map(|l| dir.join(format!("{l}.mp4"))).collect();
+    let (g, s, ss) = tokio::join!(
+        record(job(&room, "layouts", "grid", (w, h, fps), secs, &paths[0])),
+        record(job(&room, "layouts", "speaker", (w, h, fps), secs, &paths[1])),
+        record(job(&room, "layouts", "single-speaker", (w, h, fps), secs, &paths[2])),
+    );
+    pubs.abort();
+    for summary in [&g, &s, &ss] {
+        assert_eq!(summary.participants.len(), 4, "{summary:?}");
+        assert!((summary.duration_s - secs).abs() < 0.2, "{summary:?}");
+    }
+    let audio = audio_mono(&paths[0], 16_000);
+    // A beep makes its participant a speaker for a moment too: those moments are left out.
+    let marks = beeps(&audio_mono(&paths[0], 48_000));
+    let checks: Vec<(f64, usize)> = settled_speakers(&audio, 1.5, secs - 0.5, 4)
+        .into_iter()
+        .filter(|(t, _)| !marks.iter().any(|b| (t - 1.3..t + 0.2).contains(b)))
+        .collect();
+    assert!(checks.len() >= 8, "too few moments with one clear speaker: {checks:?} (beeps {marks:?})");
+    let speakers: std::collections::BTreeSet<usize> = checks.iter().map(|c| c.1).collect();
+    assert!(speakers.len() >= 3, "speaking turns: {checks:?}");
+
+    // Grid: four distinct colours in the four cells; the speaking border on the speaker's tile.
+    let grid = frames(&paths[0], w, h);
+    let cells = rects("grid", 4, false, w, h);
+    let border = [0x1f, 0x8c, 0xf9];
+    let mut good = 0;
+    for &(t, speaker) in &checks {
+        let f = frame_at(&grid, t, fps as f64);
+        let people: Vec<Option<usize>> = cells.iter().map(|r| who(median(f, w, centre(*r)), 4)).collect();
+        let mut seen: Vec<usize> = people.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        seen.dedup();
+        let bordered: Vec<usize> = cells
+            .iter()
+            .zip(&people)
+            .filter(|(r, _)| dist(median(f, w, Rect::new(r.x + 12, r.y + 1, r.w - 24, 1)), border) < 60)
+            .filter_map(|(_, p)| *p)
+            .collect();
+        if seen.len() == 4 && bordered == [speaker] {
+            good += 1;
+        } else {
+            eprintln!("grid at {t:.2} s: speaker {speaker}, cells {people:?}, border on {bordered:?}");
+        }
+    }
+    assert!(good * 100 >= checks.len() * 85, "grid: {good} of {} moments right", checks.len());
+
+    // Speaker: the large tile is the active speaker; single-speaker: the whole frame is.
+    for (path, layout) in [(&paths[1], "speaker"), (&paths[2], "single-speaker")] {
+        let video = frames(path, w, h);
+        let main = *rects(layout, 4, false, w, h).iter().max_by_key(|r| r.w * r.h).unwrap();
+        let good = checks
+            .iter()
+            .filter(|&&(t, speaker)| who(median(frame_at(&video, t, fps as f64), w, centre(main)), 4) == Some(speaker))
+            .count();
+        assert!(good * 100 >= checks.len() * 85, "{layout}: {good} of {} moments right", checks.len());
+    }
+}
+
+/// Flash onsets: (time of the frame's middle, participant) for frames where a
+/// large area turns white that was not white the frame before.
+fn flashes(video: &[Vec<u8>], w: u32, h: u32, fps: f64, n: usize) -> Vec<(f64, usize)> {
+    let blocks = |f: &[u8]| -> Vec<bool> {
+        let mut out = Vec::new();
+        for by in 0..h / 8 {
+            for bx in 0..w / 8 {
+                let mut sum = 0u32;
+                for y in by * 8..by * 8 + 8 {
+                    for x in bx * 8..bx * 8 + 8 {
+                        let i = ((y * w + x) * 3) as usize;
+                        sum += (77 * f[i] as u32 + 150 * f[i + 1] as u32 + 29 * f[i + 2] as u32) >> 8;
+                    }
+                }
+                out.push(sum / 64 > 215);
+            }
+        }
+        out
+    };
+    let masks: Vec<Vec<bool>> = video.iter().map(|f| blocks(f)).collect();
+    let count = |m: &Vec<bool>| m.iter().filter(|b| **b).count();
+    let mut out = Vec::new();
+    for k in 3..masks.len() {
+        if count(&masks[k]) >= 150 && count(&masks[k - 1]) < 50 {
+            // Who it was: the colour of the same blocks the frame before.
+            let before = &video[k - 1];
+            let mut px: [Vec<u8>; 3] = Default::default();
+            for (b, white) in masks[k].iter().enumerate() {
+                if *white {
+                    let (bx, by) = (b as u32 % (w / 8), b as u32 / (w / 8));
+                    let i = (((by * 8 + 4) * w + bx * 8 + 4) * 3) as usize;
+                    for c in 0..3 {
+                        px[c].push(before[i + c]);
+                    }
+                }
+            }
+            let med = px.map(|mut v| {
+                v.sort_unstable();
+                v[v.len() / 2]
+            });
+            if let Some(p) = who(med, n) {
+                out.push((k as f64 / fps - 0.5 / fps, p));
+            }
+        }
+    }
+    out
+}
+
+/// Beep onsets (seconds) in 48 kHz mono: where the 1 kHz amplitude rises through
+/// half the beep's after at least 200 ms without one.
+fn beeps(audio: &[f32]) -> Vec<f64> {
+    let (win, hop) = (480, 48);
+    let mut out = Vec::new();
+    let mut quiet_since = 0usize;
+    let mut i = 0;
+    while i + win <= audio.len() {
+        let a = amplitude(&audio[i..i + win], 48_000.0, 1000.0);
+        let t = (i + win / 2) as f64 / 48_000.0;
+        if a < 0.05 {
+            if quiet_since == 0 {
+                quiet_since = i.max(1);
+            }
+        } else if a > 0.15 && quiet_since > 0 && i - quiet_since >= 9_600 {
+            out.push(t);
+            quiet_since = 0;
+        } else if a > 0.15 {
+            quiet_since = 0;
+        }
+        i += hop;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_and_video_stay_in_sync_for_everyone_including_a_participant_who_joins_20_s_late() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("record-sync");
+    let room = devroom(Impairment::default()).await;
+    let n = 3;
+    let pubs = participants(&room, "sync", n, |o| {
+        o.late_joiner = true;
+        o.late_by = Duration::from_secs(20);
+    });
+    let (w, h, fps) = (640, 360, 30);
+    let path = dir.join("sync.mp4");
+    let secs = 31.0;
+    let summary = record(job(&room, "sync", "grid", (w, h, fps), secs, &path)).await;
+    pubs.abort();
+    for t in &summary.tracks {
+        eprintln!("{} {} lag {} us, {} reports", t.participant_sid, t.mime, t.mean_lag_us, t.sender_reports);
+    }
+    assert_eq!(summary.participants.len(), n, "{summary:?}");
+    let video = frames(&path, w, h);
+    let audio = audio_mono(&path, 48_000);
+    let flashes = flashes(&video, w, h, fps as f64, n);
+    let beeps = beeps(&audio);
+    let mut matched = vec![0; n];
+    for &(t, p) in &flashes {
+        let nearest = beeps.iter().copied().min_by(|a, b| (a - t).abs().total_cmp(&(b - t).abs()));
+        let Some(b) = nearest else { panic!("no beeps at all; flashes {flashes:?}") };
+        let offset_ms = (t - b) * 1000.0;
+        eprintln!("flash {p} at {t:.3}, beep at {b:.3}: {offset_ms:.0} ms");
+        assert!(offset_ms.abs() <= 40.0, "participant {p}: flash at {t:.3} s, beep at {b:.3} s ({offset_ms:.0} ms)");
+        matched[p] += 1;
+    }
+    for (p, m) in matched.iter().enumerate() {
+        assert!(*m >= 1, "participant {p} has no flash-and-beep in the recording: flashes {flashes:?} beeps {beeps:?}");
+    }
+    // The late joiner's marks are after 20 s.
+    assert!(flashes.iter().any(|&(t, p)| p == n - 1 && t > 20.0), "{flashes:?}");
+
+    // The first second has content: coloured tiles, not a black lead-in.
+    let first = &video[0];
+    let lit = first.chunks_exact(3).filter(|p| p.iter().map(|&c| c as u32).sum::<u32>() > 120).count();
+    assert!(lit * 4 > first.len() / 3, "first frame is mostly black");
+    // The last second of audio is there: as long as the video, and not silent.
+    let p = probe(&path);
+    let (vd, ad) = (common::f64_of(&stream(&p, "video")["duration"]), common::f64_of(&stream(&p, "audio")["duration"]));
+    assert!(ad >= vd - 0.1, "audio {ad} s, video {vd} s");
+    let tail = &audio[audio.len() - 48_000..];
+    let rms = (tail.iter().map(|s| s * s).sum::<f32>() / tail.len() as f32).sqrt();
+    assert!(rms > 0.02, "last second of audio is silent ({rms})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_muting_and_a_screen_share_show_up_in_the_recording() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("record-events");
+    let room = devroom(Impairment::default()).await;
+    let pubs = participants(&room, "events", 4, |o| {
+        o.leaver = true;
+        o.leave_after = Duration::from_secs(8);
+        o.mute_toggle = true;
+        o.screen_share = true;
+        o.share_after = Duration::from_secs(11);
+    });
+    // Full size, so the labels' muted-microphone icon is big enough to read back.
+    let (w, h, fps) = (1280, 720, 15);
+    let path = dir.join("events.mp4");
+    let summary = record(job(&room, "events", "grid", (w, h, fps), 15.0, &path)).await;
+    pubs.abort();
+    assert_eq!(summary.participants.len(), 4, "{summary:?}");
+    let video = frames(&path, w, h);
+    // The layouts the recording can be in: grid of 4, grid of 3 (Bob gone), speaker with a share.
+    let candidates = [rects("grid", 4, false, w, h), rects("grid", 3, false, w, h), rects("grid", 3, true, w, h)];
+    // The synthetic share is light grey; a flash is full white.
+    let is_share = |c: [u8; 3]| c.iter().all(|&v| (215..=248).contains(&v));
+    // For a frame: the layout that explains it, and who is in each tile (None: the share).
+    let read = |f: &[u8]| -> Option<(usize, Tiles)> {
+        candidates.iter().enumerate().find_map(|(k, cells)| {
+            let tiles: Vec<(Rect, Option<usize>)> = cells
+                .iter()
+                .map(|r| {
+                    let c = median(f, w, centre(*r));
+                    (*r, who(c, 4), is_share(c))
+                })
+                // Only the speaker layout has a share (a flash is white too).
+                .filter(|(_, p, share)| p.is_some() || (*share && k == 2))
+                .map(|(r, p, _)| (r, p))
+                .collect();
+            (tiles.len() == cells.len()).then_some((k, tiles))
+        })
+    };
+    // Carol's label: the muted-microphone icon is red.
+    let red_in_label = |f: &[u8], r: Rect| -> usize {
+        let mut red = 0;
+        for y in r.y + r.h * 2 / 3..r.bottom() {
+            for x in r.x..r.x + r.w / 3 {
+                let i = ((y * w + x) * 3) as usize;
+                if f[i] > 180 && f[i + 1] < 140 && f[i + 2] < 140 {
+                    red += 1;
+                }
+            }
+        }
+        red
+    };
+    let mut timeline = Vec::new();
+    for k in 1..29 {
+        let t = k as f64 * 0.5;
+        let f = frame_at(&video, t, fps as f64);
+        let Some((layout, tiles)) = read(f) else { continue };
+        let bob = tiles.iter().any(|(_, p)| *p == Some(1));
+        let carol_muted = tiles.iter().find(|(_, p)| *p == Some(2)).map(|(r, _)| red_in_label(f, *r) >= 10);
+        timeline.push((t, layout, bob, carol_muted));
+    }
+    assert!(timeline.len() >= 20, "frames not explained by any layout: {timeline:?}");
+    // Bob (1) is there, then leaves for good; Alice's share turns grid into speaker, for good.
+    let bob_left = timeline.iter().position(|e| !e.2).expect("Bob never leaves");
+    assert!(bob_left > 0 && timeline[bob_left..].iter().all(|e| !e.2), "{timeline:?}");
+    assert_eq!(timeline[0].1, 0, "starts as a grid of four: {timeline:?}");
+    let shared = timeline.iter().position(|e| e.1 == 2).expect("the share never shows");
+    assert!(shared > bob_left && timeline[shared..].iter().all(|e| e.1 == 2), "{timeline:?}");
+    // Carol (2) mutes and unmutes every 4 s: her tile shows the muted icon, then not, then again.
+    let states: Vec<bool> = timeline.iter().filter_map(|e| e.3).collect();
+    let changes = states.windows(2).filter(|w| w[0] != w[1]).count();
+    assert!(changes >= 2 && states.iter().filter(|m| **m).count() >= 3, "{timeline:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_participants_record_without_dropped_frames_until_the_room_closes() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("record-sixteen");
+    let room = devroom(Impairment::default()).await;
+    let pubs = participants(&room, "sixteen", 16, |o| {
+        o.camera = (320, 180);
+        o.fps = 10;
+    });
+    let (w, h, fps) = (1280, 720, 15);
+    let path = dir.join("sixteen.mp4");
+    let mut j = job(&room, "sixteen", "grid", (w, h, fps), 60.0, &path);
+    j.duration = None;
+    let recording = tokio::spawn(tessera::recorder::record(j, StopHandle::default()));
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    assert!(room.registry.close("sixteen"), "the room is open");
+    let summary = tokio::time::timeout(Duration::from_secs(20), recording).await.unwrap().unwrap().unwrap();
+    pubs.abort();
+    assert!(summary.ended_by.contains("server"), "{}", summary.ended_by);
+    assert_eq!(summary.participants.len(), 16, "{summary:?}");
+    // Every tick is a frame: as many frames as the duration holds, evenly spaced.
+    let expected = (summary.duration_s * fps as f64).round() as u64;
+    assert_eq!(summary.file.video_frames, expected, "{summary:?}");
+    let p = probe(&path);
+    let v = stream(&p, "video");
+    assert_eq!(v["nb_frames"].as_str().and_then(|s| s.parse::<u64>().ok()), Some(expected));
+    assert_eq!(v["r_frame_rate"], "15/1");
+    // All sixteen show up in the grid late in the recording.
+    let video = frames(&path, w, h);
+    let cells = rects("grid", 16, false, w, h);
+    assert_eq!(cells.len(), 16);
+    let f = frame_at(&video, summary.duration_s - 2.0, fps as f64);
+    let mut seen: Vec<usize> = cells.iter().filter_map(|r| who(median(f, w, centre(*r)), 16)).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert!(seen.len() >= 15, "participants visible: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loss_and_jitter_are_recovered_with_nack_and_pli_and_the_recording_stays_continuous() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("record-loss");
+    let room = devroom(Impairment { loss: 0.10, jitter: Duration::from_millis(50) }).await;
+    let pubs = participants(&room, "loss", 2, |_| {});
+    let (w, h, fps) = (640, 360, 15);
+    let path = dir.join("loss.mp4");
+    let mut j = job(&room, "loss", "grid", (w, h, fps), 12.0, &path);
+    // Audio waits longer for late packets than on a clean network.
+    j.audio_delay = Duration::from_millis(300);
+    let summary = record(j).await;
+    pubs.abort();
+    for t in &summary.tracks {
+        eprintln!("{t:?}");
+    }
+    let video_tracks: Vec<_> = summary.tracks.iter().filter(|t| t.mime.eq_ignore_ascii_case("video/vp8")).collect();
+    assert_eq!(video_tracks.len(), 2, "{summary:?}");
+    for t in &video_tracks {
+        assert!(t.jitter.gaps_filled > 0, "no retransmission filled a gap: {t:?}");
+        assert!(t.keyframe_requests >= 1, "{t:?}");
+        // Most of 12 s at 15 fps decoded despite 10% loss.
+        assert!(t.decoded >= 120, "{t:?}");
+    }
+    // Continuous: every second both tiles move (the synthetic pattern's bar) and there is sound.
+    let video = frames(&path, w, h);
+    let cells = rects("grid", 2, false, w, h);
+    for s in 1..11 {
+        let (a, b) = (frame_at(&video, s as f64, 15.0), frame_at(&video, s as f64 + 0.5, 15.0));
+        for r in &cells {
+            let c = median(b, w, centre(*r));
+            let flash = c.iter().all(|&v| v > 240);
+            assert!(who(c, 2).is_some() || flash, "tile not showing a participant at {s}.5 s: {c:?}");
+            let moved = (r.y..r.bottom())
+                .step_by(4)
+                .flat_map(|y| (r.x..r.right()).step_by(4).map(move |x| ((y * w + x) * 3) as usize))
+                .filter(|&i| (a[i] as i32 - b[i] as i32).abs() > 40)
+                .count();
+            assert!(moved > 20, "tile frozen between {s} s and {s}.5 s");
+        }
+    }
+    let audio = audio_mono(&path, 16_000);
+    for s in 1..11 {
+        let x = &audio[s * 16_000..(s + 1) * 16_000];
+        let rms = (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
+        assert!(rms > 0.02, "silence in second {s}");
+    }
+}
+
+/// The Python interpreter of scripts/test-peers.sh's venv.
+fn python() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/peers-venv/bin/python");
+    assert!(p.exists(), "run scripts/test-peers.sh (make test does) to install LiveKit's Python SDK");
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tessera_record_records_a_python_sdk_publisher_and_finalises_on_sigint() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("record-python");
+    let room = devroom(Impairment::default()).await;
+    let url = room.url();
+    let mut publisher = tokio::process::Command::new(python())
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/lk_publish.py"))
+        .args(["--url", &url, "--key", KEY, "--secret", SECRET, "--room", "py", "--seconds", "20"])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let path = dir.join("python.mp4");
+    let mut recorder = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["record", "--url", &url, "--api-key", KEY, "--api-secret", SECRET, "--room", "py"])
+        .args(["--width", "640", "--height", "360", "--fps", "15", "--renderer", "cpu", "-o"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let pid = recorder.id().unwrap() as i32;
+    // SAFETY: signalling a child we started and still own.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let out = tokio::time::timeout(Duration::from_secs(15), async {
+        let mut stdout = String::new();
+        use tokio::io::AsyncReadExt;
+        recorder.stdout.take().unwrap().read_to_string(&mut stdout).await.unwrap();
+        (recorder.wait().await.unwrap(), stdout)
+    })
+    .await
+    .expect("the recorder stops after SIGINT");
+    let _ = publisher.kill().await;
+    assert!(out.0.success(), "tessera record failed: {}", out.1);
+    assert!(out.1.contains("participants seen: pub"), "{}", out.1);
+    let p = probe(&path);
+    let d = common::f64_of(&p["format"]["duration"]);
+    assert!((4.0..10.5).contains(&d), "duration {d}");
+    // The publisher's colour (200, 40, 40) fills its tile; its 440 Hz tone is in the mix.
+    let video = frames(&path, 640, 360);
+    let c = median(frame_at(&video, d - 1.0, 15.0), 640, Rect::new(240, 120, 160, 120));
+    assert!(dist(c, [200, 40, 40]) < 60, "{c:?}");
+    let audio = audio_mono(&path, 16_000);
+    let tail = &audio[audio.len() - 32_000..audio.len() - 8_000];
+    assert!(amplitude(tail, 16_000.0, 440.0) > 0.05, "no 440 Hz tone");
+}
