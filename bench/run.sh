@@ -4,6 +4,9 @@
 #   1. render-and-readback alone (CPU backend; wgpu on this machine's adapter too)
 #   2. the whole preview pipeline: render, mix, encode (x264 veryfast + AAC), mux
 #   3. the floor: plain FFmpeg encoding the same raw frames with the same settings
+#   4. the recorder alone (tessera record, its own process) recording devroom's 4
+#      synthetic participants (VP8 640x360 15 fps + Opus) at 720p30 in grid, next to
+#      its floor: FFmpeg decoding 4 such VP8+Opus inputs and encoding the same output
 # Prints a Markdown block for bench/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +37,36 @@ read -r f_wall f_user f_sys f_kib < <(timed ffmpeg -y -v error \
   -c:v libx264 -preset veryfast -profile:v main -b:v 3000k -bf 0 -g 60 -keyint_min 60 -sc_threshold 0 \
   -c:a aac -b:a 128k -ar 44100 -movflags +faststart "$work/floor.mp4")
 
+# 4. The recorder. devroom and the publishers run in their own process, not measured.
+port=${BENCH_PORT:-7979}
+$bin devroom --bind "127.0.0.1:$port" --synthetic 4 --room bench >"$work/devroom.log" 2>&1 &
+devroom_pid=$!
+trap 'kill $devroom_pid 2>/dev/null || true' EXIT
+sleep 3 # the room has video before the recorder joins
+read -r r_wall r_user r_sys r_kib < <(/usr/bin/time -f "%e %U %S %M" -o "$work/time" \
+  $bin record --url "ws://127.0.0.1:$port" --room bench --layout grid --preset H264_720P_30 --renderer cpu \
+  --duration "$SECS" -o "$work/record.mp4" >"$work/record.txt" 2>"$work/stderr" || { cat "$work/stderr" >&2; exit 1; }
+  cat "$work/time")
+kill $devroom_pid 2>/dev/null || true
+r_secs=$(sed -n 's/^  duration: \([0-9.]*\) s.*/\1/p' "$work/record.txt")
+r_cpu=$(awk -v u="$r_user" -v s="$r_sys" -v d="$r_secs" 'BEGIN { printf "%.3f", (u + s) / d }')
+r_p50=$(sed -n 's/.*p50 \([0-9.]*\) ms.*/\1/p' "$work/record.txt")
+r_p95=$(sed -n 's/.*p95 \([0-9.]*\) ms.*/\1/p' "$work/record.txt")
+r_first=$(sed -n 's/^  first frame \([0-9]*\) ms.*/\1/p' "$work/record.txt")
+# Its floor: the same decodes (4 VP8 640x360 15 fps at 600 kbps, 4 Opus) and the same encode.
+for i in 0 1 2 3; do
+  [ -s "$work/in$i.webm" ] || ffmpeg -y -v error -f lavfi -i "testsrc2=s=640x360:r=15:d=$SECS" \
+    -f lavfi -i "sine=f=$((300 + 150 * i)):d=$SECS:sample_rate=48000" -ac 2 \
+    -c:v libvpx -deadline realtime -cpu-used 8 -b:v 600k -g 30 -c:a libopus -b:a 64k "$work/in$i.webm"
+done
+read -r rf_wall rf_user rf_sys rf_kib < <(timed ffmpeg -y -v error \
+  -i "$work/in0.webm" -i "$work/in1.webm" -i "$work/in2.webm" -i "$work/in3.webm" \
+  -filter_complex "[0:v][1:v][2:v][3:v]xstack=inputs=4:layout=0_0|w0_0|0_h0|w0_h0,fps=30[v];[0:a][1:a][2:a][3:a]amix=inputs=4[a]" \
+  -map "[v]" -map "[a]" -c:v libx264 -preset veryfast -tune zerolatency -profile:v main -b:v 3000k -bf 0 -g 60 \
+  -c:a aac -b:a 128k -ar 44100 "$work/record-floor.mp4")
+rf_cpu=$(cpu_per_s "$rf_user" "$rf_sys")
+r_ratio=$(awk -v a="$r_cpu" -v b="$rf_cpu" 'BEGIN { printf "%.2f", a / b }')
+
 p_cpu=$(cpu_per_s "$p_user" "$p_sys")
 f_cpu=$(cpu_per_s "$f_user" "$f_sys")
 ratio=$(awk -v a="$p_cpu" -v b="$f_cpu" 'BEGIN { printf "%.2f", a / b }')
@@ -52,4 +85,15 @@ cat <<MD
 | FFmpeg floor (same raw frames, same settings) | ${f_cpu} | — | $((f_kib / 1024)) MiB |
 
 Pipeline / floor: **${ratio}x** (target at most 1.3x). Render-and-readback target: at most 3 ms CPU per 720p frame.
+
+Recorder (\`tessera record\`, its own process) recording 4 synthetic participants (VP8 640x360 15 fps + Opus,
+from devroom in another process) at 720p30 in grid for ${r_secs} s, x264 veryfast zerolatency 3000 kbps:
+
+| what | CPU-s per recorded s | arrival to encoded packet (p50 / p95) | first frame after joining | peak memory |
+|---|---|---|---|---|
+| tessera record | ${r_cpu} | ${r_p50} / ${r_p95} ms | ${r_first} ms | $((r_kib / 1024)) MiB |
+| FFmpeg floor (same 4 VP8+Opus decodes, same encode) | ${rf_cpu} | — | — | $((rf_kib / 1024)) MiB |
+
+Recorder / floor: **${r_ratio}x**. Targets: at most 0.5 of a core, p95 under 100 ms, first frame within 1 s of the
+room having video, under 200 MB.
 MD
