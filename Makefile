@@ -13,10 +13,10 @@ setup:
 build: setup
 	$(CARGO) build --release
 
-# Until the room exists: a grid of four synthetic participants, one speaking,
-# one muted, for 10 seconds.
+# devroom with four synthetic participants (one shares its screen, one joins late,
+# one leaves, one toggles its microphone, speaking in turns), recorded for 20 s.
 demo: build
-	./target/release/tessera preview --layout grid --participants 4 --speaking 2 --muted 3 --duration 10 -o $(DEMO)
+	./target/release/tessera demo --duration 20 -o $(DEMO)
 	@echo "play it: ffplay $(DEMO)"
 
 # Release profile: the tests run real encodes and renders, and bench/ shares the build.
