@@ -10,13 +10,15 @@ use tessera::render::{self, Backend};
 use tessera::usage::{cpu_seconds, peak_rss_mib};
 
 fn main() {
+    let cli = Cli::parse();
+    // The demo prints its own summary; its room's comings and goings would drown it.
+    let default_log = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "warn,tessera=info" };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| "warn,tessera=info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| default_log.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Preview(a) => preview_cmd(*a),
         Command::Layouts(a) => layouts_cmd(a),

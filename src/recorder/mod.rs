@@ -77,7 +77,7 @@ impl RecordJob {
             duration: None,
             video_delay: Duration::from_millis(50),
             audio_delay: Duration::from_millis(200),
-            max_wait: Duration::from_millis(200),
+            max_wait: Duration::from_millis(300),
             start_timeout: Duration::from_secs(5),
             output: output.to_path_buf(),
         }
@@ -98,6 +98,8 @@ pub struct RecordSummary {
     pub first_frame_after: Option<Duration>,
     /// Ticks rendered more than a frame late (the compositor fell behind).
     pub late_ticks: u64,
+    /// The mixer's accounting per audio track sid: late, gap-filled and underrun samples.
+    pub audio: Vec<(String, crate::audio::InputStats)>,
     pub ended_by: String,
 }
 
@@ -202,6 +204,7 @@ pub async fn record(job: RecordJob, stop: StopHandle) -> Result<RecordSummary, R
         duration_s: out.duration_s,
         first_frame_after: out.first_frame_after,
         late_ticks: out.late_ticks,
+        audio: out.audio,
         ended_by: if out.duration_ended { "the duration ended".into() } else { ended_by },
     })
 }
@@ -217,6 +220,7 @@ struct Composited {
     first_frame_after: Option<Duration>,
     late_ticks: u64,
     duration_ended: bool,
+    audio: Vec<(String, crate::audio::InputStats)>,
 }
 
 /// The compositor thread: waits for the first media, then ticks at the frame rate
@@ -232,14 +236,24 @@ fn composite(
     let enc = &job.encoding;
     let (w, h, fps) = (enc.width, enc.height, enc.framerate.max(1) as i64);
     let now_us = || epoch.elapsed().as_micros() as i64;
-    // The output starts with the first media (no black lead-in), or after the timeout.
-    while lock(store).first_media_us.is_none() && epoch.elapsed() < job.start_timeout && !stop.stopped() {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let start_us = now_us();
+    // Encoder and renderer are ready before the media is.
     let pipeline = EncodePipeline::start_with(enc, &job.output, !job.audio_only, true, true)?;
     let mut renderer = if job.audio_only { None } else { Some(render::create(job.backend, w, h)?) };
     let describe = renderer.as_ref().map(|r| r.describe()).unwrap_or_else(|| "none (audio only)".into());
+    // The output starts with the first decoded video frame (the first audio for audio only), so
+    // there is no black lead-in; after the timeout it starts anyway, with what there is.
+    let first = || {
+        let s = lock(store);
+        if job.audio_only { s.first_audio_pts } else { s.first_video_pts }
+    };
+    while first().is_none() && epoch.elapsed() < job.start_timeout && !stop.stopped() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let video_delay_us = job.video_delay.as_micros() as i64;
+    // Output time 0 is room time `origin`: tick k shows what happened at origin + k frames, at
+    // wall time origin + k frames + the video delay; audio is placed on the same scale.
+    let origin_us = first().unwrap_or_else(|| now_us() - video_delay_us);
+    let start_us = origin_us + video_delay_us;
     let mut mixer = Mixer::new(0, SAMPLE_RATE as usize / 100);
     let mut mixer_ids: HashMap<String, u64> = HashMap::new();
     let mut sizes: HashMap<String, (u32, u32)> = HashMap::new();
@@ -248,9 +262,6 @@ fn composite(
     let mut duration_ended = false;
     let frame_us = 1_000_000 / fps;
     let mut k: i64 = 0;
-    // Output time 0 is room time `origin`: tick k shows what happened at origin + k frames
-    // (the tick minus the video delay), and audio is placed on the same scale.
-    let origin_us = start_us - job.video_delay.as_micros() as i64;
     let to_pos = |us: i64| us * SAMPLE_RATE as i64 / 1_000_000;
     let origin_pos = to_pos(origin_us);
     let mut mix = |mixer: &mut Mixer, until_room_pos: i64, pipeline: &EncodePipeline| -> Result<(), RecordError> {
@@ -287,7 +298,7 @@ fn composite(
             break;
         }
         if let Some(r) = renderer.as_mut() {
-            let show = tick_us - job.video_delay.as_micros() as i64;
+            let show = tick_us - video_delay_us;
             let mut arrivals = Vec::new();
             let frames: HashMap<String, Arc<crate::frame::VideoFrame>> = {
                 let mut s = lock(store);
@@ -335,7 +346,9 @@ fn composite(
     // Everything that arrived before the end is in the file.
     mix(&mut mixer, to_pos(origin_us + k * frame_us), &pipeline)?;
     let summary = pipeline.finish()?;
+    let audio = mixer_ids.iter().filter_map(|(sid, id)| mixer.stats(*id).map(|st| (sid.clone(), st))).collect();
     Ok(Composited {
+        audio,
         summary,
         renderer: describe,
         duration_s: (k * frame_us) as f64 / 1e6,

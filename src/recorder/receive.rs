@@ -74,6 +74,9 @@ impl Depacketizer for AnyDepacketizer {
     }
 }
 
+/// How long an audio gap waits for a reordered packet.
+const AUDIO_REORDER_WAIT_US: i64 = 80_000;
+
 /// What every track receiver shares.
 pub struct ReceiveContext {
     pub store: SharedStore,
@@ -211,23 +214,25 @@ impl Receiving {
         let wants = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel::<Encoded>();
         let (store, sid, flag) = (ctx.store.clone(), track_sid.to_string(), wants.clone());
-        let epoch = ctx.epoch;
-        let thread = std::thread::Builder::new()
-            .name(format!("decode-{track_sid}"))
-            .spawn(move || {
-                if video {
-                    decode_video(id, rx, &store, &sid, &flag, epoch)
-                } else {
-                    decode_audio(id, rx, &store, &sid)
-                }
-            })
-            .ok()?;
+        let thread =
+            std::thread::Builder::new()
+                .name(format!("decode-{track_sid}"))
+                .spawn(move || {
+                    if video { decode_video(id, rx, &store, &sid, &flag) } else { decode_audio(id, rx, &store, &sid) }
+                })
+                .ok()?;
         let max_wait = ctx.max_wait.as_micros() as i64;
         Some(Self {
             mime: mime.to_string(),
             video,
             ssrc,
-            jitter: JitterBuffer::new(depack, !video, if video { max_wait } else { max_wait / 2 }),
+            // Audio is not retransmitted (WebRTC negotiates NACK for video only): an audio gap
+            // waits only for packets the network reordered.
+            jitter: JitterBuffer::new(
+                depack,
+                !video,
+                if video { max_wait } else { max_wait.min(AUDIO_REORDER_WAIT_US) },
+            ),
             clock: TrackClock::new(clock_rate),
             need_keyframe: video,
             last_request_us: None,
@@ -284,7 +289,6 @@ fn decode_video(
     store: &SharedStore,
     sid: &str,
     wants_keyframe: &AtomicBool,
-    epoch: Instant,
 ) -> (u64, u64) {
     let mut dec = match VideoDecoder::new(id) {
         Ok(d) => d,
@@ -297,9 +301,10 @@ fn decode_video(
     while let Ok(e) = rx.recv() {
         match dec.decode(&e.data, e.pts_us) {
             Ok(frames) => {
-                let now = epoch.elapsed().as_micros() as i64;
                 let mut s = lock(store);
-                s.first_media_us.get_or_insert(now);
+                if let Some((pts, _)) = frames.first() {
+                    s.first_video_pts.get_or_insert(*pts);
+                }
                 let q = s.video.entry(sid.to_string()).or_default();
                 for (pts, f) in frames {
                     decoded += 1;
@@ -335,7 +340,9 @@ fn decode_audio(
             Ok(samples) if !samples.is_empty() => {
                 decoded += 1;
                 let pos = e.pts_us * crate::audio::SAMPLE_RATE as i64 / 1_000_000;
-                lock(store).audio.entry(sid.to_string()).or_default().push(pos, samples);
+                let mut s = lock(store);
+                s.first_audio_pts.get_or_insert(e.pts_us);
+                s.audio.entry(sid.to_string()).or_default().push(pos, samples);
             }
             Ok(_) => {}
             Err(err) => {

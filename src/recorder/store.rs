@@ -89,8 +89,9 @@ impl AudioQueue {
 pub struct MediaStore {
     pub video: HashMap<String, VideoQueue>,
     pub audio: HashMap<String, AudioQueue>,
-    /// Our time of the first decoded video frame or audio chunk.
-    pub first_media_us: Option<i64>,
+    /// Room-clock time of the first decoded video frame, and of the first audio.
+    pub first_video_pts: Option<i64>,
+    pub first_audio_pts: Option<i64>,
 }
 
 pub type SharedStore = Arc<Mutex<MediaStore>>;
