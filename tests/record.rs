@@ -576,7 +576,7 @@ async fn tessera_record_records_a_python_sdk_publisher_and_finalises_on_sigint()
     let path = dir.join("python.mp4");
     let mut recorder = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(["record", "--url", &url, "--api-key", KEY, "--api-secret", SECRET, "--room", "py"])
-        .args(["--width", "640", "--height", "360", "--fps", "15", "--renderer", "cpu", "-o"])
+        .args(["--width", "320", "--height", "180", "--fps", "15", "--renderer", "cpu", "-o"])
         .arg(&path)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -584,6 +584,12 @@ async fn tessera_record_records_a_python_sdk_publisher_and_finalises_on_sigint()
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_secs(10)).await;
+    // Its tile is about 300 px wide: the recorder asked for, and gets, the low simulcast layer.
+    let layers = room.registry.room("py").map(|r| r.media.forwarded_layers()).unwrap_or_default();
+    assert!(
+        layers.iter().any(|(_, _, rid)| rid == "q") && layers.iter().all(|(_, _, rid)| rid == "q" || rid.is_empty()),
+        "layers forwarded: {layers:?}"
+    );
     let pid = recorder.id().unwrap() as i32;
     // SAFETY: signalling a child we started and still own.
     unsafe { libc::kill(pid, libc::SIGINT) };
@@ -602,8 +608,8 @@ async fn tessera_record_records_a_python_sdk_publisher_and_finalises_on_sigint()
     let d = common::f64_of(&p["format"]["duration"]);
     assert!((4.0..10.5).contains(&d), "duration {d}");
     // The publisher's colour (200, 40, 40) fills its tile; its 440 Hz tone is in the mix.
-    let video = frames(&path, 640, 360);
-    let c = median(frame_at(&video, d - 1.0, 15.0), 640, Rect::new(240, 120, 160, 120));
+    let video = frames(&path, 320, 180);
+    let c = median(frame_at(&video, d - 1.0, 15.0), 320, Rect::new(120, 60, 80, 60));
     assert!(dist(c, [200, 40, 40]) < 60, "{c:?}");
     let audio = audio_mono(&path, 16_000);
     let tail = &audio[audio.len() - 32_000..audio.len() - 8_000];

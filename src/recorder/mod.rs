@@ -152,7 +152,12 @@ pub async fn record(job: RecordJob, stop: StopHandle) -> Result<RecordSummary, R
         let (job, store, roster, stop) = (job.clone(), ctx.store.clone(), roster.clone(), stop.clone());
         std::thread::Builder::new()
             .name("compositor".into())
-            .spawn(move || composite(&job, joined_at, &store, &roster, &stop, &settings_tx))
+            .spawn(move || {
+                let r = composite(&job, joined_at, &store, &roster, &stop, &settings_tx);
+                // However it ended (duration, failure), the rest stops too.
+                stop.stop();
+                r
+            })
             .map_err(|_| RecordError::Compositor)?
     };
     let mut receivers = Vec::new();
@@ -176,10 +181,6 @@ pub async fn record(job: RecordJob, stop: StopHandle) -> Result<RecordSummary, R
             Some((sid, w, h)) = settings.recv() => {
                 let _ = client.track_settings(&sid, w, h);
             }
-        }
-        if compositor.is_finished() {
-            ended_by = "the duration ended".into();
-            break;
         }
     }
     stop.stop();
