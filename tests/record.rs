@@ -120,17 +120,7 @@ fn who(c: [u8; 3], n: usize) -> Option<usize> {
 fn rects(layout: &str, n: usize, share: bool, w: u32, h: u32) -> Vec<Rect> {
     let layout = LayoutSet::builtin().unwrap().resolve(layout).unwrap();
     let mut sources: Vec<TileSource> = (0..n)
-        .map(|i| TileSource {
-            identity: format!("p{i}"),
-            name: format!("p{i}"),
-            kind: TileKind::Camera,
-            video: Some(i),
-            speaking: false,
-            audio_level: 0.0,
-            audio_muted: false,
-            last_spoke_ms: None,
-            joined_ms: i as u64,
-        })
+        .map(|i| TileSource { joined_ms: i as u64, ..TileSource::camera(&format!("p{i}"), &format!("p{i}"), Some(i)) })
         .collect();
     if share {
         sources.push(TileSource { kind: TileKind::ScreenShare, video: Some(n), ..sources[0].clone() });

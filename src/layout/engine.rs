@@ -31,6 +31,23 @@ pub struct TileSource {
     pub joined_ms: u64,
 }
 
+impl TileSource {
+    /// A camera tile: nobody speaking, nothing muted, joined at time 0.
+    pub fn camera(identity: &str, name: &str, video: Option<SourceId>) -> Self {
+        Self {
+            identity: identity.into(),
+            name: name.into(),
+            kind: TileKind::Camera,
+            video,
+            speaking: false,
+            audio_level: 0.0,
+            audio_muted: false,
+            last_spoke_ms: None,
+            joined_ms: 0,
+        }
+    }
+}
+
 /// LiveKit's order: screen shares first, then speaking (louder first), then most
 /// recently spoken, then camera on, then earliest joined.
 fn order(a: &TileSource, b: &TileSource) -> Ordering {
@@ -218,15 +235,8 @@ mod tests {
     pub fn cams(n: usize) -> Vec<TileSource> {
         (0..n)
             .map(|i| TileSource {
-                identity: format!("p{i}"),
-                name: format!("P {i}"),
-                kind: TileKind::Camera,
-                video: Some(i),
-                speaking: false,
-                audio_level: 0.0,
-                audio_muted: false,
-                last_spoke_ms: None,
                 joined_ms: i as u64,
+                ..TileSource::camera(&format!("p{i}"), &format!("P {i}"), Some(i))
             })
             .collect()
     }

@@ -283,6 +283,11 @@ impl Receiving {
     }
 }
 
+/// The decoder, or None with the reason logged (the track is then dropped, not the recording).
+fn opened<T>(r: Result<T, crate::decode::DecodeError>, sid: &str) -> Option<T> {
+    r.map_err(|e| tracing::error!(track = %sid, "cannot decode: {e}")).ok()
+}
+
 fn decode_video(
     id: ffmpeg_next::codec::Id,
     rx: std::sync::mpsc::Receiver<Encoded>,
@@ -290,13 +295,7 @@ fn decode_video(
     sid: &str,
     wants_keyframe: &AtomicBool,
 ) -> (u64, u64) {
-    let mut dec = match VideoDecoder::new(id) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!(track = %sid, "{e}");
-            return (0, 0);
-        }
-    };
+    let Some(mut dec) = opened(VideoDecoder::new(id), sid) else { return (0, 0) };
     let (mut decoded, mut errors) = (0, 0);
     while let Ok(e) = rx.recv() {
         match dec.decode(&e.data, e.pts_us) {
@@ -327,13 +326,7 @@ fn decode_audio(
     store: &SharedStore,
     sid: &str,
 ) -> (u64, u64) {
-    let mut dec = match AudioDecoder::new(id) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!(track = %sid, "{e}");
-            return (0, 0);
-        }
-    };
+    let Some(mut dec) = opened(AudioDecoder::new(id), sid) else { return (0, 0) };
     let (mut decoded, mut errors) = (0, 0);
     while let Ok(e) = rx.recv() {
         match dec.decode(&e.data) {
