@@ -277,6 +277,9 @@ fn print_record_summary(s: &tessera::recorder::RecordSummary, layout: &str, cpu:
         peak_rss_mib(),
         s.late_ticks
     );
+    if s.signal_resumed > 0 {
+        println!("  signal connection lost and resumed {} time(s)", s.signal_resumed);
+    }
     println!("  ended: {}", s.ended_by);
 }
 

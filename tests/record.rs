@@ -605,3 +605,44 @@ async fn tessera_record_records_a_python_sdk_publisher_and_finalises_on_sigint()
     let tail = &audio[audio.len() - 32_000..audio.len() - 8_000];
     assert!(amplitude(tail, 16_000.0, 440.0) > 0.05, "no 440 Hz tone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_signal_connection_is_resumed_and_the_recording_goes_on() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("record-resume");
+    let room = devroom(Impairment::default()).await;
+    let pubs = participants(&room, "resume", 2, |_| {});
+    let (w, h, fps) = (640, 360, 15);
+    let path = dir.join("resume.mp4");
+    let recording = tokio::spawn(tessera::recorder::record(
+        job(&room, "resume", "grid", (w, h, fps), 10.0, &path),
+        StopHandle::default(),
+    ));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The recorder's identity is its egress id (EG_<layout> in these tests).
+    assert!(room.registry.drop_signal("resume", "EG_grid"), "the recorder is in the room");
+    let summary = tokio::time::timeout(Duration::from_secs(30), recording).await.unwrap().unwrap().unwrap();
+    pubs.abort();
+    assert_eq!(summary.signal_resumed, 1, "{summary:?}");
+    assert_eq!(summary.ended_by, "the duration ended");
+    let expected = (summary.duration_s * fps as f64).round() as u64;
+    assert_eq!(summary.file.video_frames, expected, "{summary:?}");
+    assert!((summary.duration_s - 10.0).abs() < 0.2, "{summary:?}");
+    // Both participants are still recorded, moving and heard, after the drop.
+    let video = frames(&path, w, h);
+    let cells = rects("grid", 2, false, w, h);
+    let (a, b) = (frame_at(&video, 7.0, 15.0), frame_at(&video, 8.5, 15.0));
+    for r in &cells {
+        assert!(who(median(b, w, centre(*r)), 2).is_some(), "a tile lost its participant after the drop");
+        let moved = (r.y..r.bottom())
+            .step_by(4)
+            .flat_map(|y| (r.x..r.right()).step_by(4).map(move |x| ((y * w + x) * 3) as usize))
+            .filter(|&i| (a[i] as i32 - b[i] as i32).abs() > 40)
+            .count();
+        assert!(moved > 20, "a tile froze after the drop");
+    }
+    let audio = audio_mono(&path, 16_000);
+    let x = &audio[8 * 16_000..9 * 16_000];
+    let rms = (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
+    assert!(rms > 0.02, "silence after the drop");
+}

@@ -16,9 +16,27 @@ pub enum Outbound {
     Signal(Box<proto::SignalResponse>),
     /// Send a leave and close the connection.
     Close(proto::DisconnectReason),
+    /// Drop the WebSocket without a word, as a network failure would (tests of resuming).
+    Drop,
 }
 
 pub type Sender = mpsc::UnboundedSender<Outbound>;
+
+/// A participant's outgoing messages. The channel outlives a WebSocket: messages sent while
+/// the participant reconnects wait in it and go out on the new connection.
+pub type SharedOutbox = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Outbound>>>;
+
+/// A participant whose signal connection broke without a leave: still in the room, with
+/// its media, for `RESUME_GRACE`, waiting to reconnect with `reconnect=1&sid=`.
+pub struct Parked {
+    pub room: Arc<Room>,
+    pub identity: String,
+    pub outbox: SharedOutbox,
+    pub media: Arc<super::media::Session>,
+}
+
+/// How long a participant whose signal connection broke may resume (LiveKit's is similar).
+pub const RESUME_GRACE: Duration = Duration::from_secs(15);
 
 /// Milliseconds since the Unix epoch, as LiveKit's timestamps are.
 pub fn now_ms() -> i64 {
@@ -110,6 +128,8 @@ impl Room {
 /// Every room of the server.
 pub struct Registry {
     rooms: Mutex<HashMap<String, Arc<Room>>>,
+    /// Participants waiting to resume, by sid.
+    parked: Mutex<HashMap<String, Parked>>,
     /// How long an empty room lives before it closes.
     pub empty_timeout: Duration,
     /// What the network does to media sent to subscribers (tests of loss recovery).
@@ -125,7 +145,7 @@ pub struct Joined {
 
 impl Registry {
     pub fn new(empty_timeout: Duration, impair: super::impair::Impairment) -> Arc<Self> {
-        Arc::new(Self { rooms: Mutex::new(HashMap::new()), empty_timeout, impair })
+        Arc::new(Self { rooms: Mutex::new(HashMap::new()), parked: Mutex::new(HashMap::new()), empty_timeout, impair })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Room>>> {
@@ -227,6 +247,40 @@ impl Registry {
         };
         drop(st);
         Joined { room, sid, response }
+    }
+
+    /// Keeps a participant whose connection broke for `RESUME_GRACE`; then it leaves.
+    pub fn park(self: &Arc<Self>, sid: &str, parked: Parked) {
+        tracing::info!(participant = %sid, "signal connection lost: waiting for it to resume");
+        self.parked.lock().unwrap_or_else(|e| e.into_inner()).insert(sid.to_string(), parked);
+        let (reg, sid) = (self.clone(), sid.to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep(RESUME_GRACE).await;
+            if let Some(p) = reg.unpark(&sid) {
+                tracing::info!(participant = %sid, "did not resume: leaving");
+                reg.leave(&p.room, &sid);
+                p.room.media.remove(&sid).await;
+            }
+        });
+    }
+
+    pub fn unpark(&self, sid: &str) -> Option<Parked> {
+        self.parked.lock().unwrap_or_else(|e| e.into_inner()).remove(sid)
+    }
+
+    /// The parked participant `sid`, if the token reconnecting is its own (same identity and room).
+    pub fn unpark_for(&self, sid: &str, grant: &Grant) -> Option<Parked> {
+        let mut parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+        let ok = parked.get(sid).is_some_and(|p| p.identity == grant.identity && p.room.name == grant.room);
+        if ok { parked.remove(sid) } else { None }
+    }
+
+    /// Drops the signal connection of `identity` in `room` as a network failure would.
+    pub fn drop_signal(&self, room: &str, identity: &str) -> bool {
+        let Some(r) = self.room(room) else { return false };
+        let st = state(&r);
+        let Some(p) = st.participants.values().find(|p| p.info.identity == identity) else { return false };
+        p.tx.send(Outbound::Drop).is_ok()
     }
 
     /// Removes a participant; closes the room after `empty_timeout` if it is left empty.

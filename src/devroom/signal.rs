@@ -110,32 +110,71 @@ async fn rtc(
         Err(e) => return refuse(e),
     };
     let protocol = q.get("protocol").and_then(|p| p.parse().ok()).unwrap_or(PROTOCOL_VERSION);
+    // A client resuming after its connection broke: its old connection may not have noticed yet.
+    if q.get("reconnect").is_some_and(|v| v == "1" || v == "true")
+        && let Some(sid) = q.get("sid").cloned()
+    {
+        for _ in 0..40 {
+            if let Some(parked) = s.registry.unpark_for(&sid, &grant) {
+                tracing::info!(participant = %sid, "resuming");
+                return ws.on_upgrade(move |socket| resumed(s, socket, sid, parked));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        tracing::info!(participant = %sid, "nothing to resume: joining afresh");
+    }
     ws.on_upgrade(move |socket| connection(s, socket, grant, protocol))
+}
+
+/// What a signal connection serves: a participant, its media and its outgoing messages.
+struct Attached {
+    room: Arc<Room>,
+    sid: String,
+    identity: String,
+    media: Arc<super::media::Session>,
+    outbox: room::SharedOutbox,
+}
+
+async fn resumed(s: Arc<Server>, socket: WebSocket, sid: String, p: room::Parked) {
+    let first = Out::Reconnect(proto::ReconnectResponse::default());
+    let a = Attached { room: p.room, sid, identity: p.identity, media: p.media, outbox: p.outbox };
+    serve(s, socket, a, first, false).await;
 }
 
 /// One participant's connection: the join, then requests until it leaves or breaks.
 async fn connection(s: Arc<Server>, socket: WebSocket, grant: super::auth::Grant, protocol: i32) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let can_subscribe = grant.can_subscribe;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (can_subscribe, identity) = (grant.can_subscribe, grant.identity.clone());
     let joined = s.registry.join(grant, tx.clone(), protocol);
-    let (room, sid) = (joined.room.clone(), joined.sid.clone());
-    let media = room.media.session(&sid, can_subscribe, Arc::new(tx));
-    tracing::info!(room = %room.name, participant = %sid, "joined");
+    let media = joined.room.media.session(&joined.sid, can_subscribe, Arc::new(tx));
+    tracing::info!(room = %joined.room.name, participant = %joined.sid, "joined");
+    let outbox = Arc::new(tokio::sync::Mutex::new(rx));
+    let a = Attached { room: joined.room, sid: joined.sid, identity, media, outbox };
+    serve(s, socket, a, Out::Join(joined.response), true).await;
+}
+
+/// Serves a participant on one WebSocket. A leave (or the server closing the session) ends
+/// the participant; a connection that just breaks parks it, to be resumed.
+async fn serve(s: Arc<Server>, socket: WebSocket, a: Attached, first: Out, fresh: bool) {
+    let Attached { room, sid, identity, media, outbox } = a;
     let (mut sink, mut stream) = socket.split();
-    let first = proto::SignalResponse { message: Some(Out::Join(joined.response)) };
-    if sink.send(Message::Binary(first.encode_to_vec().into())).await.is_err() {
-        s.registry.leave(&room, &sid);
-        return;
-    }
+    let first = proto::SignalResponse { message: Some(first) };
+    let sent = sink.send(Message::Binary(first.encode_to_vec().into())).await.is_ok();
     // A late joiner receives what is already published.
-    {
+    if fresh && sent {
         let media = media.clone();
         tokio::spawn(async move { media.subscribe_existing().await });
     }
     // Replies go out in the encoding the client uses (protobuf unless it sent JSON text).
     let json = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let json_w = json.clone();
+    let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let closing_w = closing.clone();
+    let dropping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let dropping_w = dropping.clone();
+    let outbox_w = outbox.clone();
     let writer = tokio::spawn(async move {
+        let mut rx = outbox_w.lock().await;
         while let Some(out) = rx.recv().await {
             match out {
                 Outbound::Signal(m) => {
@@ -149,6 +188,7 @@ async fn connection(s: Arc<Server>, socket: WebSocket, grant: super::auth::Grant
                     }
                 }
                 Outbound::Close(reason) => {
+                    closing_w.store(true, std::sync::atomic::Ordering::Relaxed);
                     let leave = proto::SignalResponse {
                         message: Some(Out::Leave(proto::LeaveRequest {
                             reason: reason as i32,
@@ -160,17 +200,29 @@ async fn connection(s: Arc<Server>, socket: WebSocket, grant: super::auth::Grant
                     let _ = sink.close().await;
                     break;
                 }
+                Outbound::Drop => {
+                    dropping_w.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let _ = sink.close().await;
+                    break;
+                }
             }
         }
     });
-    while let Some(frame) = stream.next().await {
+    let mut left = false;
+    while sent && let Some(frame) = stream.next().await {
         let request = match frame {
             Ok(Message::Binary(b)) => proto::SignalRequest::decode(b.as_ref()).map_err(|e| e.to_string()),
             Ok(Message::Text(t)) => {
                 json.store(true, std::sync::atomic::Ordering::Relaxed);
                 serde_json::from_str::<proto::SignalRequest>(t.as_str()).map_err(|e| e.to_string())
             }
-            Ok(Message::Close(_)) | Err(_) => break,
+            // A client closing its WebSocket is leaving (unless it answers our own close);
+            // a connection that errors or just ends has broken and may resume.
+            Ok(Message::Close(_)) => {
+                left = !dropping.load(std::sync::atomic::Ordering::Relaxed);
+                break;
+            }
+            Err(_) => break,
             Ok(_) => continue,
         };
         let request = match request {
@@ -178,12 +230,16 @@ async fn connection(s: Arc<Server>, socket: WebSocket, grant: super::auth::Grant
             Err(e) => {
                 // A malformed message ends this connection only.
                 tracing::warn!(participant = %sid, "malformed signal message, closing the connection: {e}");
+                left = true;
                 break;
             }
         };
         match handle(&room, &sid, &media, request) {
             Handled::Done => {}
-            Handled::Leave => break,
+            Handled::Leave => {
+                left = true;
+                break;
+            }
             Handled::Media(action) => {
                 if let Err(e) = run_media(&media, *action).await {
                     tracing::warn!(participant = %sid, "media: {e}");
@@ -191,10 +247,15 @@ async fn connection(s: Arc<Server>, socket: WebSocket, grant: super::auth::Grant
             }
         }
     }
-    s.registry.leave(&room, &sid);
-    room.media.remove(&sid).await;
     writer.abort();
-    tracing::info!(room = %room.name, participant = %sid, "left");
+    let gone = !room::state(&room).participants.contains_key(&sid);
+    if left || gone || closing.load(std::sync::atomic::Ordering::Relaxed) {
+        s.registry.leave(&room, &sid);
+        room.media.remove(&sid).await;
+        tracing::info!(room = %room.name, participant = %sid, "left");
+    } else {
+        s.registry.park(&sid, room::Parked { room, identity, outbox, media });
+    }
 }
 
 /// What a request needs after the roster is updated.

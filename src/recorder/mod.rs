@@ -98,6 +98,8 @@ pub struct RecordSummary {
     pub first_frame_after: Option<Duration>,
     /// Ticks rendered more than a frame late (the compositor fell behind).
     pub late_ticks: u64,
+    /// Times the signal connection broke and was resumed.
+    pub signal_resumed: u32,
     /// The mixer's accounting per audio track sid: late, gap-filled and underrun samples.
     pub audio: Vec<(String, crate::audio::InputStats)>,
     pub ended_by: String,
@@ -162,6 +164,7 @@ pub async fn record(job: RecordJob, stop: StopHandle) -> Result<RecordSummary, R
     };
     let mut receivers = Vec::new();
     let mut ended_by = "stopped".to_string();
+    let mut resumed = 0;
     loop {
         tokio::select! {
             _ = stop.wait() => break,
@@ -172,6 +175,7 @@ pub async fn record(job: RecordJob, stop: StopHandle) -> Result<RecordSummary, R
                     lock_roster(&roster).speakers(s, now_ms);
                 }
                 Some(RoomEvent::Track(t)) => receivers.push(tokio::spawn(receive::run(t, ctx.clone()))),
+                Some(RoomEvent::Resumed) => resumed += 1,
                 Some(RoomEvent::Left(why)) => {
                     ended_by = why;
                     break;
@@ -206,6 +210,7 @@ pub async fn record(job: RecordJob, stop: StopHandle) -> Result<RecordSummary, R
         first_frame_after: out.first_frame_after,
         late_ticks: out.late_ticks,
         audio: out.audio,
+        signal_resumed: resumed,
         ended_by: if out.duration_ended { "the duration ended".into() } else { ended_by },
     })
 }

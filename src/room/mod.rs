@@ -3,13 +3,12 @@
 //! tracks (synthetic participants) and receives them (the recorder), reporting
 //! the room's roster, speakers and tracks as [`RoomEvent`]s.
 
+mod link;
 mod subscriber;
 
 use crate::peer::{Pc, Quiet, gathered};
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use livekit_protocol as proto;
-use prost::Message as _;
 use proto::signal_request::Message as Req;
 use proto::signal_response::Message as Resp;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
@@ -19,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::peer_connection::RTCSessionDescription;
@@ -148,7 +146,9 @@ pub enum RoomEvent {
     Speakers(Vec<proto::SpeakerInfo>),
     /// A track's media started arriving on the subscriber connection.
     Track(RemoteTrack),
-    /// The server ended our session, or the connection broke.
+    /// The signal connection broke and was resumed (media went on meanwhile).
+    Resumed,
+    /// The server ended our session, or the connection broke for good.
     Left(String),
 }
 
@@ -205,55 +205,17 @@ impl RoomClient {
 
     /// Joins with options: a recorder subscribes and listens to events.
     pub async fn connect_with(url: &str, token: &str, options: ConnectOptions) -> Result<Self, ClientError> {
-        let base = url.trim_end_matches('/');
-        let full = format!(
-            "{base}/rtc?protocol=17&sdk=tessera&version={}&auto_subscribe={}",
+        let query = format!(
+            "protocol=17&sdk=tessera&version={}&auto_subscribe={}",
             env!("CARGO_PKG_VERSION"),
             options.auto_subscribe as u8
         );
-        let connect_err = |cause: String| ClientError::Connect { url: url.to_string(), cause };
-        let mut request = full.as_str().into_client_request().map_err(|e| connect_err(e.to_string()))?;
-        let bearer = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| ClientError::Refused("token is not a valid header".into()))?;
-        request.headers_mut().insert("Authorization", bearer);
-        let (ws, _) = tokio_tungstenite::connect_async(request).await.map_err(|e| match e {
-            tungstenite::Error::Http(r) => {
-                let body = r.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-                ClientError::Refused(format!("HTTP {}: {body}", r.status()))
-            }
-            other => connect_err(other.to_string()),
-        })?;
-        let (mut sink, mut stream) = ws.split();
-        let join = tokio::time::timeout(Duration::from_secs(10), async {
-            while let Some(m) = stream.next().await {
-                let Ok(Message::Binary(b)) = m else { continue };
-                if let Ok(proto::SignalResponse { message: Some(Resp::Join(j)) }) =
-                    proto::SignalResponse::decode(b.as_ref())
-                {
-                    return Some(j);
-                }
-            }
-            None
-        })
-        .await
-        .map_err(|_| ClientError::Timeout("join response"))?
-        .ok_or(ClientError::Closed)?;
-
-        let (out, mut out_rx) = mpsc::unbounded_channel::<proto::SignalRequest>();
+        let mut ws = link::open(url, token, &query).await?;
+        let Resp::Join(join) = link::first_response(&mut ws).await? else {
+            return Err(ClientError::Refused("the server resumed a session we did not ask for".into()));
+        };
+        let (out, out_rx) = mpsc::unbounded_channel::<proto::SignalRequest>();
         let pending = Arc::new(Mutex::new(Pending::default()));
-        let writer = tokio::spawn(async move {
-            while let Some(req) = out_rx.recv().await {
-                let leaving = matches!(req.message, Some(Req::Leave(_)));
-                if sink.send(Message::Binary(req.encode_to_vec().into())).await.is_err() {
-                    break;
-                }
-                if leaving {
-                    let _ = sink.close().await;
-                    break;
-                }
-            }
-        });
         let p = pending.clone();
         let events = options.events;
         let emit = {
@@ -268,40 +230,38 @@ impl RoomClient {
         // Server offers for the subscriber connection are answered in order by one task.
         let (sub_tx, sub_task) = subscriber::spawn(out.clone(), events.clone());
         let sub_close = sub_tx.clone();
-        let reader = tokio::spawn(async move {
-            let mut why = "the connection closed".to_string();
-            while let Some(Ok(m)) = stream.next().await {
-                let Message::Binary(b) = m else { continue };
-                let Ok(resp) = proto::SignalResponse::decode(b.as_ref()) else { continue };
-                match resp.message {
-                    Some(Resp::Offer(o)) => {
-                        let _ = sub_tx.send(subscriber::Signal::Offer(o));
-                    }
-                    Some(Resp::Trickle(t)) if t.target == proto::SignalTarget::Subscriber as i32 => {
-                        let _ = sub_tx.send(subscriber::Signal::Trickle(t));
-                    }
-                    Some(Resp::Update(u)) => emit(RoomEvent::Participants(u.participants)),
-                    Some(Resp::SpeakersChanged(s)) => emit(RoomEvent::Speakers(s.speakers)),
-                    Some(Resp::TrackPublished(r)) => {
-                        if let (Some(tx), Some(t)) = (lock(&p).published.remove(&r.cid), r.track) {
-                            let _ = tx.send(t);
-                        }
-                    }
-                    Some(Resp::Answer(a)) => {
-                        if let Some(tx) = lock(&p).answers.remove(&a.id) {
-                            let _ = tx.send(a);
-                        }
-                    }
-                    Some(Resp::Leave(l)) => {
-                        tracing::info!("the server asked us to leave: {:?}", l.reason());
-                        why = format!("the server ended the session ({:?})", l.reason());
-                        break;
-                    }
-                    _ => {}
+        let route_emit = emit.clone();
+        let route = move |m: Resp| -> Option<String> {
+            match m {
+                Resp::Offer(o) => {
+                    let _ = sub_tx.send(subscriber::Signal::Offer(o));
                 }
+                Resp::Trickle(t) if t.target == proto::SignalTarget::Subscriber as i32 => {
+                    let _ = sub_tx.send(subscriber::Signal::Trickle(t));
+                }
+                Resp::Update(u) => route_emit(RoomEvent::Participants(u.participants)),
+                Resp::SpeakersChanged(s) => route_emit(RoomEvent::Speakers(s.speakers)),
+                Resp::TrackPublished(r) => {
+                    if let (Some(tx), Some(t)) = (lock(&p).published.remove(&r.cid), r.track) {
+                        let _ = tx.send(t);
+                    }
+                }
+                Resp::Answer(a) => {
+                    if let Some(tx) = lock(&p).answers.remove(&a.id) {
+                        let _ = tx.send(a);
+                    }
+                }
+                Resp::Leave(l) => {
+                    tracing::info!("the server asked us to leave: {:?}", l.reason());
+                    return Some(format!("the server ended the session ({:?})", l.reason()));
+                }
+                _ => {}
             }
-            emit(RoomEvent::Left(why));
-        });
+            None
+        };
+        let sid = join.participant.as_ref().map(|p| p.sid.clone()).unwrap_or_default();
+        let link = link::Link { url: url.to_string(), token: token.to_string(), query, sid };
+        let signal = tokio::spawn(link::run(ws, link, out_rx, route, emit));
         let ping_out = out.clone();
         let every = Duration::from_secs(join.ping_interval.max(1) as u64);
         let pinger = tokio::spawn(async move {
@@ -326,7 +286,7 @@ impl RoomClient {
             publisher: tokio::sync::Mutex::new(None),
             next_offer: Mutex::new(0),
             subscriber: sub_close,
-            tasks: vec![writer, reader, pinger, sub_task],
+            tasks: vec![signal, pinger, sub_task],
         })
     }
 
