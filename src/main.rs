@@ -267,8 +267,15 @@ fn print_record_summary(s: &tessera::recorder::RecordSummary, layout: &str, cpu:
     }
     for t in &s.tracks {
         println!(
-            "  track {} ({}): {} frames decoded, {} packets, {} lost, {} gaps filled by retransmission, {} keyframe requests",
-            t.track_sid, t.mime, t.decoded, t.jitter.packets, t.jitter.lost, t.jitter.gaps_filled, t.keyframe_requests
+            "  {} {} ({}): {} frames decoded, {} packets, {} lost, {} gaps filled, {} keyframe requests",
+            t.participant_identity,
+            t.mime,
+            t.track_sid,
+            t.decoded,
+            t.jitter.packets,
+            t.jitter.lost,
+            t.jitter.gaps_filled,
+            t.keyframe_requests
         );
     }
     println!(

@@ -201,6 +201,10 @@ pub async fn record(job: RecordJob, stop: StopHandle) -> Result<RecordSummary, R
         _ => return Err(RecordError::Compositor),
     };
     let participants = lock_roster(&roster).seen();
+    for t in &mut tracks {
+        t.participant_identity = lock_roster(&roster).identity_of(&t.participant_sid).unwrap_or_default().to_string();
+    }
+    tracks.sort_by(|a, b| (&a.participant_identity, &a.mime).cmp(&(&b.participant_identity, &b.mime)));
     Ok(RecordSummary {
         file: out.summary,
         renderer: out.renderer,

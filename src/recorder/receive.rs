@@ -98,6 +98,8 @@ impl ReceiveContext {
 pub struct TrackReport {
     pub track_sid: String,
     pub participant_sid: String,
+    /// Filled in from the roster when the recording ends.
+    pub participant_identity: String,
     pub mime: String,
     pub jitter: JitterStats,
     pub keyframe_requests: u64,

@@ -22,6 +22,8 @@ pub struct Roster {
     participants: BTreeMap<String, Participant>,
     /// Every identity seen, for the summary.
     seen: BTreeSet<String>,
+    /// Identity by participant sid, departed ones included.
+    identities: std::collections::HashMap<String, String>,
 }
 
 /// A video track a tile shows.
@@ -43,6 +45,7 @@ impl Roster {
                 continue;
             }
             self.seen.insert(info.identity.clone());
+            self.identities.insert(info.sid.clone(), info.identity.clone());
             let joined_ms =
                 if info.joined_at_ms > 0 { info.joined_at_ms as u64 } else { info.joined_at.max(0) as u64 * 1000 };
             let p = self.participants.entry(info.sid.clone()).or_insert_with(|| Participant {
@@ -74,6 +77,11 @@ impl Roster {
 
     pub fn seen(&self) -> Vec<String> {
         self.seen.iter().cloned().collect()
+    }
+
+    /// The identity of a participant seen in the room (it may have left since).
+    pub fn identity_of(&self, sid: &str) -> Option<&str> {
+        self.identities.get(sid).map(|s| s.as_str())
     }
 
     pub fn participant_count(&self) -> usize {
