@@ -171,6 +171,19 @@ fn settled_speakers(audio: &[f32], from: f64, to: f64, n: usize) -> Vec<(f64, us
     out
 }
 
+fn rms(x: &[f32]) -> f32 {
+    (x.iter().map(|v| v * v).sum::<f32>() / x.len().max(1) as f32).sqrt()
+}
+
+/// How many sampled pixels of `r` changed clearly between frames `a` and `b` (a moving tile).
+fn moved(a: &[u8], b: &[u8], w: u32, r: Rect) -> usize {
+    (r.y..r.bottom())
+        .step_by(4)
+        .flat_map(|y| (r.x..r.right()).step_by(4).map(move |x| ((y * w + x) * 3) as usize))
+        .filter(|&i| (a[i] as i32 - b[i] as i32).abs() > 40)
+        .count()
+}
+
 /// Tiles read from a frame: where, and who (None: a screen share).
 type Tiles = Vec<(Rect, Option<usize>)>;
 
@@ -366,8 +379,8 @@ async fn audio_and_video_stay_in_sync_for_everyone_including_a_participant_who_j
     let (vd, ad) = (common::f64_of(&stream(&p, "video")["duration"]), common::f64_of(&stream(&p, "audio")["duration"]));
     assert!(ad >= vd - 0.1, "audio {ad} s, video {vd} s");
     let tail = &audio[audio.len() - 48_000..];
-    let rms = (tail.iter().map(|s| s * s).sum::<f32>() / tail.len() as f32).sqrt();
-    assert!(rms > 0.02, "last second of audio is silent ({rms})");
+    let level = rms(tail);
+    assert!(level > 0.02, "last second of audio is silent ({level})");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -527,19 +540,12 @@ async fn loss_and_jitter_are_recovered_with_nack_and_pli_and_the_recording_stays
             let c = median(b, w, centre(*r));
             let flash = c.iter().all(|&v| v > 240);
             assert!(who(c, 2).is_some() || flash, "tile not showing a participant at {s}.5 s: {c:?}");
-            let moved = (r.y..r.bottom())
-                .step_by(4)
-                .flat_map(|y| (r.x..r.right()).step_by(4).map(move |x| ((y * w + x) * 3) as usize))
-                .filter(|&i| (a[i] as i32 - b[i] as i32).abs() > 40)
-                .count();
-            assert!(moved > 20, "tile frozen from {} s to {s}.5 s", s - 1);
+            assert!(moved(a, b, w, *r) > 20, "tile frozen from {} s to {s}.5 s", s - 1);
         }
     }
     let audio = audio_mono(&path, 16_000);
     for s in 1..11 {
-        let x = &audio[s * 16_000..(s + 1) * 16_000];
-        let rms = (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
-        assert!(rms > 0.02, "silence in second {s}");
+        assert!(rms(&audio[s * 16_000..(s + 1) * 16_000]) > 0.02, "silence in second {s}");
     }
 }
 
@@ -634,15 +640,8 @@ async fn a_dropped_signal_connection_is_resumed_and_the_recording_goes_on() {
     let (a, b) = (frame_at(&video, 7.0, 15.0), frame_at(&video, 8.5, 15.0));
     for r in &cells {
         assert!(who(median(b, w, centre(*r)), 2).is_some(), "a tile lost its participant after the drop");
-        let moved = (r.y..r.bottom())
-            .step_by(4)
-            .flat_map(|y| (r.x..r.right()).step_by(4).map(move |x| ((y * w + x) * 3) as usize))
-            .filter(|&i| (a[i] as i32 - b[i] as i32).abs() > 40)
-            .count();
-        assert!(moved > 20, "a tile froze after the drop");
+        assert!(moved(a, b, w, *r) > 20, "a tile froze after the drop");
     }
     let audio = audio_mono(&path, 16_000);
-    let x = &audio[8 * 16_000..9 * 16_000];
-    let rms = (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
-    assert!(rms > 0.02, "silence after the drop");
+    assert!(rms(&audio[8 * 16_000..9 * 16_000]) > 0.02, "silence after the drop");
 }
