@@ -203,14 +203,17 @@ fn record_cmd(a: RecordArgs) -> Result<()> {
         job.duration = Some(Duration::from_secs_f64(d));
     }
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    rt.block_on(async move {
-        let stop = tessera::recorder::StopHandle::default();
-        stop_on_signals(stop.clone());
-        let (cpu0, t0) = (cpu_seconds(), Instant::now());
-        let s = tessera::recorder::record(job, stop).await.context("recording")?;
-        print_record_summary(&s, &a.layout, cpu_seconds() - cpu0, t0.elapsed().as_secs_f64());
-        Ok(())
-    })
+    rt.block_on(async move { record_and_report(job, &a.layout).await })
+}
+
+/// Records until the job ends or a signal stops it, then prints the summary with the CPU it took.
+async fn record_and_report(job: tessera::recorder::RecordJob, layout: &str) -> Result<()> {
+    let stop = tessera::recorder::StopHandle::default();
+    stop_on_signals(stop.clone());
+    let (cpu0, t0) = (cpu_seconds(), Instant::now());
+    let s = tessera::recorder::record(job, stop).await.context("recording")?;
+    print_record_summary(&s, layout, cpu_seconds() - cpu0, t0.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// SIGINT and SIGTERM end the recording cleanly (the file is finalised).
@@ -329,11 +332,7 @@ fn demo_cmd(a: DemoArgs) -> Result<()> {
         let mut job =
             tessera::recorder::RecordJob::new(&room.url(), &token, layout, EncodingOptions::default(), &a.output);
         job.duration = Some(Duration::from_secs_f64(a.duration));
-        let stop = tessera::recorder::StopHandle::default();
-        stop_on_signals(stop.clone());
-        let (cpu0, t0) = (cpu_seconds(), Instant::now());
-        let s = tessera::recorder::record(job, stop).await.context("recording")?;
-        print_record_summary(&s, &a.layout, cpu_seconds() - cpu0, t0.elapsed().as_secs_f64());
+        record_and_report(job, &a.layout).await?;
         println!("  (CPU includes devroom and the synthetic participants' encoders, all in this process)");
         participants.abort();
         Ok(())

@@ -140,7 +140,7 @@ impl<D: Depacketizer> JitterBuffer<D> {
                 Run::Incomplete => {
                     // Waiting for the rest of the frame; give up when a later frame has waited too long.
                     let oldest = self.packets.values().next().map(|(_, t)| *t).unwrap_or(now_us);
-                    if now_us - oldest < self.max_wait_us || !self.has_later_frame(next) {
+                    if now_us - oldest < self.max_wait_us || self.later_frame_start(next).is_none() {
                         return None;
                     }
                     self.skip_to_next_frame();
@@ -172,17 +172,16 @@ impl<D: Depacketizer> JitterBuffer<D> {
         }
     }
 
-    fn has_later_frame(&self, next: u64) -> bool {
+    /// The first held packet of a frame other than the one at `next` (a new timestamp).
+    fn later_frame_start(&self, next: u64) -> Option<u64> {
         let ts = self.packets.get(&next).map(|(p, _)| p.header.timestamp);
-        self.packets.values().any(|(p, _)| Some(p.header.timestamp) != ts)
+        self.packets.iter().find(|(_, (p, _))| Some(p.header.timestamp) != ts).map(|(k, _)| *k)
     }
 
-    /// Drops everything up to the first packet of a later frame (a new timestamp).
+    /// Drops everything up to the first packet of a later frame.
     fn skip_to_next_frame(&mut self) {
         let Some(next) = self.next else { return };
-        let ts = self.packets.get(&next).map(|(p, _)| p.header.timestamp);
-        let later = self.packets.iter().find(|(_, (p, _))| Some(p.header.timestamp) != ts).map(|(k, _)| *k);
-        let until = later.unwrap_or_else(|| self.highest.map_or(next, |h| h + 1));
+        let until = self.later_frame_start(next).unwrap_or_else(|| self.highest.map_or(next, |h| h + 1));
         self.packets.retain(|k, _| *k >= until);
         self.stats.lost += until - next;
         self.loss_pending = true;
