@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests talk to, once: LiveKit's Python SDK in a venv
-# and its browser SDK from npm under target/ (both pinned, so a new SDK default
-# cannot change what the tests exercise), and Debian's Chromium to run the latter.
+# and its browser and Node server SDKs from npm under target/ (all pinned, so a new
+# SDK default cannot change what the tests exercise), and Debian's Chromium to run
+# the browser one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,11 +15,11 @@ if ! command -v chromium >/dev/null; then
 fi
 
 node_dir=target/peers-node
-js="livekit-client@2.23.0"
+js="livekit-client@2.23.0 livekit-server-sdk@2.19.2"
 if [ "$(cat "$node_dir/.installed" 2>/dev/null)" != "$js" ]; then
   mkdir -p "$node_dir"
   echo '{"private":true}' > "$node_dir/package.json"
-  (cd "$node_dir" && npm install --silent --no-audit --no-fund "$js")
+  (cd "$node_dir" && npm install --silent --no-audit --no-fund $js)
   echo "$js" > "$node_dir/.installed"
   echo "test peers: $js in $node_dir" >&2
 fi

@@ -22,6 +22,8 @@ pub enum Command {
     Record(Box<RecordArgs>),
     /// Start devroom with synthetic participants and record them (the README's first command).
     Demo(DemoArgs),
+    /// Serve LiveKit's Egress API (Twirp): room composites recorded by this process.
+    Serve(ServeArgs),
     /// Measure the compositor: render-and-readback cost per frame (used by bench/).
     #[command(hide = true)]
     BenchRender(BenchArgs),
@@ -107,6 +109,14 @@ pub struct RecordArgs {
     /// Output file (.mp4).
     #[arg(short, long)]
     pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// YAML configuration: LiveKit egress's keys plus Tessera's (see the README). Without it,
+    /// the YAML in TESSERA_CONFIG_BODY or EGRESS_CONFIG_BODY, or the file EGRESS_CONFIG_FILE.
+    #[arg(long, env = "TESSERA_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -8,15 +8,19 @@
 // more plainly than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
+pub mod api;
 pub mod audio;
+pub mod auth;
 pub mod cli;
 pub mod color;
 pub mod config;
 pub mod decode;
 pub mod devroom;
+pub mod egress;
 pub mod encode;
 pub mod frame;
 pub mod layout;
+pub mod metrics;
 pub mod output;
 pub mod peer;
 pub mod pipeline;
@@ -25,4 +29,5 @@ pub mod recorder;
 pub mod render;
 pub mod room;
 pub mod scene;
+pub mod service;
 pub mod usage;

@@ -1,7 +1,9 @@
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use std::time::{Duration, Instant};
-use tessera::cli::{BenchArgs, Cli, Command, DemoArgs, DevroomArgs, LayoutsArgs, OutputSize, PreviewArgs, RecordArgs};
+use tessera::cli::{
+    BenchArgs, Cli, Command, DemoArgs, DevroomArgs, LayoutsArgs, OutputSize, PreviewArgs, RecordArgs, ServeArgs,
+};
 use tessera::config::{EncodingOptions, Preset};
 use tessera::layout::{LayoutSet, compose};
 use tessera::preview::synthetic::{RoomOptions, SyntheticRoom};
@@ -12,10 +14,25 @@ use tessera::usage::{cpu_seconds, peak_rss_mib};
 fn main() {
     let cli = Cli::parse();
     // The demo prints its own summary; its room's comings and goings would drown it.
-    let default_log = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "warn,tessera=info" };
+    let mut default_log =
+        if matches!(cli.command, Command::Demo(_)) { "warn" } else { "warn,tessera=info" }.to_string();
+    // serve reads its log level from its configuration, so that is loaded first.
+    let serve_config = match &cli.command {
+        Command::Serve(a) => match load_service_config(a) {
+            Ok(c) => {
+                default_log = format!("warn,tessera={}", c.config.log_level.to_ascii_lowercase());
+                Some(c)
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(2);
+            }
+        },
+        _ => None,
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| default_log.into()),
+            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| default_log.as_str().into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -25,12 +42,25 @@ fn main() {
         Command::Devroom(a) => devroom_cmd(a),
         Command::Record(a) => record_cmd(*a),
         Command::Demo(a) => demo_cmd(a),
+        Command::Serve(_) => serve_cmd(serve_config),
         Command::BenchRender(a) => bench_render(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(2);
     }
+}
+
+fn load_service_config(a: &ServeArgs) -> Result<tessera::config::service::Loaded> {
+    let path = a.config.clone().or_else(|| std::env::var_os("EGRESS_CONFIG_FILE").map(Into::into));
+    Ok(tessera::config::service::ServiceConfig::load(path.as_deref())?)
+}
+
+fn serve_cmd(loaded: Option<tessera::config::service::Loaded>) -> Result<()> {
+    let loaded = loaded.context("no configuration")?;
+    let layouts = layout_set(loaded.config.layouts_dir.as_deref())?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(tessera::service::serve(loaded, layouts))
 }
 
 fn layout_set(dir: Option<&std::path::Path>) -> Result<LayoutSet> {
@@ -189,7 +219,9 @@ fn record_cmd(a: RecordArgs) -> Result<()> {
     let encoding = encoding(&a.size)?;
     let token = match (&a.token, &a.room) {
         (Some(t), _) => t.clone(),
-        (None, Some(room)) => tessera::recorder::token::mint(&a.api_key, &a.api_secret, room, &new_egress_id())?,
+        (None, Some(room)) => {
+            tessera::recorder::token::mint(&a.api_key, &a.api_secret, room, &tessera::egress::new_egress_id())?
+        }
         (None, None) => bail!("--room is needed to mint a token (or give --token)"),
     };
     let mut job = tessera::recorder::RecordJob::new(&a.url, &token, layout, encoding, &a.output);
@@ -238,13 +270,6 @@ fn stop_on_signals(stop: tessera::recorder::StopHandle) {
 }
 
 /// An egress id as LiveKit makes them: "EG_" and 12 random characters.
-fn new_egress_id() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    let id: String = (0..12).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
-    format!("EG_{id}")
-}
 
 fn print_record_summary(s: &tessera::recorder::RecordSummary, layout: &str, cpu: f64, wall: f64) {
     println!("wrote {}", s.file.path.display());
@@ -328,7 +353,7 @@ fn demo_cmd(a: DemoArgs) -> Result<()> {
         };
         println!("devroom at {} with 4 synthetic participants in room \"demo\"", room.url());
         let participants = tokio::spawn(tessera::devroom::synthetic::run(synthetic));
-        let token = tessera::recorder::token::mint(key, secret, "demo", &new_egress_id())?;
+        let token = tessera::recorder::token::mint(key, secret, "demo", &tessera::egress::new_egress_id())?;
         let mut job =
             tessera::recorder::RecordJob::new(&room.url(), &token, layout, EncodingOptions::default(), &a.output);
         job.duration = Some(Duration::from_secs_f64(a.duration));

@@ -59,6 +59,19 @@ impl EncodePipeline {
         audio: bool,
         low_latency: bool,
     ) -> Result<Self, PipelineError> {
+        Self::start_named(opts, path, video, audio, low_latency, "encode")
+    }
+
+    /// As `start_with`, naming the encode thread (FFmpeg's worker threads inherit the
+    /// name, so a job's CPU can be told apart from another's in one process).
+    pub fn start_named(
+        opts: &EncodingOptions,
+        path: &Path,
+        video: bool,
+        audio: bool,
+        low_latency: bool,
+        thread_name: &str,
+    ) -> Result<Self, PipelineError> {
         let venc = if video { Some(VideoEncoder::new(opts, opts.gop_frames(2.0), low_latency)?) } else { None };
         let aenc = if audio { Some(AudioEncoder::new(opts)?) } else { None };
         let mut specs = Vec::new();
@@ -68,7 +81,7 @@ impl EncodePipeline {
         // A few frames of slack; the producer waits beyond that (offline) or drops (live, later).
         let (tx, rx) = sync_channel(8);
         let handle = std::thread::Builder::new()
-            .name("encode".into())
+            .name(thread_name.into())
             .spawn(move || run(rx, venc, aenc, writer))
             .map_err(|_| PipelineError::Gone)?;
         Ok(Self { tx: Some(tx), handle: Some(handle) })

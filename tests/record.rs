@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{audio_mono, probe, stream, workdir};
+use common::{audio_mono, dist, frames, probe, stream, who, workdir};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tessera::config::EncodingOptions;
@@ -16,7 +16,7 @@ use tessera::devroom::impair::Impairment;
 use tessera::devroom::synthetic::{self, SyntheticOptions};
 use tessera::devroom::{DevRoom, DevRoomConfig};
 use tessera::layout::{LayoutSet, TileKind, TileSource, compose};
-use tessera::preview::synthetic::{color, tone_hz};
+use tessera::preview::synthetic::tone_hz;
 use tessera::recorder::{RecordJob, RecordSummary, StopHandle};
 use tessera::scene::Rect;
 
@@ -79,18 +79,6 @@ async fn record(job: RecordJob) -> RecordSummary {
     tessera::recorder::record(job, StopHandle::default()).await.unwrap()
 }
 
-/// Every frame of a recording as packed RGB.
-fn frames(path: &Path, w: u32, h: u32) -> Vec<Vec<u8>> {
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    out.stdout.chunks_exact((w * h * 3) as usize).map(|c| c.to_vec()).collect()
-}
-
 fn median(rgb: &[u8], w: u32, r: Rect) -> [u8; 3] {
     common::median_rgb(rgb, w, r.x, r.y, r.w, r.h)
 }
@@ -98,22 +86,6 @@ fn median(rgb: &[u8], w: u32, r: Rect) -> [u8; 3] {
 /// The middle of a rectangle (away from labels, counters and borders).
 fn centre(r: Rect) -> Rect {
     Rect::new(r.x + r.w / 4, r.y + r.h / 4, r.w / 2, r.h / 3)
-}
-
-fn dist(a: [u8; 3], b: [u8; 3]) -> i32 {
-    (0..3).map(|k| (a[k] as i32 - b[k] as i32).abs()).sum()
-}
-
-/// Which of the first `n` synthetic participants has this colour.
-fn who(c: [u8; 3], n: usize) -> Option<usize> {
-    (0..n)
-        .map(|i| {
-            let p = color(i);
-            (dist(c, [p.r, p.g, p.b]), i)
-        })
-        .min()
-        .filter(|(d, _)| *d < 70)
-        .map(|(_, i)| i)
 }
 
 /// The tile rectangles a layout gives `n` cameras (and a share), in layout order.

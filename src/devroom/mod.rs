@@ -2,7 +2,6 @@
 //! and the tests. One process, no TURN, not a production SFU: point Tessera at a
 //! LiveKit server for real rooms.
 
-pub mod auth;
 pub mod impair;
 pub mod media;
 pub mod room;
@@ -36,7 +35,7 @@ impl DevRoom {
         let registry = room::Registry::new(cfg.empty_timeout, cfg.impair);
         let server = Arc::new(signal::Server {
             registry: registry.clone(),
-            keys: auth::Keys::new([(cfg.api_key.clone(), cfg.api_secret.clone())]),
+            keys: crate::auth::Keys::new([(cfg.api_key.clone(), cfg.api_secret.clone())]),
         });
         let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
         let addr = listener.local_addr()?;

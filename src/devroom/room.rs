@@ -2,7 +2,7 @@
 //! the signal messages each participant is sent. Media is handled elsewhere
 //! (`media`); this module is the roster and the broadcasts.
 
-use super::auth::Grant;
+use crate::auth::Grant;
 use livekit_protocol as proto;
 use proto::signal_response::Message as Out;
 use std::collections::{BTreeMap, HashMap};

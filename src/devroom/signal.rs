@@ -1,8 +1,8 @@
 //! The signal endpoint: `/rtc` WebSocket, `/rtc/validate`, and `/rtc/v1` answered
 //! with 404 so LiveKit's SDKs fall back to two peer connections (v0).
 
-use super::auth::{AuthError, Keys};
 use super::room::{self, Outbound, PROTOCOL_VERSION, Registry, Room};
+use crate::auth::{AuthError, Keys};
 use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -142,7 +142,7 @@ async fn resumed(s: Arc<Server>, socket: WebSocket, sid: String, p: room::Parked
 }
 
 /// One participant's connection: the join, then requests until it leaves or breaks.
-async fn connection(s: Arc<Server>, socket: WebSocket, grant: super::auth::Grant, protocol: i32) {
+async fn connection(s: Arc<Server>, socket: WebSocket, grant: crate::auth::Grant, protocol: i32) {
     let (tx, rx) = mpsc::unbounded_channel();
     let (can_subscribe, identity) = (grant.can_subscribe, grant.identity.clone());
     let joined = s.registry.join(grant, tx.clone(), protocol);

@@ -8,6 +8,7 @@
 //! and hands both to the encode pipeline.
 
 pub mod clock;
+pub mod control;
 pub mod jitter;
 pub mod receive;
 pub mod roster;
@@ -20,6 +21,7 @@ use crate::layout::{Layout, compose};
 use crate::pipeline::{EncodePipeline, PipelineError, Summary};
 use crate::render::{self, Backend, RenderError};
 use crate::room::{ClientError, ConnectOptions, RoomClient, RoomEvent};
+pub use control::{LiveLayout, LiveStats};
 use receive::{ReceiveContext, TrackReport};
 use roster::Roster;
 use std::collections::HashMap;
@@ -48,9 +50,11 @@ pub enum RecordError {
 pub struct RecordJob {
     pub url: String,
     pub token: String,
-    pub layout: Layout,
+    pub layout: LiveLayout,
     pub encoding: EncodingOptions,
     pub audio_only: bool,
+    /// No audio track in the output.
+    pub video_only: bool,
     pub backend: Backend,
     /// Stop after this long (from the first frame); None: until the room closes or we are stopped.
     pub duration: Option<Duration>,
@@ -62,7 +66,12 @@ pub struct RecordJob {
     pub max_wait: Duration,
     /// Start the output this long after joining even if no media came yet.
     pub start_timeout: Duration,
+    /// The file to write; `{room_id}` in it is replaced by the room's sid once joined.
     pub output: PathBuf,
+    /// Name of every thread the recording starts (FFmpeg's threads inherit it), so its
+    /// CPU can be measured apart from other recordings in the same process.
+    pub thread_name: String,
+    pub stats: Arc<LiveStats>,
 }
 
 impl RecordJob {
@@ -70,9 +79,10 @@ impl RecordJob {
         Self {
             url: url.into(),
             token: token.into(),
-            layout,
+            layout: LiveLayout::new(layout),
             encoding,
             audio_only: false,
+            video_only: false,
             backend: Backend::Auto,
             duration: None,
             video_delay: Duration::from_millis(50),
@@ -80,6 +90,8 @@ impl RecordJob {
             max_wait: Duration::from_millis(300),
             start_timeout: Duration::from_secs(5),
             output: output.to_path_buf(),
+            thread_name: "record".into(),
+            stats: Arc::default(),
         }
     }
 }
@@ -88,6 +100,9 @@ impl RecordJob {
 #[derive(Debug)]
 pub struct RecordSummary {
     pub file: Summary,
+    /// The room's name and sid, as the server gave them.
+    pub room_name: String,
+    pub room_sid: String,
     pub renderer: String,
     /// Identities of everyone seen in the room.
     pub participants: Vec<String>,
@@ -131,7 +146,7 @@ impl StopHandle {
 }
 
 /// Records until the duration ends, the room closes or `stop` is called.
-pub async fn record(job: RecordJob, stop: StopHandle) -> Result<RecordSummary, RecordError> {
+pub async fn record(mut job: RecordJob, stop: StopHandle) -> Result<RecordSummary, RecordError> {
     let joined_at = Instant::now();
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let client = RoomClient::connect_with(
@@ -141,19 +156,22 @@ pub async fn record(job: RecordJob, stop: StopHandle) -> Result<RecordSummary, R
     )
     .await?;
     let room_name = client.join.room.as_ref().map(|r| r.name.clone()).unwrap_or_default();
+    let room_sid = client.join.room.as_ref().map(|r| r.sid.clone()).unwrap_or_default();
+    job.output = PathBuf::from(job.output.to_string_lossy().replace("{room_id}", &room_sid));
     tracing::info!(room = %room_name, "joined as a hidden recorder");
     let ctx = Arc::new(ReceiveContext {
         store: Arc::new(Mutex::new(MediaStore::default())),
         server: Mutex::new(clock::ServerClock::default()),
         epoch: joined_at,
         max_wait: job.max_wait,
+        thread_name: job.thread_name.clone(),
     });
     let roster = Arc::new(Mutex::new(Roster::default()));
     let (settings_tx, mut settings) = mpsc::unbounded_channel::<(String, u32, u32)>();
     let compositor = {
         let (job, store, roster, stop) = (job.clone(), ctx.store.clone(), roster.clone(), stop.clone());
         std::thread::Builder::new()
-            .name("compositor".into())
+            .name(job.thread_name.clone())
             .spawn(move || {
                 let r = composite(&job, joined_at, &store, &roster, &stop, &settings_tx);
                 // However it ended (duration, failure), the rest stops too.
@@ -207,6 +225,8 @@ pub async fn record(job: RecordJob, stop: StopHandle) -> Result<RecordSummary, R
     tracks.sort_by(|a, b| (&a.participant_identity, &a.mime).cmp(&(&b.participant_identity, &b.mime)));
     Ok(RecordSummary {
         file: out.summary,
+        room_name,
+        room_sid,
         renderer: out.renderer,
         participants,
         tracks,
@@ -247,7 +267,8 @@ fn composite(
     let (w, h, fps) = (enc.width, enc.height, enc.framerate.max(1) as i64);
     let now_us = || epoch.elapsed().as_micros() as i64;
     // Encoder and renderer are ready before the media is.
-    let pipeline = EncodePipeline::start_with(enc, &job.output, !job.audio_only, true, true)?;
+    let pipeline =
+        EncodePipeline::start_named(enc, &job.output, !job.audio_only, !job.video_only, true, &job.thread_name)?;
     let mut renderer = if job.audio_only { None } else { Some(render::create(job.backend, w, h)?) };
     let describe = renderer.as_ref().map(|r| r.describe()).unwrap_or_else(|| "none (audio only)".into());
     // The output starts with the first decoded video frame (the first audio for audio only), so
@@ -263,6 +284,9 @@ fn composite(
     // Output time 0 is room time `origin`: tick k shows what happened at origin + k frames, at
     // wall time origin + k frames + the video delay; audio is placed on the same scale.
     let origin_us = first().unwrap_or_else(|| now_us() - video_delay_us);
+    if !stop.stopped() {
+        job.stats.mark_started();
+    }
     let start_us = origin_us + video_delay_us;
     let mut mixer = Mixer::new(0, SAMPLE_RATE as usize / 100);
     let mut mixer_ids: HashMap<String, u64> = HashMap::new();
@@ -279,6 +303,9 @@ fn composite(
             let mut s = lock(store);
             s.audio.iter_mut().map(|(sid, q)| (sid.clone(), q.take_until(until_room_pos))).collect()
         };
+        if job.video_only {
+            return Ok(());
+        }
         for (sid, chunks) in chunks {
             let next = mixer_ids.len() as u64;
             let id = *mixer_ids.entry(sid).or_insert(next);
@@ -299,6 +326,7 @@ fn composite(
             std::thread::sleep(wait);
         } else if Instant::now() - due > Duration::from_micros(frame_us as u64) {
             late_ticks += 1;
+            job.stats.late_ticks.fetch_add(1, Ordering::Relaxed);
         }
         if stop.stopped() {
             break;
@@ -322,7 +350,7 @@ fn composite(
                     .collect()
             };
             let (tiles, videos) = lock_roster(roster).tiles(|sid| frames.contains_key(sid));
-            let scene = compose(&job.layout, &tiles, w, h);
+            let scene = compose(&job.layout.get(), &tiles, w, h);
             let sources: Vec<&crate::frame::VideoFrame> =
                 videos.iter().filter_map(|v| frames.get(&v.track_sid).map(|f| f.as_ref())).collect();
             // Ask for the simulcast layer that fits each tile.
@@ -342,6 +370,9 @@ fn composite(
             {
                 first_frame_after.get_or_insert(epoch.elapsed());
                 pipeline.push_video_timed(f, arrivals)?;
+                job.stats.frames.fetch_add(1, Ordering::Relaxed);
+            } else {
+                job.stats.skipped.fetch_add(1, Ordering::Relaxed);
             }
         }
         // Audio is mixed further behind real time than video is shown, so late packets make it.

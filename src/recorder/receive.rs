@@ -85,6 +85,8 @@ pub struct ReceiveContext {
     pub epoch: Instant,
     /// How long a gap waits for its retransmission.
     pub max_wait: Duration,
+    /// Name of the decoder threads (the job's tag, so its CPU can be measured).
+    pub thread_name: String,
 }
 
 impl ReceiveContext {
@@ -218,7 +220,7 @@ impl Receiving {
         let (store, sid, flag) = (ctx.store.clone(), track_sid.to_string(), wants.clone());
         let thread =
             std::thread::Builder::new()
-                .name(format!("decode-{track_sid}"))
+                .name(ctx.thread_name.clone())
                 .spawn(move || {
                     if video { decode_video(id, rx, &store, &sid, &flag) } else { decode_audio(id, rx, &store, &sid) }
                 })

@@ -93,3 +93,31 @@ pub fn tessera(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Every frame of a recording as packed RGB.
+pub fn frames(path: &Path, w: u32, h: u32) -> Vec<Vec<u8>> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout.chunks_exact((w * h * 3) as usize).map(|c| c.to_vec()).collect()
+}
+
+pub fn dist(a: [u8; 3], b: [u8; 3]) -> i32 {
+    (0..3).map(|k| (a[k] as i32 - b[k] as i32).abs()).sum()
+}
+
+/// Which of the first `n` synthetic participants has this colour.
+pub fn who(c: [u8; 3], n: usize) -> Option<usize> {
+    (0..n)
+        .map(|i| {
+            let p = tessera::preview::synthetic::color(i);
+            (dist(c, [p.r, p.g, p.b]), i)
+        })
+        .min()
+        .filter(|(d, _)| *d < 70)
+        .map(|(_, i)| i)
+}

@@ -1,5 +1,7 @@
 //! Output settings: LiveKit's encoding presets, advanced options and the checks on them.
 
+pub mod service;
+
 use std::fmt;
 use std::str::FromStr;
 use thiserror::Error;

@@ -1,0 +1,361 @@
+//! `tessera serve`'s configuration: a YAML file (or the YAML itself in an
+//! environment variable) that takes LiveKit egress's keys, so an existing egress
+//! config works, plus Tessera's own. Unknown keys are warned about; invalid values
+//! are refused at start with the key named.
+
+use serde::{Deserialize, Deserializer};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ServiceConfigError {
+    #[error("cannot read the config file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("invalid config: {0}")]
+    Parse(String),
+    #[error("invalid config: {key}: {why}")]
+    Invalid { key: &'static str, why: String },
+}
+
+fn invalid(key: &'static str, why: impl Into<String>) -> ServiceConfigError {
+    ServiceConfigError::Invalid { key, why: why.into() }
+}
+
+/// The whole configuration. Field names are LiveKit egress's where the two share a meaning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ServiceConfig {
+    // --- LiveKit egress keys ---
+    pub api_key: String,
+    pub api_secret: String,
+    /// The LiveKit server recordings join (ws:// or wss://).
+    pub ws_url: String,
+    pub log_level: String,
+    /// Serves `/` with the health answer when set (LiveKit's key); `/health` on `listen` always.
+    pub health_port: u16,
+    /// Serves `/metrics` when set (LiveKit's key); `/metrics` on `listen` always.
+    pub prometheus_port: u16,
+    pub session_limits: SessionLimits,
+    pub cpu_cost: CpuCost,
+    /// Cloud storage: taken by the uploads issue; refused until then, so files are never silently kept local.
+    pub storage: Option<serde_yaml_ng::Value>,
+    pub backup_storage: Option<serde_yaml_ng::Value>,
+    pub s3: Option<serde_yaml_ng::Value>,
+    pub azure: Option<serde_yaml_ng::Value>,
+    pub gcp: Option<serde_yaml_ng::Value>,
+    pub alioss: Option<serde_yaml_ng::Value>,
+    /// Fleet mode (psrpc over Redis) is not built yet: accepted and warned about.
+    pub redis: Option<serde_yaml_ng::Value>,
+    // Accepted for compatibility; they tune LiveKit's Chromium pipeline, which this is not.
+    pub cluster_id: String,
+    pub template_base: String,
+    pub template_port: u16,
+    pub debug_handler_port: u16,
+    pub insecure: bool,
+    pub enable_chrome_sandbox: bool,
+    pub location: String,
+    pub logging: Option<serde_yaml_ng::Value>,
+    pub latency: Option<serde_yaml_ng::Value>,
+
+    // --- Tessera's own ---
+    /// Address of the Egress API (Twirp), health and metrics.
+    pub listen: String,
+    /// Local files go here; request paths are confined to it.
+    pub output_dir: PathBuf,
+    /// `auto`, `cpu` or `gpu`: the compositor backend every job uses.
+    pub renderer: String,
+    /// Layout files other than the built-in ones.
+    pub layouts_dir: Option<PathBuf>,
+    /// Where egress_started / egress_updated / egress_ended are POSTed.
+    pub webhook: Webhook,
+    /// On SIGTERM, how long running jobs may go on before they are stopped (0: stop them at once).
+    #[serde(deserialize_with = "duration")]
+    pub drain_timeout: Option<Duration>,
+    /// How long a finished egress stays listed by ListEgress.
+    #[serde(deserialize_with = "duration")]
+    pub keep_finished: Option<Duration>,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            api_key: String::new(),
+            api_secret: String::new(),
+            ws_url: "ws://127.0.0.1:7880".into(),
+            log_level: "info".into(),
+            health_port: 0,
+            prometheus_port: 0,
+            session_limits: SessionLimits::default(),
+            cpu_cost: CpuCost::default(),
+            storage: None,
+            backup_storage: None,
+            s3: None,
+            azure: None,
+            gcp: None,
+            alioss: None,
+            redis: None,
+            cluster_id: String::new(),
+            template_base: String::new(),
+            template_port: 0,
+            debug_handler_port: 0,
+            insecure: false,
+            enable_chrome_sandbox: false,
+            location: String::new(),
+            logging: None,
+            latency: None,
+            listen: "127.0.0.1:7980".into(),
+            output_dir: PathBuf::from("recordings"),
+            renderer: "auto".into(),
+            layouts_dir: None,
+            webhook: Webhook::default(),
+            drain_timeout: None,
+            keep_finished: Some(Duration::from_secs(24 * 3600)),
+        }
+    }
+}
+
+/// LiveKit's session limits: an output kind's longest recording (none when unset).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct SessionLimits {
+    #[serde(deserialize_with = "duration")]
+    pub file_output_max_duration: Option<Duration>,
+    #[serde(deserialize_with = "duration")]
+    pub stream_output_max_duration: Option<Duration>,
+    #[serde(deserialize_with = "duration")]
+    pub segment_output_max_duration: Option<Duration>,
+    #[serde(deserialize_with = "duration")]
+    pub image_output_max_duration: Option<Duration>,
+}
+
+/// Admission: CPU cores a job is expected to use, against the machine's cores times
+/// `max_cpu_utilization`. LiveKit's keys; the defaults are Tessera's measured costs
+/// (bench/RESULTS.md: 0.33 to 0.37 of a core for a 720p30 room composite), not
+/// LiveKit's 4 cores. Video costs scale with pixels per second from 720p30.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct CpuCost {
+    pub room_composite_cpu_cost: f64,
+    pub audio_room_composite_cpu_cost: f64,
+    pub web_cpu_cost: f64,
+    pub audio_web_cpu_cost: f64,
+    pub participant_cpu_cost: f64,
+    pub track_composite_cpu_cost: f64,
+    pub track_cpu_cost: f64,
+    pub max_cpu_utilization: f64,
+    /// Cores the budget counts; 0 means every core the machine has.
+    pub cpus: f64,
+}
+
+impl Default for CpuCost {
+    fn default() -> Self {
+        Self {
+            room_composite_cpu_cost: 0.5,
+            audio_room_composite_cpu_cost: 0.1,
+            web_cpu_cost: 1.0,
+            audio_web_cpu_cost: 0.5,
+            participant_cpu_cost: 0.5,
+            track_composite_cpu_cost: 0.5,
+            track_cpu_cost: 0.1,
+            max_cpu_utilization: 0.8,
+            cpus: 0.0,
+        }
+    }
+}
+
+impl CpuCost {
+    /// The cores admission may hand out.
+    pub fn budget(&self) -> f64 {
+        let cpus = if self.cpus > 0.0 {
+            self.cpus
+        } else {
+            std::thread::available_parallelism().map(|n| n.get() as f64).unwrap_or(1.0)
+        };
+        cpus * self.max_cpu_utilization
+    }
+}
+
+/// LiveKit server's webhook block: events are signed with `api_key` (default: the service's key).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Webhook {
+    pub api_key: String,
+    pub urls: Vec<String>,
+}
+
+/// Go-style durations as LiveKit writes them ("90s", "1h30m"), or plain seconds.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(f64),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Seconds(s)) if s >= 0.0 && s.is_finite() => Ok(Some(Duration::from_secs_f64(s))),
+        Some(Raw::Seconds(s)) => Err(serde::de::Error::custom(format!("{s} is not a duration"))),
+        Some(Raw::Text(t)) if t.trim().is_empty() || t.trim() == "0" => Ok(None),
+        Some(Raw::Text(t)) => humantime::parse_duration(t.trim())
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("{t:?} is not a duration like \"90s\" or \"1h30m\": {e}"))),
+    }
+}
+
+/// Where the configuration came from, for the log.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    Env(&'static str),
+    Defaults,
+}
+
+/// A loaded configuration and the keys it did not know.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: ServiceConfig,
+    pub unknown_keys: Vec<String>,
+    pub source: Source,
+}
+
+/// Environment variables holding the YAML itself (Tessera's, then LiveKit egress's).
+pub const BODY_VARS: [&str; 2] = ["TESSERA_CONFIG_BODY", "EGRESS_CONFIG_BODY"];
+
+impl ServiceConfig {
+    /// Loads from `path`, else from the YAML in an environment variable, else defaults;
+    /// then checks every value.
+    pub fn load(path: Option<&Path>) -> Result<Loaded, ServiceConfigError> {
+        let (text, source) = match path {
+            Some(p) => {
+                (std::fs::read_to_string(p).map_err(|e| ServiceConfigError::Read(p.into(), e))?, Source::File(p.into()))
+            }
+            None => match BODY_VARS.iter().find_map(|v| std::env::var(v).ok().map(|b| (b, *v))) {
+                Some((body, var)) => (body, Source::Env(var)),
+                None => (String::new(), Source::Defaults),
+            },
+        };
+        let mut loaded = Self::parse(&text)?;
+        loaded.source = source;
+        Ok(loaded)
+    }
+
+    pub fn parse(text: &str) -> Result<Loaded, ServiceConfigError> {
+        let mut unknown_keys = Vec::new();
+        let config: ServiceConfig = if text.trim().is_empty() {
+            ServiceConfig::default()
+        } else {
+            let de = serde_yaml_ng::Deserializer::from_str(text);
+            let mut note = |path: serde_ignored::Path| unknown_keys.push(path.to_string());
+            let de = serde_ignored::Deserializer::new(de, &mut note);
+            // The path names the key even when the error comes from a nested value.
+            serde_path_to_error::deserialize(de)
+                .map_err(|e| ServiceConfigError::Parse(format!("{}: {}", e.path(), e.inner())))?
+        };
+        config.check()?;
+        Ok(Loaded { config, unknown_keys, source: Source::Defaults })
+    }
+
+    fn check(&self) -> Result<(), ServiceConfigError> {
+        if self.api_key.is_empty() || self.api_secret.is_empty() {
+            return Err(invalid(
+                "api_key",
+                "api_key and api_secret are required: they check the Egress API's tokens and sign the recorder's",
+            ));
+        }
+        if !(self.ws_url.starts_with("ws://") || self.ws_url.starts_with("wss://")) {
+            return Err(invalid("ws_url", format!("{:?} must start with ws:// or wss://", self.ws_url)));
+        }
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid("listen", format!("{:?} is not an address like 127.0.0.1:7980", self.listen)));
+        }
+        if !["auto", "cpu", "gpu"].contains(&self.renderer.as_str()) {
+            return Err(invalid("renderer", format!("{:?}: choose auto, cpu or gpu", self.renderer)));
+        }
+        if !["debug", "info", "warn", "error", "trace"].contains(&self.log_level.to_ascii_lowercase().as_str()) {
+            return Err(invalid("log_level", format!("{:?}: choose debug, info, warn or error", self.log_level)));
+        }
+        let c = &self.cpu_cost;
+        if !(c.max_cpu_utilization > 0.0 && c.max_cpu_utilization <= 1.0) {
+            return Err(invalid("cpu_cost.max_cpu_utilization", format!("{} is not in (0, 1]", c.max_cpu_utilization)));
+        }
+        for (key, v) in [
+            ("cpu_cost.room_composite_cpu_cost", c.room_composite_cpu_cost),
+            ("cpu_cost.audio_room_composite_cpu_cost", c.audio_room_composite_cpu_cost),
+            ("cpu_cost.cpus", c.cpus),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(invalid(key, format!("{v} must be a number of cores, 0 or more")));
+            }
+        }
+        for (key, v) in [
+            ("storage", &self.storage),
+            ("backup_storage", &self.backup_storage),
+            ("s3", &self.s3),
+            ("azure", &self.azure),
+            ("gcp", &self.gcp),
+            ("alioss", &self.alioss),
+        ] {
+            if v.is_some() {
+                return Err(invalid(
+                    key,
+                    "uploads to cloud storage are not built yet; leave it out and files stay in output_dir",
+                ));
+            }
+        }
+        for url in &self.webhook.urls {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid("webhook.urls", format!("{url:?} must be an http:// or https:// URL")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The key webhooks are signed with, and its secret.
+    pub fn webhook_key(&self) -> &str {
+        if self.webhook.api_key.is_empty() { &self.api_key } else { &self.webhook.api_key }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "api_key: devkey\napi_secret: secret\n";
+
+    #[test]
+    fn livekit_egress_config_loads_and_unknown_keys_are_listed() {
+        let yaml = format!(
+            "{BASE}ws_url: wss://example.livekit.cloud\nhealth_port: 8080\nprometheus_port: 9090\n\
+             log_level: debug\nsession_limits:\n  file_output_max_duration: 1h30m\n  stream_output_max_duration: 90\n\
+             cpu_cost:\n  room_composite_cpu_cost: 0.7\n  max_cpu_utilization: 0.5\n\
+             insecure: true\nmystery: 1\nwebhook:\n  urls: [http://127.0.0.1:9/hook]\n  colour: red\n"
+        );
+        let l = ServiceConfig::parse(&yaml).unwrap();
+        let c = &l.config;
+        assert_eq!(c.session_limits.file_output_max_duration, Some(Duration::from_secs(5400)));
+        assert_eq!(c.session_limits.stream_output_max_duration, Some(Duration::from_secs(90)));
+        assert_eq!((c.cpu_cost.room_composite_cpu_cost, c.cpu_cost.max_cpu_utilization), (0.7, 0.5));
+        assert_eq!(c.webhook_key(), "devkey");
+        assert_eq!(l.unknown_keys, vec!["mystery".to_string(), "webhook.colour".to_string()]);
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        for (yaml, key) in [
+            ("api_key: k\n", "api_key"),
+            ("ws_url: http://x\n", "ws_url"),
+            ("listen: nowhere\n", "listen"),
+            ("renderer: magic\n", "renderer"),
+            ("cpu_cost:\n  max_cpu_utilization: 2\n", "cpu_cost.max_cpu_utilization"),
+            ("session_limits:\n  file_output_max_duration: soon\n", "session_limits.file_output_max_duration"),
+            ("health_port: many\n", "health_port"),
+            ("storage:\n  s3:\n    bucket: b\n", "storage"),
+            ("webhook:\n  urls: [ftp://x]\n", "webhook.urls"),
+        ] {
+            let text = if yaml.starts_with("api_key") { yaml.to_string() } else { format!("{BASE}{yaml}") };
+            let e = ServiceConfig::parse(&text).unwrap_err().to_string();
+            assert!(e.contains(key), "{yaml:?} gave {e}");
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! One egress: its EgressInfo, its recording and the way its status moves
+//! (STARTING -> ACTIVE -> ENDING -> COMPLETE, or FAILED, ABORTED, LIMIT_REACHED).
+
+use super::request::Plan;
+use super::unix_ns;
+use super::webhook::Notifier;
+use crate::recorder::{self, LiveLayout, LiveStats, RecordJob, RecordSummary, StopHandle};
+use livekit_protocol as proto;
+use proto::EgressStatus as S;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub struct Job {
+    pub id: String,
+    /// Cores admission counted for it.
+    pub cost: f64,
+    /// Name of the job's threads (for its CPU).
+    pub thread_name: String,
+    pub path: PathBuf,
+    pub fps: u32,
+    info: Mutex<proto::EgressInfo>,
+    stop: StopHandle,
+    pub layout: LiveLayout,
+    pub stats: Arc<LiveStats>,
+    webhooks: Notifier,
+    done: tokio::sync::watch::Sender<bool>,
+}
+
+impl Job {
+    pub fn new(info: proto::EgressInfo, plan: &Plan, rec: &RecordJob, cost: f64, webhooks: Notifier) -> Arc<Self> {
+        Arc::new(Self {
+            id: info.egress_id.clone(),
+            cost,
+            thread_name: rec.thread_name.clone(),
+            path: plan.file.path.clone(),
+            fps: plan.encoding.framerate,
+            info: Mutex::new(info),
+            stop: StopHandle::default(),
+            layout: rec.layout.clone(),
+            stats: rec.stats.clone(),
+            webhooks,
+            done: tokio::sync::watch::channel(false).0,
+        })
+    }
+
+    pub fn info(&self) -> proto::EgressInfo {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, proto::EgressInfo> {
+        self.info.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn status(&self) -> S {
+        S::try_from(self.lock().status).unwrap_or(S::EgressFailed)
+    }
+
+    pub fn is_active(&self) -> bool {
+        matches!(self.status(), S::EgressStarting | S::EgressActive | S::EgressEnding)
+    }
+
+    /// Changes the status (and whatever else `f` sets), then tells the webhooks.
+    fn update(&self, event: &str, f: impl FnOnce(&mut proto::EgressInfo)) -> proto::EgressInfo {
+        let info = {
+            let mut i = self.lock();
+            f(&mut i);
+            i.updated_at = unix_ns();
+            i.clone()
+        };
+        self.webhooks.send(event, &info);
+        info
+    }
+
+    /// StopEgress: the recording finalises its file and the job completes.
+    pub fn request_stop(&self) -> proto::EgressInfo {
+        let info = if self.status() == S::EgressEnding {
+            self.info()
+        } else {
+            self.update("egress_updated", |i| i.status = S::EgressEnding as i32)
+        };
+        self.stop.stop();
+        info
+    }
+
+    /// Sets the layout of the running recording and records it in the request.
+    pub fn set_layout(&self, name: &str, layout: crate::layout::Layout) -> proto::EgressInfo {
+        self.layout.set(layout);
+        let mut i = self.lock();
+        if let Some(proto::egress_info::Request::RoomComposite(r)) = &mut i.request {
+            r.layout = name.into();
+        }
+        if let Some(proto::egress_info::Request::Egress(r)) = &mut i.request
+            && let Some(proto::start_egress_request::Source::Template(t)) = &mut r.source
+        {
+            t.layout = name.into();
+        }
+        i.updated_at = unix_ns();
+        i.clone()
+    }
+
+    /// Resolves once the job has ended.
+    pub async fn ended(&self) {
+        let mut rx = self.done.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+
+    /// Runs the recording to its end and reports each step. A panic or error ends
+    /// only this job.
+    pub async fn run(self: Arc<Self>, rec: RecordJob, limit: Option<std::time::Duration>) {
+        self.webhooks.send("egress_started", &self.info());
+        let stats = rec.stats.clone();
+        let mut recording = tokio::spawn(recorder::record(rec, self.stop.clone()));
+        let mut active = false;
+        let outcome = loop {
+            tokio::select! {
+                _ = stats.wait_started(), if !active => {
+                    active = true;
+                    if self.status() == S::EgressStarting {
+                        let at = stats.started_at_ns().unwrap_or_else(unix_ns);
+                        self.update("egress_updated", |i| {
+                            i.status = S::EgressActive as i32;
+                            i.started_at = at;
+                        });
+                        tracing::info!(egress_id = %self.id, "recording");
+                    }
+                }
+                r = &mut recording => break r,
+            }
+        };
+        if self.status() != S::EgressEnding {
+            self.update("egress_updated", |i| i.status = S::EgressEnding as i32);
+        }
+        let info = match outcome {
+            Ok(Ok(summary)) => self.finish(summary, limit),
+            Ok(Err(e)) => self.fail(&e.to_string()),
+            Err(join) => {
+                let why = if join.is_panic() { "the recording panicked" } else { "the recording was cancelled" };
+                self.fail(why)
+            }
+        };
+        tracing::info!(
+            egress_id = %self.id,
+            status = proto::EgressStatus::try_from(info.status).map(|s| s.as_str_name()).unwrap_or("?"),
+            error = %info.error,
+            "egress ended"
+        );
+        let _ = self.done.send(true);
+    }
+
+    fn finish(&self, s: RecordSummary, limit: Option<std::time::Duration>) -> proto::EgressInfo {
+        let now = unix_ns();
+        let started = self.stats.started_at_ns();
+        if started.is_none() || s.duration_s <= 0.0 {
+            // Nothing was ever recorded: LiveKit's ABORTED, and no empty file left behind.
+            let _ = std::fs::remove_file(&s.file.path);
+            return self.update("egress_ended", |i| {
+                i.status = S::EgressAborted as i32;
+                i.error = "the room never became recordable: the egress ended before any media arrived".into();
+                i.ended_at = now;
+                i.file_results.clear();
+                i.result = None;
+            });
+        }
+        let size = std::fs::metadata(&s.file.path).map(|m| m.len()).unwrap_or(s.file.bytes);
+        let limited = limit.is_some() && s.ended_by == "the duration ended";
+        self.update("egress_ended", |i| {
+            i.room_id = s.room_sid.clone();
+            i.ended_at = now;
+            if let Some(f) = i.file_results.first_mut() {
+                f.filename = f.filename.replace("{room_id}", &s.room_sid);
+                f.location = s.file.path.to_string_lossy().into_owned();
+                f.size = size as i64;
+                f.duration = (s.duration_s * 1e9) as i64;
+                f.started_at = started.unwrap_or(now);
+                f.ended_at = now;
+                #[allow(deprecated)]
+                {
+                    i.result = Some(proto::egress_info::Result::File(f.clone()));
+                }
+            }
+            if limited {
+                i.status = S::EgressLimitReached as i32;
+                i.error = format!(
+                    "session limit reached: file_output_max_duration is {}",
+                    humantime::format_duration(limit.unwrap_or_default())
+                );
+            } else {
+                i.status = S::EgressComplete as i32;
+            }
+            i.details = format!("ended: {}", s.ended_by);
+        })
+    }
+
+    fn fail(&self, why: &str) -> proto::EgressInfo {
+        let now = unix_ns();
+        self.update("egress_ended", |i| {
+            i.status = S::EgressFailed as i32;
+            i.error = why.into();
+            i.error_code = 500;
+            i.ended_at = now;
+        })
+    }
+}

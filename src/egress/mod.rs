@@ -1,0 +1,304 @@
+//! Egress jobs: the manager turns API requests into running jobs (one per egress,
+//! all in this process, sharing the renderer's device), admits them against a CPU
+//! budget, lists, updates and stops them, and keeps finished ones listed for a while.
+
+pub mod job;
+pub mod request;
+pub mod webhook;
+
+use crate::config::service::ServiceConfig;
+use crate::layout::LayoutSet;
+use crate::recorder::{RecordJob, token};
+use crate::render::Backend;
+use job::Job;
+use livekit_protocol as proto;
+use request::{CompositeRequest, PlanContext, RequestError};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use thiserror::Error;
+
+pub use crate::recorder::control::unix_ns;
+
+/// Why a call on the manager was refused; the API maps each to a Twirp code.
+#[derive(Debug, Error)]
+pub enum EgressError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("egress {0:?} not found")]
+    NotFound(String),
+    #[error("egress {id} is {status}; {what}")]
+    NotActive { id: String, status: &'static str, what: &'static str },
+    #[error("not enough CPU for this egress: it needs {need:.2} cores and {free:.2} of {budget:.2} are free")]
+    Exhausted { need: f64, free: f64, budget: f64 },
+    #[error("the service is shutting down and takes no new egress")]
+    Draining,
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub struct Manager {
+    cfg: ServiceConfig,
+    layouts: LayoutSet,
+    layout_names: Vec<String>,
+    output_dir: PathBuf,
+    backend: Backend,
+    jobs: Mutex<Vec<Arc<Job>>>,
+    webhooks: webhook::Notifier,
+    draining: AtomicBool,
+    pub counters: Counters,
+}
+
+/// Totals since start, for the metrics.
+#[derive(Default)]
+pub struct Counters {
+    pub started: std::sync::atomic::AtomicU64,
+    pub refused: std::sync::atomic::AtomicU64,
+}
+
+impl Manager {
+    /// Needs a tokio runtime (webhook delivery runs on it).
+    pub fn new(cfg: ServiceConfig, layouts: LayoutSet) -> Result<Arc<Self>, EgressError> {
+        std::fs::create_dir_all(&cfg.output_dir).map_err(|e| {
+            EgressError::Internal(format!("cannot create output_dir {}: {e}", cfg.output_dir.display()))
+        })?;
+        let output_dir = std::fs::canonicalize(&cfg.output_dir).map_err(|e| EgressError::Internal(e.to_string()))?;
+        let backend = match cfg.renderer.as_str() {
+            "cpu" => Backend::Cpu,
+            "gpu" => Backend::Gpu,
+            _ => Backend::Auto,
+        };
+        let webhooks = webhook::Notifier::start(&cfg.webhook.urls, cfg.webhook_key(), &cfg.api_secret);
+        let layout_names = layouts.names();
+        Ok(Arc::new(Self {
+            cfg,
+            layouts,
+            layout_names,
+            output_dir,
+            backend,
+            jobs: Mutex::default(),
+            webhooks,
+            draining: AtomicBool::new(false),
+            counters: Counters::default(),
+        }))
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.cfg
+    }
+
+    pub fn output_dir(&self) -> &std::path::Path {
+        &self.output_dir
+    }
+
+    fn jobs(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Job>>> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn all_jobs(&self) -> Vec<Arc<Job>> {
+        self.jobs().clone()
+    }
+
+    pub fn budget(&self) -> f64 {
+        self.cfg.cpu_cost.budget()
+    }
+
+    /// Cores held by running jobs.
+    pub fn committed(&self) -> f64 {
+        self.jobs().iter().filter(|j| j.is_active()).map(|j| j.cost).fold(0.0, |a, b| a + b)
+    }
+
+    /// Whether a default room composite would be admitted now (the health answer).
+    pub fn can_accept(&self) -> bool {
+        !self.draining.load(Ordering::SeqCst)
+            && self.committed() + self.cfg.cpu_cost.room_composite_cpu_cost <= self.budget() + 1e-9
+    }
+
+    pub fn start_room_composite(
+        &self,
+        req: proto::RoomCompositeEgressRequest,
+    ) -> Result<proto::EgressInfo, EgressError> {
+        let c = CompositeRequest::from_room_composite(&req)?;
+        self.start(c, proto::egress_info::Request::RoomComposite(req))
+    }
+
+    pub fn start_egress(&self, req: proto::StartEgressRequest) -> Result<proto::EgressInfo, EgressError> {
+        let c = CompositeRequest::from_start_egress(&req)?;
+        self.start(c, proto::egress_info::Request::Egress(req))
+    }
+
+    fn start(
+        &self,
+        c: CompositeRequest,
+        request: proto::egress_info::Request,
+    ) -> Result<proto::EgressInfo, EgressError> {
+        if self.draining.load(Ordering::SeqCst) {
+            return Err(EgressError::Draining);
+        }
+        let ctx = PlanContext { output_dir: &self.output_dir, layouts: &self.layout_names, now: chrono::Utc::now() };
+        let plan = request::plan(&c, &ctx)?;
+        let cost = self.cost(&plan);
+        let id = new_egress_id();
+        let token = token::mint(&self.cfg.api_key, &self.cfg.api_secret, &plan.room_name, &id)
+            .map_err(|e| EgressError::Internal(e.to_string()))?;
+        let layout = self
+            .layouts
+            .resolve(&plan.layout)
+            .map_err(|e| RequestError::Invalid { field: "layout", why: e.to_string() })?;
+        let mut rec = RecordJob::new(&self.cfg.ws_url, &token, layout, plan.encoding.clone(), &plan.file.path);
+        rec.audio_only = plan.audio_only;
+        rec.video_only = plan.video_only;
+        rec.backend = self.backend;
+        rec.duration = self.cfg.session_limits.file_output_max_duration;
+        // Thread names hold 15 bytes: "EG_" and 12 characters.
+        rec.thread_name = id.chars().take(15).collect();
+        if let Some(dir) = plan.file.path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| EgressError::Internal(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let now = unix_ns();
+        let file = proto::FileInfo { filename: plan.file.filename.clone(), ..Default::default() };
+        #[allow(deprecated)]
+        let info = proto::EgressInfo {
+            egress_id: id.clone(),
+            room_name: plan.room_name.clone(),
+            // LiveKit reports room composites as web-sourced (its template runs in a browser).
+            source_type: proto::EgressSourceType::Web as i32,
+            status: proto::EgressStatus::EgressStarting as i32,
+            updated_at: now,
+            file_results: vec![file.clone()],
+            result: Some(proto::egress_info::Result::File(file)),
+            request: Some(request),
+            ..Default::default()
+        };
+        // Admission and registration under one lock, so two requests cannot both take the last cores.
+        let job = {
+            let mut jobs = self.jobs();
+            let committed: f64 = jobs.iter().filter(|j| j.is_active()).map(|j| j.cost).fold(0.0, |a, b| a + b);
+            let budget = self.budget();
+            if committed + cost > budget + 1e-9 {
+                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(EgressError::Exhausted { need: cost, free: (budget - committed).max(0.0), budget });
+            }
+            let job = Job::new(info.clone(), &plan, &rec, cost, self.webhooks.clone());
+            self.forget_old(&mut jobs);
+            jobs.push(job.clone());
+            job
+        };
+        self.counters.started.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(egress_id = %id, room = %plan.room_name, layout = %plan.layout, file = %plan.file.filename, "egress starting");
+        tokio::spawn(job.run(rec, self.cfg.session_limits.file_output_max_duration));
+        Ok(info)
+    }
+
+    /// Tessera's measured cost: the configured room composite cost at 720p30, scaled by pixels per second.
+    fn cost(&self, plan: &request::Plan) -> f64 {
+        let c = &self.cfg.cpu_cost;
+        if plan.audio_only {
+            return c.audio_room_composite_cpu_cost;
+        }
+        let e = &plan.encoding;
+        let scale = (e.width as f64 * e.height as f64 * e.framerate as f64) / (1280.0 * 720.0 * 30.0);
+        c.room_composite_cpu_cost * scale.max(0.25)
+    }
+
+    /// Drops finished jobs older than `keep_finished`.
+    fn forget_old(&self, jobs: &mut Vec<Arc<Job>>) {
+        let keep = self.cfg.keep_finished.unwrap_or(Duration::ZERO).as_nanos() as i64;
+        let now = unix_ns();
+        jobs.retain(|j| j.is_active() || now - j.info().ended_at < keep);
+    }
+
+    fn find(&self, id: &str) -> Result<Arc<Job>, EgressError> {
+        if id.is_empty() {
+            return Err(RequestError::Invalid { field: "egress_id", why: "is required".into() }.into());
+        }
+        self.jobs().iter().find(|j| j.id == id).cloned().ok_or_else(|| EgressError::NotFound(id.into()))
+    }
+
+    fn find_active(&self, id: &str, what: &'static str) -> Result<Arc<Job>, EgressError> {
+        let job = self.find(id)?;
+        if !job.is_active() {
+            return Err(EgressError::NotActive { id: id.into(), status: job.status().as_str_name(), what });
+        }
+        Ok(job)
+    }
+
+    pub fn update_layout(&self, req: proto::UpdateLayoutRequest) -> Result<proto::EgressInfo, EgressError> {
+        let job = self.find_active(&req.egress_id, "its layout cannot change")?;
+        let name = if req.layout.is_empty() { "grid".to_string() } else { req.layout.clone() };
+        let layout = self.layouts.resolve(&name).map_err(|_| RequestError::Invalid {
+            field: "layout",
+            why: format!("{name:?} is unknown; valid layouts: {}", self.layout_names.join(", ")),
+        })?;
+        tracing::info!(egress_id = %job.id, layout = %name, "layout updated");
+        Ok(job.set_layout(&name, layout))
+    }
+
+    pub fn update_stream(&self, req: proto::UpdateStreamRequest) -> Result<proto::EgressInfo, EgressError> {
+        let _job = self.find_active(&req.egress_id, "its streams cannot change")?;
+        Err(RequestError::Invalid {
+            field: "egress_id",
+            why: format!(
+                "egress {} has no stream outputs (stream outputs are not implemented yet), so UpdateStream has nothing to change",
+                req.egress_id
+            ),
+        }
+        .into())
+    }
+
+    pub fn list(&self, req: &proto::ListEgressRequest) -> proto::ListEgressResponse {
+        let items = self
+            .jobs()
+            .iter()
+            .filter(|j| req.egress_id.is_empty() || j.id == req.egress_id)
+            .filter(|j| !req.active || j.is_active())
+            .map(|j| j.info())
+            .filter(|i| req.room_name.is_empty() || i.room_name == req.room_name)
+            .collect();
+        proto::ListEgressResponse { items, next_page_token: None }
+    }
+
+    pub fn stop(&self, req: &proto::StopEgressRequest) -> Result<proto::EgressInfo, EgressError> {
+        let job = self.find_active(&req.egress_id, "it cannot be stopped")?;
+        tracing::info!(egress_id = %job.id, "stop requested");
+        Ok(job.request_stop())
+    }
+
+    /// Takes no new jobs from now on.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Stops every running job.
+    pub fn stop_all(&self) {
+        for j in self.jobs().iter().filter(|j| j.is_active()) {
+            j.request_stop();
+        }
+    }
+
+    /// Waits until no job runs.
+    pub async fn all_ended(&self) {
+        let running: Vec<_> = self.jobs().iter().filter(|j| j.is_active()).cloned().collect();
+        for j in running {
+            j.ended().await;
+        }
+    }
+}
+
+/// `EG_` and 12 random characters, as LiveKit's egress ids.
+pub fn new_egress_id() -> String {
+    format!("EG_{}", random_id(12))
+}
+
+pub fn random_id(n: usize) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..n).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}

@@ -1,0 +1,482 @@
+//! Turns an API request into a plan a job can run, checking it the way LiveKit's
+//! egress does: outputs resolved (the repeated lists win over the legacy single
+//! output), encoding from a preset or checked advanced options, the layout known,
+//! the file type inferred and the file name expanded and kept inside the output
+//! directory.
+
+use crate::config::{EncodingOptions, H264Profile, Preset};
+use livekit_protocol as proto;
+use proto::room_composite_egress_request::{Options, Output};
+use std::path::{Component, Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// The request is wrong; `field` names the field (as the JSON API spells it).
+    #[error("{field}: {why}")]
+    Invalid { field: &'static str, why: String },
+    /// The request asks for something Tessera does not do yet.
+    #[error("{0}")]
+    Unimplemented(String),
+}
+
+fn invalid(field: &'static str, why: impl Into<String>) -> RequestError {
+    RequestError::Invalid { field, why: why.into() }
+}
+
+/// The file types LiveKit's EncodedFileType names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileType {
+    Mp4,
+    Ogg,
+    Mp3,
+}
+
+impl FileType {
+    pub fn extension(self) -> &'static str {
+        match self {
+            FileType::Mp4 => "mp4",
+            FileType::Ogg => "ogg",
+            FileType::Mp3 => "mp3",
+        }
+    }
+
+    fn from_extension(path: &str) -> Option<Self> {
+        let ext = Path::new(path).extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "mp4" => Some(FileType::Mp4),
+            "ogg" => Some(FileType::Ogg),
+            "mp3" => Some(FileType::Mp3),
+            _ => None,
+        }
+    }
+}
+
+/// A room composite as both request shapes (RoomCompositeEgressRequest and the
+/// unified StartEgressRequest with a template source) describe it.
+#[derive(Debug, Clone, Default)]
+pub struct CompositeRequest {
+    pub room_name: String,
+    pub layout: String,
+    pub audio_only: bool,
+    pub video_only: bool,
+    pub custom_base_url: String,
+    /// (file_type, filepath, has cloud storage)
+    pub files: Vec<(i32, String, bool)>,
+    pub streams: usize,
+    pub segments: usize,
+    pub images: usize,
+    pub preset: Option<i32>,
+    pub advanced: Option<proto::EncodingOptions>,
+    pub storage: bool,
+}
+
+impl CompositeRequest {
+    pub fn from_room_composite(r: &proto::RoomCompositeEgressRequest) -> Result<Self, RequestError> {
+        // The repeated lists win; the legacy single output counts only when its list is empty
+        // (LiveKit's SDKs send a bare file both ways). Two of one kind is an error.
+        #[allow(deprecated)]
+        let (legacy_file, legacy_stream, legacy_segments) = match &r.output {
+            Some(Output::File(f)) => (Some(f), None, None),
+            Some(Output::Stream(s)) => (None, Some(s), None),
+            Some(Output::Segments(s)) => (None, None, Some(s)),
+            None => (None, None, None),
+        };
+        let files: Vec<_> =
+            if r.file_outputs.is_empty() { legacy_file.into_iter().collect() } else { r.file_outputs.iter().collect() };
+        let count = |list: usize, legacy: bool| if list > 0 { list } else { legacy as usize };
+        let (preset, advanced) = match &r.options {
+            Some(Options::Preset(p)) => (Some(*p), None),
+            Some(Options::Advanced(a)) => (None, Some(*a)),
+            None => (None, None),
+        };
+        Ok(Self {
+            room_name: r.room_name.clone(),
+            layout: r.layout.clone(),
+            audio_only: r.audio_only,
+            video_only: r.video_only,
+            custom_base_url: r.custom_base_url.clone(),
+            files: files.into_iter().map(|f| (f.file_type, f.filepath.clone(), f.output.is_some())).collect(),
+            streams: count(r.stream_outputs.len(), legacy_stream.is_some()),
+            segments: count(r.segment_outputs.len(), legacy_segments.is_some()),
+            images: r.image_outputs.len(),
+            preset,
+            advanced,
+            storage: r.file_outputs.iter().any(|f| f.output.is_some())
+                || r.segment_outputs.iter().any(|s| s.output.is_some())
+                || r.image_outputs.iter().any(|i| i.output.is_some()),
+        })
+    }
+
+    /// A unified StartEgressRequest; only its template (room composite) source is built.
+    pub fn from_start_egress(r: &proto::StartEgressRequest) -> Result<Self, RequestError> {
+        use proto::output::Config;
+        use proto::start_egress_request::{Encoding, Source};
+        let t = match &r.source {
+            Some(Source::Template(t)) => t,
+            Some(Source::Web(_)) => return Err(RequestError::Unimplemented(web_unimplemented())),
+            Some(Source::Media(_)) => {
+                return Err(RequestError::Unimplemented(
+                    "media sources (participant and track egress) are not implemented yet".into(),
+                ));
+            }
+            None => return Err(invalid("source", "give a template source (a room composite)")),
+        };
+        let mut c = Self {
+            room_name: r.room_name.clone(),
+            layout: t.layout.clone(),
+            audio_only: t.audio_only,
+            video_only: t.video_only,
+            custom_base_url: t.custom_base_url.clone(),
+            storage: r.storage.is_some() || r.outputs.iter().any(|o| o.storage.is_some()),
+            ..Self::default()
+        };
+        match r.encoding {
+            Some(Encoding::Preset(p)) => c.preset = Some(p),
+            Some(Encoding::Advanced(a)) => c.advanced = Some(a),
+            None => {}
+        }
+        for o in &r.outputs {
+            match &o.config {
+                Some(Config::File(f)) => c.files.push((f.file_type, f.filepath.clone(), o.storage.is_some())),
+                Some(Config::Stream(_)) => c.streams += 1,
+                Some(Config::Segments(_)) => c.segments += 1,
+                Some(Config::Images(_)) => c.images += 1,
+                None => return Err(invalid("outputs", "an output has no file, stream, segments or images")),
+            }
+        }
+        Ok(c)
+    }
+}
+
+pub fn web_unimplemented() -> String {
+    "web egress needs the Chromium path, which is not implemented yet".into()
+}
+
+/// What the service gives every plan.
+pub struct PlanContext<'a> {
+    pub output_dir: &'a Path,
+    pub layouts: &'a [String],
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+/// A checked room composite, ready to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub room_name: String,
+    pub layout: String,
+    pub audio_only: bool,
+    pub video_only: bool,
+    pub encoding: EncodingOptions,
+    pub file: FilePlan,
+}
+
+#[derive(Debug, Clone)]
+pub struct FilePlan {
+    pub file_type: FileType,
+    /// The name reported in FileInfo (relative to the output directory; `{room_id}` still
+    /// in it until the room is joined).
+    pub filename: String,
+    /// Where it is written.
+    pub path: PathBuf,
+}
+
+pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestError> {
+    if c.room_name.trim().is_empty() {
+        return Err(invalid("room_name", "is required: the room to record"));
+    }
+    if c.audio_only && c.video_only {
+        return Err(invalid("audio_only", "audio_only and video_only cannot both be set"));
+    }
+    if !c.custom_base_url.is_empty() {
+        return Err(RequestError::Unimplemented(
+            "custom_base_url needs the Chromium path, which is not implemented yet; use a built-in layout".into(),
+        ));
+    }
+    let layout = if c.layout.is_empty() { "grid".to_string() } else { c.layout.clone() };
+    if !c.audio_only && !ctx.layouts.contains(&layout) {
+        return Err(invalid("layout", format!("{layout:?} is unknown; valid layouts: {}", ctx.layouts.join(", "))));
+    }
+    if c.files.is_empty() && c.streams + c.segments + c.images == 0 {
+        return Err(invalid(
+            "file_outputs",
+            "the request has no outputs: give file_outputs, stream_outputs, segment_outputs or image_outputs",
+        ));
+    }
+    if c.files.len() > 1 {
+        return Err(invalid("file_outputs", format!("{} file outputs given; at most one is allowed", c.files.len())));
+    }
+    for (n, kind) in [(c.streams, "stream outputs"), (c.segments, "segment (HLS) outputs"), (c.images, "image outputs")]
+    {
+        if n > 0 {
+            return Err(RequestError::Unimplemented(format!(
+                "{kind} are not implemented yet; this service writes file outputs"
+            )));
+        }
+    }
+    if c.storage {
+        return Err(RequestError::Unimplemented(
+            "uploads to cloud storage (s3, gcp, azure, aliOSS) are not implemented yet; leave the storage out".into(),
+        ));
+    }
+    let encoding = encoding(c)?;
+    let (file_type, filepath, _) = &c.files[0];
+    let file_type = resolve_file_type(*file_type, filepath, c.audio_only)?;
+    if file_type != FileType::Mp4 {
+        return Err(RequestError::Unimplemented(format!(
+            "{} files are not implemented yet; ask for MP4 (file_type MP4 or a .mp4 filepath)",
+            file_type.extension().to_uppercase()
+        )));
+    }
+    if c.video_only && file_type != FileType::Mp4 {
+        return Err(invalid("file_type", "video_only needs an MP4 file"));
+    }
+    let filename = expand_filename(filepath, &c.room_name, file_type, ctx.now)?;
+    let path = confine(ctx.output_dir, &filename)?;
+    let filename = path.strip_prefix(ctx.output_dir).map(|p| p.to_string_lossy().into_owned()).unwrap_or(filename);
+    Ok(Plan {
+        room_name: c.room_name.clone(),
+        layout,
+        audio_only: c.audio_only,
+        video_only: c.video_only,
+        encoding,
+        file: FilePlan { file_type, filename, path },
+    })
+}
+
+fn resolve_file_type(requested: i32, filepath: &str, audio_only: bool) -> Result<FileType, RequestError> {
+    let t = match proto::EncodedFileType::try_from(requested) {
+        Ok(proto::EncodedFileType::DefaultFiletype) => {
+            FileType::from_extension(filepath).unwrap_or(if audio_only { FileType::Ogg } else { FileType::Mp4 })
+        }
+        Ok(proto::EncodedFileType::Mp4) => FileType::Mp4,
+        Ok(proto::EncodedFileType::Ogg) => FileType::Ogg,
+        Ok(proto::EncodedFileType::Mp3) => FileType::Mp3,
+        Err(_) => return Err(invalid("file_type", format!("{requested} is not a file type (MP4, OGG, MP3)"))),
+    };
+    if !audio_only && t != FileType::Mp4 {
+        return Err(invalid("file_type", format!("{:?} holds audio only; set audio_only or use MP4", t)));
+    }
+    Ok(t)
+}
+
+/// The encoding options: a preset, advanced options (zero fields take the 720p30
+/// default's values, as in LiveKit), or the default preset.
+fn encoding(c: &CompositeRequest) -> Result<EncodingOptions, RequestError> {
+    let mut o = match c.preset {
+        None => Preset::H264_720P_30.options(),
+        Some(p) => {
+            let name = proto::EncodingOptionsPreset::try_from(p)
+                .map_err(|_| invalid("preset", format!("{p} is not a preset")))?
+                .as_str_name();
+            name.parse::<Preset>().map_err(|e| invalid("preset", e.to_string()))?.options()
+        }
+    };
+    if let Some(a) = &c.advanced {
+        let positive = |field: &'static str, v: i32| {
+            if v < 0 { Err(invalid(field, format!("{v} is negative"))) } else { Ok(v as u32) }
+        };
+        let (w, h) = (positive("advanced.width", a.width)?, positive("advanced.height", a.height)?);
+        if (w == 0) != (h == 0) {
+            return Err(invalid("advanced.width", "give both width and height, or neither"));
+        }
+        if w != 0 {
+            o.width = w;
+            o.height = h;
+        }
+        if a.depth != 0 && a.depth != 24 {
+            return Err(invalid("advanced.depth", format!("{} is not supported; use 24", a.depth)));
+        }
+        let or = |v: u32, default: u32| if v == 0 { default } else { v };
+        o.framerate = or(positive("advanced.framerate", a.framerate)?, o.framerate);
+        o.video_bitrate_kbps = or(positive("advanced.video_bitrate", a.video_bitrate)?, o.video_bitrate_kbps);
+        o.audio_bitrate_kbps = or(positive("advanced.audio_bitrate", a.audio_bitrate)?, o.audio_bitrate_kbps);
+        o.audio_frequency = or(positive("advanced.audio_frequency", a.audio_frequency)?, o.audio_frequency);
+        o.key_frame_interval = a.key_frame_interval;
+        o.profile = match proto::VideoCodec::try_from(a.video_codec) {
+            Ok(proto::VideoCodec::DefaultVc | proto::VideoCodec::H264Main) => H264Profile::Main,
+            Ok(proto::VideoCodec::H264Baseline) => H264Profile::Baseline,
+            Ok(proto::VideoCodec::H264High) => H264Profile::High,
+            Ok(other) => {
+                return Err(RequestError::Unimplemented(format!(
+                    "video codec {} is not implemented; use H264_BASELINE, H264_MAIN or H264_HIGH",
+                    other.as_str_name()
+                )));
+            }
+            Err(_) => return Err(invalid("advanced.video_codec", format!("{} is not a codec", a.video_codec))),
+        };
+        match proto::AudioCodec::try_from(a.audio_codec) {
+            Ok(proto::AudioCodec::DefaultAc | proto::AudioCodec::Aac) => {}
+            Ok(other) => {
+                return Err(RequestError::Unimplemented(format!(
+                    "audio codec {} is not implemented for MP4; use AAC",
+                    other.as_str_name()
+                )));
+            }
+            Err(_) => return Err(invalid("advanced.audio_codec", format!("{} is not a codec", a.audio_codec))),
+        }
+    }
+    o.validate().map_err(|e| {
+        use crate::config::ConfigError;
+        let field = match &e {
+            ConfigError::BadSize { .. } => "advanced.width",
+            ConfigError::OutOfRange { field, .. } => match *field {
+                "framerate" => "advanced.framerate",
+                "video_bitrate" => "advanced.video_bitrate",
+                "audio_bitrate" => "advanced.audio_bitrate",
+                "audio_frequency" => "advanced.audio_frequency",
+                "key_frame_interval" => "advanced.key_frame_interval",
+                _ => "advanced",
+            },
+            ConfigError::UnknownPreset(..) => "preset",
+        };
+        invalid(field, e.to_string())
+    })?;
+    Ok(o)
+}
+
+/// LiveKit's file naming: `{room_name}`, `{time}` (local, 2006-01-02T150405), `{utc}`
+/// (20060102150405 and milliseconds); `{room_id}` is left for the job, which learns it
+/// on joining. An empty path, or one ending in `/`, gets `{room_name}-{time}`; a missing
+/// extension is added.
+pub fn expand_filename(
+    filepath: &str,
+    room_name: &str,
+    file_type: FileType,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String, RequestError> {
+    let mut name = filepath.trim().to_string();
+    if name.is_empty() || name.ends_with('/') {
+        name.push_str("{room_name}-{time}");
+    }
+    let local = now.with_timezone(&chrono::Local);
+    name = name
+        .replace("{room_name}", room_name)
+        .replace("{time}", &local.format("%Y-%m-%dT%H%M%S").to_string())
+        .replace("{utc}", &now.format("%Y%m%d%H%M%S%3f").to_string());
+    if FileType::from_extension(&name).is_none() {
+        name = format!("{name}.{}", file_type.extension());
+    }
+    Ok(name)
+}
+
+/// Keeps a file inside the output directory: relative paths are taken from it; an
+/// absolute path must already be inside it; `..` is refused everywhere.
+pub fn confine(output_dir: &Path, filename: &str) -> Result<PathBuf, RequestError> {
+    let p = Path::new(filename);
+    if p.components().any(|c| c == Component::ParentDir) {
+        return Err(invalid("filepath", format!("{filename:?} may not contain \"..\"")));
+    }
+    if p.is_absolute() {
+        if p.starts_with(output_dir) {
+            return Ok(p.to_path_buf());
+        }
+        return Err(invalid(
+            "filepath",
+            format!("{filename:?} is outside the output directory {}; give a relative path", output_dir.display()),
+        ));
+    }
+    Ok(output_dir.join(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(dir: &Path) -> PlanContext<'_> {
+        static LAYOUTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let layouts = LAYOUTS.get_or_init(|| vec!["grid".into(), "speaker".into()]);
+        PlanContext { output_dir: dir, layouts, now: chrono::Utc::now() }
+    }
+
+    fn file_req(path: &str) -> proto::RoomCompositeEgressRequest {
+        proto::RoomCompositeEgressRequest {
+            room_name: "r1".into(),
+            file_outputs: vec![proto::EncodedFileOutput { filepath: path.into(), ..Default::default() }],
+            ..Default::default()
+        }
+    }
+
+    fn plan_of(r: &proto::RoomCompositeEgressRequest) -> Result<Plan, RequestError> {
+        plan(&CompositeRequest::from_room_composite(r)?, &ctx(Path::new("/srv/rec")))
+    }
+
+    #[test]
+    fn names_and_paths_follow_livekit() {
+        let p = plan_of(&file_req("{room_name}/take")).unwrap();
+        assert_eq!(p.file.filename, "r1/take.mp4");
+        assert_eq!(p.file.path, PathBuf::from("/srv/rec/r1/take.mp4"));
+        let p = plan_of(&file_req("")).unwrap();
+        assert!(p.file.filename.starts_with("r1-") && p.file.filename.ends_with(".mp4"), "{}", p.file.filename);
+        let p = plan_of(&file_req("dir/")).unwrap();
+        assert!(p.file.filename.starts_with("dir/r1-"), "{}", p.file.filename);
+        let p = plan_of(&file_req("/srv/rec/abs.mp4")).unwrap();
+        assert_eq!(p.file.filename, "abs.mp4");
+        let p = plan_of(&file_req("x-{utc}.mp4")).unwrap();
+        assert_eq!(p.file.filename.len(), "x-.mp4".len() + 17, "{}", p.file.filename);
+    }
+
+    #[test]
+    fn bad_requests_name_the_field() {
+        let mut two = file_req("a.mp4");
+        two.file_outputs.push(two.file_outputs[0].clone());
+        let mut no_room = file_req("a.mp4");
+        no_room.room_name.clear();
+        let mut odd = file_req("a.mp4");
+        odd.options = Some(Options::Advanced(proto::EncodingOptions { width: 641, height: 480, ..Default::default() }));
+        let mut layout = file_req("a.mp4");
+        layout.layout = "mosaic".into();
+        let mut preset = file_req("a.mp4");
+        preset.options = Some(Options::Preset(99));
+        let none = proto::RoomCompositeEgressRequest { room_name: "r".into(), ..Default::default() };
+        for (r, field, words) in [
+            (two, "file_outputs", "at most one"),
+            (no_room, "room_name", "required"),
+            (odd, "advanced.width", "even"),
+            (layout, "layout", "grid, speaker"),
+            (preset, "preset", "99"),
+            (none, "file_outputs", "no outputs"),
+            (file_req("../up.mp4"), "filepath", ".."),
+            (file_req("/etc/x.mp4"), "filepath", "outside"),
+        ] {
+            match plan_of(&r) {
+                Err(RequestError::Invalid { field: f, why }) => {
+                    assert_eq!(f, field);
+                    assert!(why.contains(words), "{field}: {why}");
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn legacy_and_list_outputs_resolve_like_livekit() {
+        // The node SDK sends a bare file both ways: one file, not two.
+        let mut r = file_req("a.mp4");
+        #[allow(deprecated)]
+        {
+            r.output = Some(Output::File(r.file_outputs[0].clone()));
+        }
+        assert_eq!(plan_of(&r).unwrap().file.filename, "a.mp4");
+        r.file_outputs.clear();
+        assert_eq!(plan_of(&r).unwrap().file.filename, "a.mp4");
+        let mut s = file_req("a.mp4");
+        s.stream_outputs.push(proto::StreamOutput::default());
+        assert!(matches!(plan_of(&s), Err(RequestError::Unimplemented(m)) if m.contains("stream")));
+    }
+
+    #[test]
+    fn advanced_options_fill_from_the_default() {
+        let mut r = file_req("a.mp4");
+        r.options = Some(Options::Advanced(proto::EncodingOptions {
+            framerate: 25,
+            video_codec: proto::VideoCodec::H264High as i32,
+            ..Default::default()
+        }));
+        let e = plan_of(&r).unwrap().encoding;
+        assert_eq!((e.width, e.height, e.framerate, e.profile), (1280, 720, 25, H264Profile::High));
+        r.options = Some(Options::Preset(proto::EncodingOptionsPreset::PortraitH2641080p30 as i32));
+        let e = plan_of(&r).unwrap().encoding;
+        assert_eq!((e.width, e.height, e.video_bitrate_kbps), (1080, 1920, 4500));
+    }
+}

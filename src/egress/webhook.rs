@@ -1,0 +1,104 @@
+//! Webhooks for standalone use: egress_started, egress_updated and egress_ended
+//! POSTed as LiveKit's server posts them: a WebhookEvent in protobuf JSON,
+//! `Content-Type: application/webhook+json`, and an `Authorization` header holding
+//! a JWT signed with the API secret whose `sha256` claim is the standard base64 of
+//! the body's SHA-256. Each URL has its own queue, so events arrive in order and a
+//! slow receiver holds up only itself; failures are retried with backoff.
+
+use base64::Engine;
+use livekit_api::access_token::AccessToken;
+use livekit_protocol as proto;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Attempts per event and URL; the waits between them double from 500 ms (about 15 s in all).
+const ATTEMPTS: u32 = 5;
+
+#[derive(Clone)]
+pub struct Notifier {
+    queues: Vec<mpsc::UnboundedSender<proto::WebhookEvent>>,
+}
+
+impl Notifier {
+    /// Starts one delivery task per URL (on the current tokio runtime).
+    pub fn start(urls: &[String], api_key: &str, api_secret: &str) -> Self {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+        let queues = urls
+            .iter()
+            .map(|url| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(deliver(client.clone(), url.clone(), api_key.to_string(), api_secret.to_string(), rx));
+                tx
+            })
+            .collect();
+        Self { queues }
+    }
+
+    /// Queues `event` ("egress_started", "egress_updated", "egress_ended") about `info`.
+    pub fn send(&self, event: &str, info: &proto::EgressInfo) {
+        if self.queues.is_empty() {
+            return;
+        }
+        let ev = proto::WebhookEvent {
+            event: event.into(),
+            egress_info: Some(info.clone()),
+            id: format!("EV_{}", super::random_id(12)),
+            created_at: super::unix_ns() / 1_000_000_000,
+            ..Default::default()
+        };
+        for q in &self.queues {
+            let _ = q.send(ev.clone());
+        }
+    }
+}
+
+async fn deliver(
+    client: reqwest::Client,
+    url: String,
+    key: String,
+    secret: String,
+    mut rx: mpsc::UnboundedReceiver<proto::WebhookEvent>,
+) {
+    while let Some(ev) = rx.recv().await {
+        let body = match serde_json::to_vec(&ev) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a webhook event");
+                continue;
+            }
+        };
+        let mut wait = Duration::from_millis(500);
+        for attempt in 1..=ATTEMPTS {
+            match post(&client, &url, &key, &secret, &body).await {
+                Ok(()) => break,
+                Err(e) if attempt == ATTEMPTS => {
+                    tracing::warn!(url = %url, event = %ev.event, error = %e, "webhook not delivered; giving up");
+                }
+                Err(e) => {
+                    tracing::debug!(url = %url, attempt, error = %e, "webhook failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+            }
+        }
+    }
+}
+
+async fn post(client: &reqwest::Client, url: &str, key: &str, secret: &str, body: &[u8]) -> Result<(), String> {
+    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body));
+    let token = AccessToken::with_api_key(key, secret)
+        .with_ttl(Duration::from_secs(300))
+        .with_sha256(&hash)
+        .to_jwt()
+        .map_err(|e| e.to_string())?;
+    let resp = client
+        .post(url)
+        .header("Content-Type", "application/webhook+json")
+        .header("Authorization", token)
+        .body(body.to_vec())
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    if resp.status().is_success() { Ok(()) } else { Err(format!("HTTP {}", resp.status())) }
+}

@@ -1,0 +1,392 @@
+//! The Egress API end to end: `tessera serve` (the real binary) driven by LiveKit's
+//! own server SDKs (Node `livekit-server-sdk` EgressClient and Python `livekit-api`,
+//! through tests/peers/egress_node.mjs and egress_py.py), recording devroom rooms of
+//! synthetic participants; webhooks checked by the Python SDK's WebhookReceiver;
+//! every recording decoded with FFmpeg.
+
+mod common;
+
+use common::{audio_mono, decode_errors, frames, probe, stream, who, workdir};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tessera::devroom::impair::Impairment;
+use tessera::devroom::synthetic::{self, SyntheticOptions};
+use tessera::devroom::{DevRoom, DevRoomConfig};
+use tessera::layout::{LayoutSet, TileSource, compose};
+use tessera::scene::Rect;
+
+const KEY: &str = "devkey";
+const SECRET: &str = "egress-test-secret-egress-test-secret";
+
+/// One test at a time: each runs rooms, publishers and recordings, which on two
+/// cores leave no room for a second.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn devroom() -> DevRoom {
+    DevRoom::start(DevRoomConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        api_key: KEY.into(),
+        api_secret: SECRET.into(),
+        empty_timeout: Duration::from_secs(2),
+        impair: Impairment::default(),
+    })
+    .await
+    .unwrap()
+}
+
+fn participants(room: &DevRoom, name: &str, count: usize) -> tokio::task::JoinHandle<()> {
+    let o = SyntheticOptions {
+        url: room.url(),
+        api_key: KEY.into(),
+        api_secret: SECRET.into(),
+        room: name.into(),
+        count,
+        duration: Some(Duration::from_secs(90)),
+        ..Default::default()
+    };
+    tokio::spawn(async move {
+        let _ = synthetic::run(o).await;
+    })
+}
+
+/// `tessera serve` as a child process, killed when dropped.
+struct Serve {
+    child: Child,
+    url: String,
+    out: PathBuf,
+}
+
+impl Serve {
+    fn start(dir: &Path, extra_yaml: &str) -> Serve {
+        let out = dir.join("rec");
+        let cfg = dir.join("tessera.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "api_key: {KEY}\napi_secret: {SECRET}\nlisten: 127.0.0.1:0\noutput_dir: {}\nrenderer: cpu\nlog_level: debug\n{extra_yaml}",
+                out.display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            match lines.next() {
+                Some(Ok(l)) => {
+                    if let Some(a) = l.strip_prefix("tessera serve: listening on ") {
+                        break a.to_string();
+                    }
+                }
+                _ => panic!("tessera serve did not start: {}", log(dir)),
+            }
+        };
+        Serve { child, url: format!("http://{addr}"), out }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Sdk {
+    Node,
+    Python,
+}
+
+/// One call through LiveKit's SDK: Ok(result) or Err({code, message, status}).
+async fn call(sdk: Sdk, url: &str, secret: &str, method: &str, args: Value) -> Result<Value, Value> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = match sdk {
+        Sdk::Node => {
+            let mut c = tokio::process::Command::new("node");
+            c.arg(root.join("tests/peers/egress_node.mjs"));
+            c
+        }
+        Sdk::Python => {
+            let mut c = tokio::process::Command::new(root.join("target/peers-venv/bin/python"));
+            c.arg(root.join("tests/peers/egress_py.py"));
+            c
+        }
+    };
+    let out = cmd
+        .arg(method)
+        .arg(args.to_string())
+        .env("LIVEKIT_URL", url)
+        .env("LIVEKIT_API_KEY", KEY)
+        .env("LIVEKIT_API_SECRET", secret)
+        .output()
+        .await
+        .expect("the SDK driver runs (make test installs the SDKs)");
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(line.trim()).unwrap_or_else(|_| {
+        panic!("{sdk:?} {method}: {line} / {}", String::from_utf8_lossy(&out.stderr));
+    });
+    if let Some(e) = v.get("error") { Err(e.clone()) } else { Ok(v["ok"].clone()) }
+}
+
+fn status(info: &Value) -> &str {
+    // The SDKs leave out default values: no status is EGRESS_STARTING.
+    info["status"].as_str().unwrap_or("EGRESS_STARTING")
+}
+
+/// Polls ListEgress for one egress until `pred` holds.
+async fn wait_for(sdk: Sdk, url: &str, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = call(sdk, url, SECRET, "listEgress", json!({ "egressId": id })).await.unwrap();
+        if let Some(info) = list.as_array().and_then(|l| l.first())
+            && pred(info)
+        {
+            return info.clone();
+        }
+        assert!(Instant::now() < deadline, "egress {id} never became {what}: {list}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// A small recording (640x360 at 15 fps) of `room` to `file`.
+fn start_args(room: &str, file: &str, layout: &str) -> Value {
+    json!({
+        "roomName": room,
+        "layout": layout,
+        "file": { "filepath": file },
+        "advanced": { "width": 640, "height": 360, "framerate": 15, "videoBitrate": 1200 },
+    })
+}
+
+/// Tile rectangles a layout gives `n` cameras.
+fn rects(layout: &str, n: usize, w: u32, h: u32) -> Vec<Rect> {
+    let layout = LayoutSet::builtin().unwrap().resolve(layout).unwrap();
+    let sources: Vec<TileSource> = (0..n)
+        .map(|i| TileSource { joined_ms: i as u64, ..TileSource::camera(&format!("p{i}"), &format!("p{i}"), Some(i)) })
+        .collect();
+    compose(&layout, &sources, w, h).tiles.iter().map(|t| t.rect).collect()
+}
+
+fn centre(r: Rect) -> Rect {
+    Rect::new(r.x + r.w / 4, r.y + r.h / 4, r.w / 2, r.h / 3)
+}
+
+/// Participants seen at the centres of a grid of `n` cells.
+fn cells(frame: &[u8], n: usize, w: u32, h: u32) -> Vec<Option<usize>> {
+    rects("grid", n, w, h)
+        .iter()
+        .map(|r| {
+            let c = centre(*r);
+            who(common::median_rgb(frame, w, c.x, c.y, c.w, c.h), n)
+        })
+        .collect()
+}
+
+fn rms(x: &[f32]) -> f32 {
+    (x.iter().map(|v| v * v).sum::<f32>() / x.len().max(1) as f32).sqrt()
+}
+
+/// Checks a finished egress's file result against the file itself.
+fn check_file(info: &Value, out: &Path, w: u32, h: u32) -> (PathBuf, f64) {
+    let f = &info["fileResults"][0];
+    let location = PathBuf::from(f["location"].as_str().unwrap_or_else(|| panic!("no location: {info}")));
+    assert!(location.starts_with(out), "{location:?} outside {out:?}");
+    assert_eq!(location, out.join(f["filename"].as_str().unwrap()), "{info}");
+    let size: u64 = f["size"].as_str().unwrap().parse().unwrap();
+    assert_eq!(size, std::fs::metadata(&location).unwrap().len(), "reported size");
+    let p = probe(&location);
+    let v = stream(&p, "video");
+    assert_eq!(
+        (v["codec_name"].as_str(), v["width"].as_u64(), v["height"].as_u64()),
+        (Some("h264"), Some(w as u64), Some(h as u64))
+    );
+    assert_eq!(stream(&p, "audio")["codec_name"], "aac");
+    let duration = common::f64_of(&p["format"]["duration"]);
+    let reported = f["duration"].as_str().unwrap().parse::<f64>().unwrap() / 1e9;
+    assert!((duration - reported).abs() < 0.5, "file {duration} s, reported {reported} s");
+    let (ok, errors) = decode_errors(&location);
+    assert!(ok && errors.is_empty(), "{errors}");
+    (location, duration)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_sdks_start_list_switch_layout_and_stop_a_room_composite_with_webhooks() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("egress-sdks");
+    let room = devroom().await;
+    let pubs = participants(&room, "api-room", 2);
+    // A webhook receiver that refuses its first delivery, so a retry is needed.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut hook = tokio::process::Command::new(root.join("target/peers-venv/bin/python"))
+        .arg(root.join("tests/peers/webhook_receiver.py"))
+        .args(["0", KEY, SECRET, "--fail-first", "1"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut hook_lines = tokio::io::BufReader::new(hook.stdout.take().unwrap());
+    let mut first = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut hook_lines, &mut first).await.unwrap();
+    let hook_port = serde_json::from_str::<Value>(&first).unwrap()["listening"].as_u64().unwrap();
+    let serve = Serve::start(
+        &dir,
+        &format!("ws_url: {}\nwebhook:\n  urls: [\"http://127.0.0.1:{hook_port}/hook\"]\n", room.url()),
+    );
+    let url = serve.url.clone();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Node starts a grid recording; Python another, of the same room, over protobuf.
+    let node =
+        call(Sdk::Node, &url, SECRET, "startRoomComposite", start_args("api-room", "{room_name}/node-{time}", "grid"))
+            .await
+            .unwrap();
+    let node_id = node["egressId"].as_str().unwrap().to_string();
+    assert!(node_id.starts_with("EG_") && node_id.len() == 15, "{node}");
+    assert_eq!(status(&node), "EGRESS_STARTING");
+    let py =
+        call(Sdk::Python, &url, SECRET, "startRoomComposite", start_args("api-room", "py/{room_id}.mp4", "speaker"))
+            .await
+            .unwrap();
+    let py_id = py["egressId"].as_str().unwrap().to_string();
+    wait_for(Sdk::Node, &url, &node_id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+    wait_for(Sdk::Python, &url, &py_id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+
+    // Listing: by room, active only, by id; both SDKs.
+    for sdk in [Sdk::Node, Sdk::Python] {
+        let by_room = call(sdk, &url, SECRET, "listEgress", json!({ "roomName": "api-room" })).await.unwrap();
+        let mut ids: Vec<&str> = by_room.as_array().unwrap().iter().map(|i| i["egressId"].as_str().unwrap()).collect();
+        ids.sort_unstable();
+        let mut want = vec![node_id.as_str(), py_id.as_str()];
+        want.sort_unstable();
+        assert_eq!(ids, want, "{sdk:?}");
+        let active = call(sdk, &url, SECRET, "listEgress", json!({ "active": true })).await.unwrap();
+        assert_eq!(active.as_array().unwrap().len(), 2);
+        let other = call(sdk, &url, SECRET, "listEgress", json!({ "roomName": "elsewhere" })).await.unwrap();
+        assert_eq!(other.as_array().map(|a| a.len()).unwrap_or(0), 0);
+    }
+
+    // Grid for 5 s, then single-speaker for 5 s.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let switched =
+        call(Sdk::Node, &url, SECRET, "updateLayout", json!({ "egressId": node_id, "layout": "single-speaker" }))
+            .await
+            .unwrap();
+    let switched_at = tessera::egress::unix_ns();
+    assert_eq!(switched["roomComposite"]["layout"], "single-speaker");
+    let bad = call(Sdk::Node, &url, SECRET, "updateLayout", json!({ "egressId": node_id, "layout": "mosaic" })).await;
+    assert_eq!(bad.unwrap_err()["code"], "invalid_argument");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let stopping = call(Sdk::Node, &url, SECRET, "stopEgress", json!({ "egressId": node_id })).await.unwrap();
+    assert_eq!(status(&stopping), "EGRESS_ENDING");
+    let stopping = call(Sdk::Python, &url, SECRET, "stopEgress", json!({ "egressId": py_id })).await.unwrap();
+    assert_eq!(status(&stopping), "EGRESS_ENDING");
+    let done = wait_for(Sdk::Node, &url, &node_id, "complete", |i| status(i) != "EGRESS_ENDING").await;
+    let py_done = wait_for(Sdk::Python, &url, &py_id, "complete", |i| status(i) != "EGRESS_ENDING").await;
+    assert_eq!(status(&done), "EGRESS_COMPLETE", "{done}");
+    assert_eq!(status(&py_done), "EGRESS_COMPLETE", "{py_done}");
+    let again = call(Sdk::Node, &url, SECRET, "stopEgress", json!({ "egressId": node_id })).await.unwrap_err();
+    assert_eq!(again["code"], "failed_precondition", "{again}");
+
+    // The files: what was reported is what is on disk, and the content is the room's.
+    let (w, h) = (640, 360);
+    let (node_file, secs) = check_file(&done, &serve.out, w, h);
+    let filename = done["fileResults"][0]["filename"].as_str().unwrap();
+    assert!(filename.starts_with("api-room/node-") && filename.ends_with(".mp4"), "{filename}");
+    let room_id = py_done["roomId"].as_str().unwrap();
+    assert_eq!(py_done["fileResults"][0]["filename"].as_str().unwrap(), format!("py/{room_id}.mp4"));
+    check_file(&py_done, &serve.out, w, h);
+    assert!((9.0..16.0).contains(&secs), "recorded {secs} s");
+    let started: i64 = done["startedAt"].as_str().unwrap().parse().unwrap();
+    let switch_s = (switched_at - started) as f64 / 1e9;
+    let video = frames(&node_file, w, h);
+    let at = |t: f64| &video[((t * 15.0) as usize).min(video.len() - 1)];
+    // Before the switch: the two participants side by side; after it: one fills the frame.
+    let before: Vec<_> = (1..8).map(|k| switch_s * k as f64 / 9.0).map(|t| cells(at(t), 2, w, h)).collect();
+    // (Grid orders tiles by who spoke last, so either may be on the left.)
+    let both = |c: &Vec<Option<usize>>| c.contains(&Some(0)) && c.contains(&Some(1));
+    assert!(before.iter().filter(|c| both(c)).count() >= 6, "grid before: {before:?}");
+    let after: Vec<_> = (1..8)
+        .map(|k| switch_s + 0.5 + (secs - switch_s - 1.0) * k as f64 / 8.0)
+        .map(|t| cells(at(t), 2, w, h))
+        .collect();
+    let full = after.iter().filter(|c| c[0].is_some() && c[0] == c[1]).count();
+    assert!(full >= 6, "single-speaker after {switch_s:.1} s: {after:?}");
+    assert!(rms(&audio_mono(&node_file, 16_000)) > 0.02, "the room's audio is in the file");
+
+    // Webhooks: started, updated (active, ending) and ended for each, validly signed, in order.
+    let mut events: Vec<Value> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while events.iter().filter(|e| e["event"] == "egress_ended").count() < 2 {
+        let mut line = String::new();
+        let n = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            tokio::io::AsyncBufReadExt::read_line(&mut hook_lines, &mut line),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("webhooks so far: {events:?}"))
+        .unwrap();
+        assert!(n > 0, "webhook receiver ended");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["failedOnPurpose"] == true {
+            continue;
+        }
+        assert_eq!(v["valid"], true, "{v}");
+        assert_eq!(v["contentType"], "application/webhook+json");
+        events.push(v);
+    }
+    for id in [&node_id, &py_id] {
+        let mine: Vec<(String, String)> = events
+            .iter()
+            .filter(|e| e["egressId"] == id.as_str())
+            .map(|e| (e["event"].as_str().unwrap().to_string(), e["status"].as_str().unwrap_or("").to_string()))
+            .collect();
+        let want = [
+            ("egress_started", "EGRESS_STARTING"),
+            ("egress_updated", "EGRESS_ACTIVE"),
+            ("egress_updated", "EGRESS_ENDING"),
+            ("egress_ended", "EGRESS_COMPLETE"),
+        ];
+        let want: Vec<(String, String)> = want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        assert_eq!(mine, want, "webhooks for {id}");
+    }
+
+    // Graceful shutdown: SIGTERM while a recording runs finalises it and exits.
+    let last =
+        call(Sdk::Node, &url, SECRET, "startRoomComposite", start_args("api-room", "last.mp4", "grid")).await.unwrap();
+    let last_id = last["egressId"].as_str().unwrap().to_string();
+    wait_for(Sdk::Node, &url, &last_id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut serve = serve;
+    unsafe { libc::kill(serve.pid(), libc::SIGTERM) };
+    let t0 = Instant::now();
+    let code = loop {
+        if let Some(s) = serve.child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "serve did not exit on SIGTERM: {}", log(&dir));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(code, Some(0), "{}", log(&dir));
+    let p = probe(&serve.out.join("last.mp4"));
+    assert!(common::f64_of(&p["format"]["duration"]) > 2.5, "{p}");
+    assert!(log(&dir).contains("draining"), "{}", log(&dir));
+    pubs.abort();
+    let _ = hook.kill().await;
+}
