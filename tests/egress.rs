@@ -205,6 +205,10 @@ fn rms(x: &[f32]) -> f32 {
 
 /// Checks a finished egress's file result against the file itself.
 fn check_file(info: &Value, out: &Path, w: u32, h: u32) -> (PathBuf, f64) {
+    check_file_with(info, out, w, h, true)
+}
+
+fn check_file_with(info: &Value, out: &Path, w: u32, h: u32, audio: bool) -> (PathBuf, f64) {
     let f = &info["fileResults"][0];
     let location = PathBuf::from(f["location"].as_str().unwrap_or_else(|| panic!("no location: {info}")));
     assert!(location.starts_with(out), "{location:?} outside {out:?}");
@@ -217,7 +221,11 @@ fn check_file(info: &Value, out: &Path, w: u32, h: u32) -> (PathBuf, f64) {
         (v["codec_name"].as_str(), v["width"].as_u64(), v["height"].as_u64()),
         (Some("h264"), Some(w as u64), Some(h as u64))
     );
-    assert_eq!(stream(&p, "audio")["codec_name"], "aac");
+    let audio_streams = p["streams"].as_array().unwrap().iter().filter(|s| s["codec_type"] == "audio").count();
+    assert_eq!(audio_streams, audio as usize, "audio streams in {location:?}: {info}");
+    if audio {
+        assert_eq!(stream(&p, "audio")["codec_name"], "aac");
+    }
     let duration = common::f64_of(&p["format"]["duration"]);
     let reported = f["duration"].as_str().unwrap().parse::<f64>().unwrap() / 1e9;
     assert!((duration - reported).abs() < 0.5, "file {duration} s, reported {reported} s");
@@ -260,10 +268,9 @@ async fn livekit_sdks_start_list_switch_layout_and_stop_a_room_composite_with_we
     let node_id = node["egressId"].as_str().unwrap().to_string();
     assert!(node_id.starts_with("EG_") && node_id.len() == 15, "{node}");
     assert_eq!(status(&node), "EGRESS_STARTING");
-    let py =
-        call(Sdk::Python, &url, SECRET, "startRoomComposite", start_args("api-room", "py/{room_id}.mp4", "speaker"))
-            .await
-            .unwrap();
+    let mut py_args = start_args("api-room", "py/{room_id}.mp4", "speaker");
+    py_args["videoOnly"] = json!(true);
+    let py = call(Sdk::Python, &url, SECRET, "startRoomComposite", py_args).await.unwrap();
     let py_id = py["egressId"].as_str().unwrap().to_string();
     wait_for(Sdk::Node, &url, &node_id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
     wait_for(Sdk::Python, &url, &py_id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
@@ -292,6 +299,9 @@ async fn livekit_sdks_start_list_switch_layout_and_stop_a_room_composite_with_we
     assert_eq!(switched["roomComposite"]["layout"], "single-speaker");
     let bad = call(Sdk::Node, &url, SECRET, "updateLayout", json!({ "egressId": node_id, "layout": "mosaic" })).await;
     assert_eq!(bad.unwrap_err()["code"], "invalid_argument");
+    let add = json!({ "egressId": node_id, "add": ["rtmp://127.0.0.1/live/key"] });
+    let e = call(Sdk::Node, &url, SECRET, "updateStream", add).await.unwrap_err();
+    assert!(e["code"] == "invalid_argument" && e["message"].as_str().unwrap().contains("no stream outputs"), "{e}");
     tokio::time::sleep(Duration::from_secs(5)).await;
     let stopping = call(Sdk::Node, &url, SECRET, "stopEgress", json!({ "egressId": node_id })).await.unwrap();
     assert_eq!(status(&stopping), "EGRESS_ENDING");
@@ -311,7 +321,8 @@ async fn livekit_sdks_start_list_switch_layout_and_stop_a_room_composite_with_we
     assert!(filename.starts_with("api-room/node-") && filename.ends_with(".mp4"), "{filename}");
     let room_id = py_done["roomId"].as_str().unwrap();
     assert_eq!(py_done["fileResults"][0]["filename"].as_str().unwrap(), format!("py/{room_id}.mp4"));
-    check_file(&py_done, &serve.out, w, h);
+    // Python asked for video only: no audio track at all.
+    check_file_with(&py_done, &serve.out, w, h, false);
     assert!((9.0..16.0).contains(&secs), "recorded {secs} s");
     let started: i64 = done["startedAt"].as_str().unwrap().parse().unwrap();
     let switch_s = (switched_at - started) as f64 / 1e9;
@@ -389,4 +400,344 @@ async fn livekit_sdks_start_list_switch_layout_and_stop_a_room_composite_with_we
     assert!(log(&dir).contains("draining"), "{}", log(&dir));
     pubs.abort();
     let _ = hook.kill().await;
+}
+
+/// A raw Twirp call: (HTTP status, Content-Type, body).
+async fn raw(
+    url: &str,
+    method: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, String, Vec<u8>) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{url}/twirp/livekit.Egress/{method}"))
+        .header("Content-Type", content_type)
+        .body(body);
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    (status, ct, resp.bytes().await.unwrap().to_vec())
+}
+
+fn record_token(secret: &str, grants: livekit_api::access_token::VideoGrants, ttl: Duration) -> String {
+    livekit_api::access_token::AccessToken::with_api_key(KEY, secret)
+        .with_identity("caller")
+        .with_ttl(ttl)
+        .with_grants(grants)
+        .to_jwt()
+        .unwrap()
+}
+
+fn recorder_grant() -> livekit_api::access_token::VideoGrants {
+    livekit_api::access_token::VideoGrants { room_record: true, ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_the_right_twirp_code_and_a_message_naming_the_problem() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("egress-errors");
+    std::fs::create_dir_all(dir.join("rec")).unwrap();
+    // Room for 0.3 cores: a 720p30 composite (0.5) is refused; no LiveKit server behind it.
+    let serve = Serve::start(&dir, "ws_url: ws://127.0.0.1:9\ncpu_cost:\n  cpus: 0.3\n  max_cpu_utilization: 1.0\n");
+    let url = serve.url.clone();
+    let file = |p: &str| json!({ "filepath": p });
+    let node_cases: Vec<(&str, Value, &str, &str)> = vec![
+        ("no outputs", json!({ "roomName": "r", "outputs": {} }), "invalid_argument", "no outputs"),
+        (
+            "odd size",
+            json!({ "roomName": "r", "file": file("a.mp4"), "advanced": { "width": 641, "height": 360 } }),
+            "invalid_argument",
+            "even",
+        ),
+        (
+            "tiny size",
+            json!({ "roomName": "r", "file": file("a.mp4"), "advanced": { "width": 8, "height": 8 } }),
+            "invalid_argument",
+            "at least 16",
+        ),
+        (
+            "bad frame rate",
+            json!({ "roomName": "r", "file": file("a.mp4"), "advanced": { "framerate": 240 } }),
+            "invalid_argument",
+            "framerate",
+        ),
+        (
+            "unknown layout",
+            json!({ "roomName": "r", "file": file("a.mp4"), "layout": "mosaic" }),
+            "invalid_argument",
+            "grid, grid-light",
+        ),
+        ("path escaping", json!({ "roomName": "r", "file": file("../../etc/x.mp4") }), "invalid_argument", "\"..\""),
+        (
+            "absolute path elsewhere",
+            json!({ "roomName": "r", "file": file("/tmp/x.mp4") }),
+            "invalid_argument",
+            "outside the output directory",
+        ),
+        (
+            "both only flags",
+            json!({ "roomName": "r", "file": file("a.mp4"), "audioOnly": true, "videoOnly": true }),
+            "invalid_argument",
+            "audio_only",
+        ),
+        (
+            "stream outputs",
+            json!({ "roomName": "r", "outputs": { "stream": { "urls": ["rtmp://127.0.0.1/live/k"] } } }),
+            "unimplemented",
+            "stream outputs",
+        ),
+        (
+            "custom template",
+            json!({ "roomName": "r", "file": file("a.mp4"), "customBaseUrl": "http://127.0.0.1:1/t" }),
+            "unimplemented",
+            "Chromium",
+        ),
+        ("over the CPU budget", json!({ "roomName": "r", "file": file("a.mp4") }), "resource_exhausted", "cores"),
+    ];
+    for (what, args, code, words) in node_cases {
+        let e = call(Sdk::Node, &url, SECRET, "startRoomComposite", args).await.expect_err(what);
+        assert_eq!(e["code"], code, "{what}: {e}");
+        assert!(e["message"].as_str().unwrap().contains(words), "{what}: {e}");
+    }
+    for (what, method, args, code, words) in [
+        ("unknown egress on stop", "stopEgress", json!({ "egressId": "EG_nothere" }), "not_found", "EG_nothere"),
+        (
+            "unknown egress on update",
+            "updateLayout",
+            json!({ "egressId": "EG_nothere", "layout": "grid" }),
+            "not_found",
+            "EG_nothere",
+        ),
+        (
+            "web egress",
+            "startWeb",
+            json!({ "url": "http://127.0.0.1:1/", "file": file("w.mp4") }),
+            "unimplemented",
+            "web egress",
+        ),
+        (
+            "track egress",
+            "startTrack",
+            json!({ "roomName": "r", "trackId": "TR_x", "filepath": "t.ogg" }),
+            "unimplemented",
+            "track egress",
+        ),
+    ] {
+        let e = call(Sdk::Node, &url, SECRET, method, args).await.expect_err(what);
+        assert_eq!(e["code"], code, "{what}: {e}");
+        assert!(e["message"].as_str().unwrap().contains(words), "{what}: {e}");
+    }
+    let e = call(Sdk::Node, &url, "not-the-secret-not-the-secret-000", "listEgress", json!({})).await.unwrap_err();
+    assert_eq!((e["code"].as_str(), e["status"].as_u64()), (Some("unauthenticated"), Some(401)), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("signature"), "{e}");
+    let e = call(Sdk::Python, &url, SECRET, "stopEgress", json!({ "egressId": "EG_nothere" })).await.unwrap_err();
+    assert_eq!(e["code"], "not_found", "{e}");
+
+    // Raw requests: two file outputs (no SDK sends them), tokens, bodies, routes.
+    let good = record_token(SECRET, recorder_grant(), Duration::from_secs(600));
+    let two = json!({ "roomName": "r", "fileOutputs": [file("a.mp4"), file("b.mp4")] }).to_string().into_bytes();
+    let no_grant = record_token(
+        SECRET,
+        livekit_api::access_token::VideoGrants { room_join: true, room: "r".into(), ..Default::default() },
+        Duration::from_secs(600),
+    );
+    let expired = {
+        use jsonwebtoken::{EncodingKey, Header, encode};
+        let now = tessera::egress::unix_ns() / 1_000_000_000;
+        let c = livekit_api::access_token::Claims {
+            exp: (now - 3600) as usize,
+            iss: KEY.into(),
+            video: recorder_grant(),
+            ..Default::default()
+        };
+        encode(&Header::default(), &c, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+    };
+    let json_ct = "application/json";
+    let list = b"{}".to_vec();
+    let start = "StartRoomCompositeEgress";
+    let preset_proto = {
+        use prost::Message;
+        livekit_protocol::RoomCompositeEgressRequest {
+            room_name: "r".into(),
+            file_outputs: vec![livekit_protocol::EncodedFileOutput { filepath: "a.mp4".into(), ..Default::default() }],
+            options: Some(livekit_protocol::room_composite_egress_request::Options::Preset(99)),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    for (what, method, token, ct, body, status, code, words) in [
+        (
+            "missing room",
+            start,
+            Some(good.as_str()),
+            json_ct,
+            br#"{"fileOutputs":[{"filepath":"a.mp4"}]}"#.to_vec(),
+            400,
+            "invalid_argument",
+            "room_name",
+        ),
+        ("two file outputs", start, Some(&good), json_ct, two, 400, "invalid_argument", "at most one"),
+        (
+            "bad preset name",
+            start,
+            Some(&good),
+            json_ct,
+            br#"{"roomName":"r","preset":"H264_4K"}"#.to_vec(),
+            400,
+            "malformed",
+            "preset",
+        ),
+        (
+            "bad preset number",
+            start,
+            Some(&good),
+            "application/protobuf",
+            preset_proto,
+            400,
+            "invalid_argument",
+            "99 is not a preset",
+        ),
+        ("no token", "ListEgress", None, json_ct, list.clone(), 401, "unauthenticated", "no access token"),
+        ("expired token", "ListEgress", Some(&expired), json_ct, list.clone(), 401, "unauthenticated", "expired"),
+        ("missing grant", "ListEgress", Some(&no_grant), json_ct, list.clone(), 403, "permission_denied", "roomRecord"),
+        ("garbage JSON", start, Some(&good), json_ct, b"{{{ not json".to_vec(), 400, "malformed", "JSON"),
+        (
+            "garbage protobuf",
+            start,
+            Some(&good),
+            "application/protobuf",
+            vec![0xff, 0xff, 0xff, 0x0f],
+            400,
+            "malformed",
+            "protobuf",
+        ),
+        ("wrong content type", "ListEgress", Some(&good), "text/plain", list.clone(), 404, "bad_route", "Content-Type"),
+        ("unknown method", "Teleport", Some(&good), json_ct, list.clone(), 404, "bad_route", "Teleport"),
+    ] {
+        let (st, ct, body) = raw(&url, method, token, ct, body).await;
+        let v: Value =
+            serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{what}: {}", String::from_utf8_lossy(&body)));
+        assert_eq!((st, ct.as_str(), v["code"].as_str()), (status, "application/json", Some(code)), "{what}: {v}");
+        assert!(v["msg"].as_str().unwrap().contains(words), "{what}: {v}");
+    }
+    // The unified StartEgress: a template source is a room composite; a web source is not built.
+    let unified = json!({ "roomName": "r", "template": { "layout": "speaker" }, "outputs": [{ "file": { "filepath": "u.mp4" } }] });
+    let (st, _, body) = raw(&url, "StartEgress", Some(&good), json_ct, unified.to_string().into_bytes()).await;
+    assert_eq!(st, 429, "a 720p30 composite does not fit 0.3 cores: {}", String::from_utf8_lossy(&body));
+    let web = json!({ "roomName": "r", "web": { "url": "http://127.0.0.1:1/" }, "outputs": [{ "file": { "filepath": "u.mp4" } }] });
+    let (st, _, body) = raw(&url, "StartEgress", Some(&good), json_ct, web.to_string().into_bytes()).await;
+    assert_eq!(st, 501, "{}", String::from_utf8_lossy(&body));
+    let get = reqwest::get(format!("{url}/twirp/livekit.Egress/ListEgress")).await.unwrap();
+    assert_eq!(get.status().as_u16(), 404);
+
+    // An audio-only composite fits the budget; with no LiveKit server it fails, alone, with the reason.
+    let a = call(
+        Sdk::Node,
+        &url,
+        SECRET,
+        "startRoomComposite",
+        json!({ "roomName": "r", "audioOnly": true, "file": file("a.mp4") }),
+    )
+    .await
+    .unwrap();
+    let id = a["egressId"].as_str().unwrap();
+    let failed = wait_for(Sdk::Node, &url, id, "failed", |i| status(i) == "EGRESS_FAILED").await;
+    assert!(failed["error"].as_str().unwrap().contains("cannot join"), "{failed}");
+
+    // Still serving.
+    let health = reqwest::get(format!("{url}/health")).await.unwrap();
+    assert_eq!(health.status().as_u16(), 503, "0.3 cores cannot take a default composite");
+    let (st, _, body) = raw(&url, "ListEgress", Some(&good), json_ct, list).await;
+    assert_eq!(st, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
+    let metrics = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tessera_egress_jobs{status=\"EGRESS_FAILED\"} 1"), "{metrics}");
+    assert!(metrics.contains("tessera_egress_refused_total 2"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_rooms_record_at_once_and_a_failing_job_leaves_the_others_untouched() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("egress-three");
+    let room = devroom().await;
+    // Room i has i + 1 participants, so each file shows which room it recorded.
+    let rooms = ["room-a", "room-b", "room-c"];
+    let pubs: Vec<_> = rooms.iter().enumerate().map(|(i, r)| participants(&room, r, i + 1)).collect();
+    let serve = Serve::start(&dir, &format!("ws_url: {}\n", room.url()));
+    let url = serve.url.clone();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // (Grid needs 560 px of width for 2x2.)
+    let (w, h) = (640, 360);
+    let args = |room: &str, file: &str| {
+        json!({
+            "roomName": room,
+            "file": { "filepath": file },
+            "advanced": { "width": w, "height": h, "framerate": 15, "videoBitrate": 500 },
+        })
+    };
+    // The third job of the second round writes where a directory already is: it fails.
+    std::fs::create_dir_all(serve.out.join("round2/room-c.mp4")).unwrap();
+    for round in ["round1", "round2"] {
+        let mut ids = Vec::new();
+        for r in rooms {
+            let info =
+                call(Sdk::Node, &url, SECRET, "startRoomComposite", args(r, &format!("{round}/{{room_name}}.mp4")))
+                    .await
+                    .unwrap();
+            ids.push(info["egressId"].as_str().unwrap().to_string());
+        }
+        let failing = round == "round2";
+        for (i, id) in ids.iter().enumerate() {
+            if !(failing && i == 2) {
+                wait_for(Sdk::Node, &url, id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let mut ended = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            if failing && i == 2 {
+                let f = wait_for(Sdk::Node, &url, id, "ended", |i| status(i) != "EGRESS_STARTING").await;
+                assert_eq!(status(&f), "EGRESS_FAILED", "{f}");
+                assert!(f["error"].as_str().unwrap().contains("room-c.mp4"), "the reason names the file: {f}");
+                continue;
+            }
+            call(Sdk::Node, &url, SECRET, "stopEgress", json!({ "egressId": id })).await.unwrap();
+            ended.push((i, wait_for(Sdk::Node, &url, id, "complete", |i| status(i) != "EGRESS_ENDING").await));
+        }
+        for (i, info) in ended {
+            assert_eq!(status(&info), "EGRESS_COMPLETE", "{round}: {info}");
+            assert_eq!(info["roomName"], rooms[i]);
+            let (path, secs) = check_file(&info, &serve.out, w, h);
+            assert!(secs > 7.0, "{round} {}: {secs} s", rooms[i]);
+            // The room's participants, each in its own cell, in most frames.
+            let n = i + 1;
+            let video = frames(&path, w, h);
+            let good = (1..10)
+                .map(|k| &video[video.len() * k / 10])
+                .filter(|f| {
+                    let mut seen: Vec<usize> = cells(f, n, w, h).into_iter().flatten().collect();
+                    seen.sort_unstable();
+                    let ok = seen == (0..n).collect::<Vec<_>>();
+                    if !ok {
+                        eprintln!("{round} {}: cells {:?}", rooms[i], cells(f, n, w, h));
+                    }
+                    ok
+                })
+                .count();
+            // (A participant flashing white at its sync mark reads as nobody for a frame.)
+            assert!(good >= 7, "{round} {}: {good} of 9 frames show its {n} participants", rooms[i]);
+            assert!(rms(&audio_mono(&path, 16_000)) > 0.02, "{round} {}: audio", rooms[i]);
+        }
+    }
+    let metrics = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tessera_egress_jobs{status=\"EGRESS_COMPLETE\"} 5"), "{metrics}");
+    assert!(metrics.contains("tessera_egress_jobs{status=\"EGRESS_FAILED\"} 1"), "{metrics}");
+    for p in pubs {
+        p.abort();
+    }
 }
