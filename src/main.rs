@@ -269,8 +269,6 @@ fn stop_on_signals(stop: tessera::recorder::StopHandle) {
     });
 }
 
-/// An egress id as LiveKit makes them: "EG_" and 12 random characters.
-
 fn print_record_summary(s: &tessera::recorder::RecordSummary, layout: &str, cpu: f64, wall: f64) {
     println!("wrote {}", s.file.path.display());
     println!(

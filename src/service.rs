@@ -69,13 +69,10 @@ pub async fn serve(loaded: Loaded, layouts: LayoutSet) -> anyhow::Result<()> {
     manager.drain();
     tracing::info!(signal = first, "draining: no new jobs; running jobs finish");
     let finish = async {
-        match drain_timeout {
-            Some(t) if !t.is_zero() => {
-                if tokio::time::timeout(t, manager.all_ended()).await.is_err() {
-                    tracing::info!("drain timeout: stopping the running jobs");
-                }
-            }
-            _ => {}
+        if let Some(t) = drain_timeout.filter(|t| !t.is_zero())
+            && tokio::time::timeout(t, manager.all_ended()).await.is_err()
+        {
+            tracing::info!("drain timeout: stopping the running jobs");
         }
         manager.stop_all();
         manager.all_ended().await;
