@@ -741,3 +741,66 @@ async fn three_rooms_record_at_once_and_a_failing_job_leaves_the_others_untouche
         p.abort();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_limits_empty_rooms_and_closing_rooms_end_jobs_like_livekit() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("egress-endings");
+    let room = devroom().await;
+    let long = participants(&room, "limited", 1);
+    // This room's only participant leaves after 2 s; the room closes 2 s later.
+    let short = {
+        let o = SyntheticOptions {
+            url: room.url(),
+            api_key: KEY.into(),
+            api_secret: SECRET.into(),
+            room: "closing".into(),
+            count: 1,
+            duration: Some(Duration::from_secs(2)),
+            ..Default::default()
+        };
+        tokio::spawn(async move {
+            let _ = synthetic::run(o).await;
+        })
+    };
+    let serve =
+        Serve::start(&dir, &format!("ws_url: {}\nsession_limits:\n  file_output_max_duration: 6s\n", room.url()));
+    let url = serve.url.clone();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let start = |room: &'static str| {
+        let url = url.clone();
+        async move {
+            let args = start_args(room, &format!("{room}.mp4"), "grid");
+            let info = call(Sdk::Node, &url, SECRET, "startRoomComposite", args).await.unwrap();
+            info["egressId"].as_str().unwrap().to_string()
+        }
+    };
+    let (limited, closing, empty) = (start("limited").await, start("closing").await, start("nobody").await);
+    // Nobody is in this room: stopped before any media, it is ABORTED and leaves no file.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    call(Sdk::Node, &url, SECRET, "stopEgress", json!({ "egressId": empty })).await.unwrap();
+    let aborted = wait_for(Sdk::Node, &url, &empty, "aborted", |i| status(i) != "EGRESS_ENDING").await;
+    assert_eq!(status(&aborted), "EGRESS_ABORTED", "{aborted}");
+    assert!(aborted["error"].as_str().unwrap().contains("never became recordable"), "{aborted}");
+    assert!(!serve.out.join("nobody.mp4").exists());
+    // The session limit ends the first by itself.
+    let l = wait_for(Sdk::Node, &url, &limited, "limited", |i| {
+        !["EGRESS_STARTING", "EGRESS_ACTIVE", "EGRESS_ENDING"].contains(&status(i))
+    })
+    .await;
+    assert_eq!(status(&l), "EGRESS_LIMIT_REACHED", "{l}");
+    assert!(l["error"].as_str().unwrap().contains("file_output_max_duration"), "{l}");
+    let (_, secs) = check_file(&l, &serve.out, 640, 360);
+    assert!((5.8..6.5).contains(&secs), "limited to 6 s: {secs}");
+    // The room closing ends the second: COMPLETE with what was recorded.
+    let c = wait_for(Sdk::Node, &url, &closing, "complete", |i| {
+        !["EGRESS_STARTING", "EGRESS_ACTIVE", "EGRESS_ENDING"].contains(&status(i))
+    })
+    .await;
+    assert_eq!(status(&c), "EGRESS_COMPLETE", "{c}");
+    assert!(c["details"].as_str().unwrap().contains("ended the session"), "{c}");
+    let (_, secs) = check_file(&c, &serve.out, 640, 360);
+    assert!((1.0..5.5).contains(&secs), "recorded until the room closed: {secs}");
+    long.abort();
+    short.abort();
+}

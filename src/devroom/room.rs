@@ -284,12 +284,14 @@ impl Registry {
     }
 
     /// Removes a participant; closes the room after `empty_timeout` if it is left empty.
+    /// Recorders do not keep a room open (LiveKit's "dependent" participants): they are
+    /// told the room closed, which ends their recording.
     pub fn leave(self: &Arc<Self>, room: &Arc<Room>, sid: &str) {
         let mut st = state(room);
         let Some(p) = st.participants.remove(sid) else { return };
         notify_left(&st, &p);
         st.generation += 1;
-        if st.participants.is_empty() {
+        if only_recorders(&st) {
             let generation = st.generation;
             let (reg, room) = (self.clone(), room.clone());
             let wait = self.empty_timeout;
@@ -298,21 +300,25 @@ impl Registry {
                 tokio::time::sleep(wait).await;
                 let still_empty = {
                     let st = state(&room);
-                    st.participants.is_empty() && st.generation == generation
+                    only_recorders(&st) && st.generation == generation
                 };
-                if still_empty {
-                    reg.remove_if_same(&room);
+                if still_empty && reg.remove_if_same(&room) {
+                    for p in state(&room).participants.values() {
+                        let _ = p.tx.send(Outbound::Close(proto::DisconnectReason::RoomClosed));
+                    }
                 }
             });
         }
     }
 
-    fn remove_if_same(&self, room: &Arc<Room>) {
+    fn remove_if_same(&self, room: &Arc<Room>) -> bool {
         let mut rooms = self.lock();
         if rooms.get(&room.name).is_some_and(|r| Arc::ptr_eq(r, room)) {
             rooms.remove(&room.name);
             tracing::info!(room = %room.name, "room closed");
+            return true;
         }
+        false
     }
 
     /// Closes a room now: every participant is told to leave.
@@ -328,6 +334,11 @@ impl Registry {
 
 /// The newest signal protocol we speak (LiveKit's current).
 pub const PROTOCOL_VERSION: i32 = 17;
+
+/// No one but recorders (possibly no one at all) is in the room.
+fn only_recorders(st: &RoomState) -> bool {
+    st.participants.values().all(|p| p.grant.recorder)
+}
 
 pub fn state(room: &Room) -> std::sync::MutexGuard<'_, RoomState> {
     room.state.lock().unwrap_or_else(|e| e.into_inner())
