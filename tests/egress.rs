@@ -268,8 +268,13 @@ async fn livekit_sdks_start_list_switch_layout_and_stop_a_room_composite_with_we
     let node_id = node["egressId"].as_str().unwrap().to_string();
     assert!(node_id.starts_with("EG_") && node_id.len() == 15, "{node}");
     assert_eq!(status(&node), "EGRESS_STARTING");
+    // Python sends a whole request: video only, and a webhook of its own (on another path).
     let mut py_args = start_args("api-room", "py/{room_id}.mp4", "speaker");
     py_args["videoOnly"] = json!(true);
+    py_args["fileOutputs"] = json!([py_args["file"].clone()]);
+    py_args.as_object_mut().unwrap().remove("file");
+    py_args["webhooks"] = json!([{ "url": format!("http://127.0.0.1:{hook_port}/own") }]);
+    let py_args = json!({ "request": py_args });
     let py = call(Sdk::Python, &url, SECRET, "startRoomComposite", py_args).await.unwrap();
     let py_id = py["egressId"].as_str().unwrap().to_string();
     wait_for(Sdk::Node, &url, &node_id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
@@ -344,7 +349,7 @@ async fn livekit_sdks_start_list_switch_layout_and_stop_a_room_composite_with_we
     // Webhooks: started, updated (active, ending) and ended for each, validly signed, in order.
     let mut events: Vec<Value> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while events.iter().filter(|e| e["event"] == "egress_ended").count() < 2 {
+    while events.iter().filter(|e| e["event"] == "egress_ended").count() < 3 {
         let mut line = String::new();
         let n = tokio::time::timeout(
             deadline.saturating_duration_since(Instant::now()),
@@ -362,10 +367,10 @@ async fn livekit_sdks_start_list_switch_layout_and_stop_a_room_composite_with_we
         assert_eq!(v["contentType"], "application/webhook+json");
         events.push(v);
     }
-    for id in [&node_id, &py_id] {
+    for (id, path) in [(&node_id, "/hook"), (&py_id, "/hook"), (&py_id, "/own")] {
         let mine: Vec<(String, String)> = events
             .iter()
-            .filter(|e| e["egressId"] == id.as_str())
+            .filter(|e| e["egressId"] == id.as_str() && e["path"] == path)
             .map(|e| (e["event"].as_str().unwrap().to_string(), e["status"].as_str().unwrap_or("").to_string()))
             .collect();
         let want = [
@@ -375,7 +380,7 @@ async fn livekit_sdks_start_list_switch_layout_and_stop_a_room_composite_with_we
             ("egress_ended", "EGRESS_COMPLETE"),
         ];
         let want: Vec<(String, String)> = want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-        assert_eq!(mine, want, "webhooks for {id}");
+        assert_eq!(mine, want, "webhooks for {id} on {path}");
     }
 
     // Graceful shutdown: SIGTERM while a recording runs finalises it and exits.
@@ -579,6 +584,26 @@ async fn bad_requests_get_the_right_twirp_code_and_a_message_naming_the_problem(
             400,
             "invalid_argument",
             "room_name",
+        ),
+        (
+            "bad webhook",
+            start,
+            Some(&good),
+            json_ct,
+            br#"{"roomName":"r","fileOutputs":[{"filepath":"a.mp4"}],"webhooks":[{"url":"ftp://x"}]}"#.to_vec(),
+            400,
+            "invalid_argument",
+            "webhooks",
+        ),
+        (
+            "dual-channel mixing",
+            start,
+            Some(&good),
+            json_ct,
+            br#"{"roomName":"r","fileOutputs":[{"filepath":"a.mp4"}],"audioMixing":"DUAL_CHANNEL_AGENT"}"#.to_vec(),
+            501,
+            "unimplemented",
+            "DUAL_CHANNEL_AGENT",
         ),
         ("two file outputs", start, Some(&good), json_ct, two, 400, "invalid_argument", "at most one"),
         (

@@ -136,7 +136,12 @@ impl Manager {
         if self.draining.load(Ordering::SeqCst) {
             return Err(EgressError::Draining);
         }
-        let ctx = PlanContext { output_dir: &self.output_dir, layouts: &self.layout_names, now: chrono::Utc::now() };
+        let ctx = PlanContext {
+            output_dir: &self.output_dir,
+            api_key: &self.cfg.api_key,
+            layouts: &self.layout_names,
+            now: chrono::Utc::now(),
+        };
         let plan = request::plan(&c, &ctx)?;
         let cost = self.cost(&plan);
         let id = new_egress_id();
@@ -181,7 +186,8 @@ impl Manager {
                 self.counters.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(EgressError::Exhausted { need: cost, free: (budget - committed).max(0.0), budget });
             }
-            let job = Job::new(info.clone(), &plan, &rec, cost, self.webhooks.clone());
+            let own = webhook::Notifier::start(&plan.webhooks, &self.cfg.api_key, &self.cfg.api_secret);
+            let job = Job::new(info.clone(), &plan, &rec, cost, self.webhooks.clone().with(own));
             self.forget_old(&mut jobs);
             jobs.push(job.clone());
             job

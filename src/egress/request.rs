@@ -69,6 +69,9 @@ pub struct CompositeRequest {
     pub preset: Option<i32>,
     pub advanced: Option<proto::EncodingOptions>,
     pub storage: bool,
+    /// Extra webhooks for this egress: (url, signing key).
+    pub webhooks: Vec<(String, String)>,
+    pub audio_mixing: i32,
 }
 
 impl CompositeRequest {
@@ -102,6 +105,8 @@ impl CompositeRequest {
             images: r.image_outputs.len(),
             preset,
             advanced,
+            webhooks: r.webhooks.iter().map(|w| (w.url.clone(), w.signing_key.clone())).collect(),
+            audio_mixing: r.audio_mixing,
             storage: r.file_outputs.iter().any(|f| f.output.is_some())
                 || r.segment_outputs.iter().any(|s| s.output.is_some())
                 || r.image_outputs.iter().any(|i| i.output.is_some()),
@@ -129,6 +134,7 @@ impl CompositeRequest {
             video_only: t.video_only,
             custom_base_url: t.custom_base_url.clone(),
             storage: r.storage.is_some() || r.outputs.iter().any(|o| o.storage.is_some()),
+            webhooks: r.webhooks.iter().map(|w| (w.url.clone(), w.signing_key.clone())).collect(),
             ..Self::default()
         };
         match r.encoding {
@@ -156,6 +162,8 @@ pub fn web_unimplemented() -> String {
 /// What the service gives every plan.
 pub struct PlanContext<'a> {
     pub output_dir: &'a Path,
+    /// The API key webhooks can be signed with.
+    pub api_key: &'a str,
     pub layouts: &'a [String],
     pub now: chrono::DateTime<chrono::Utc>,
 }
@@ -169,6 +177,8 @@ pub struct Plan {
     pub video_only: bool,
     pub encoding: EncodingOptions,
     pub file: FilePlan,
+    /// The request's own webhook URLs.
+    pub webhooks: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +229,20 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
             "uploads to cloud storage (s3, gcp, azure, aliOSS) are not implemented yet; leave the storage out".into(),
         ));
     }
+    if c.audio_mixing != proto::AudioMixing::DefaultMixing as i32 {
+        let name = proto::AudioMixing::try_from(c.audio_mixing).map(|m| m.as_str_name()).unwrap_or("unknown");
+        return Err(RequestError::Unimplemented(format!(
+            "audio_mixing {name} is not implemented; every participant is mixed into both channels (DEFAULT_MIXING)"
+        )));
+    }
+    for (url, key) in &c.webhooks {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid("webhooks", format!("{url:?} must be an http:// or https:// URL")));
+        }
+        if !key.is_empty() && key != ctx.api_key {
+            return Err(invalid("webhooks", format!("signing_key {key:?} is not this service's API key")));
+        }
+    }
     let encoding = encoding(c)?;
     let (file_type, filepath, _) = &c.files[0];
     let file_type = resolve_file_type(*file_type, filepath, c.audio_only)?;
@@ -241,6 +265,7 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
         video_only: c.video_only,
         encoding,
         file: FilePlan { file_type, filename, path },
+        webhooks: c.webhooks.iter().map(|(u, _)| u.clone()).collect(),
     })
 }
 
@@ -386,7 +411,7 @@ mod tests {
     fn ctx(dir: &Path) -> PlanContext<'_> {
         static LAYOUTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
         let layouts = LAYOUTS.get_or_init(|| vec!["grid".into(), "speaker".into()]);
-        PlanContext { output_dir: dir, layouts, now: chrono::Utc::now() }
+        PlanContext { output_dir: dir, api_key: "devkey", layouts, now: chrono::Utc::now() }
     }
 
     fn file_req(path: &str) -> proto::RoomCompositeEgressRequest {

@@ -35,6 +35,12 @@ impl Notifier {
         Self { queues }
     }
 
+    /// These URLs and `other`'s (a request's own webhooks next to the service's).
+    pub fn with(mut self, other: Notifier) -> Self {
+        self.queues.extend(other.queues);
+        self
+    }
+
     /// Queues `event` ("egress_started", "egress_updated", "egress_ended") about `info`.
     pub fn send(&self, event: &str, info: &proto::EgressInfo) {
         if self.queues.is_empty() {
