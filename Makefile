@@ -30,3 +30,4 @@ lint: setup
 
 bench: setup
 	bench/run.sh
+	bench/serve.sh
