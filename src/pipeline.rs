@@ -3,9 +3,10 @@
 
 use crate::audio::MixedBlock;
 use crate::config::EncodingOptions;
-use crate::encode::{AudioEncoder, EncodeError, EncodedPacket, VideoEncoder};
+use crate::encode::{AudioCodec, AudioEncoder, EncodeError, EncodedPacket, StreamSpec, VideoEncoder};
 use crate::output::OutputError;
 use crate::output::mp4::Mp4Writer;
+use crate::output::mux::MuxWriter;
 use crate::render::RenderedFrame;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -20,6 +21,72 @@ pub enum PipelineError {
     Output(#[from] OutputError),
     #[error("the encoder thread ended early")]
     Gone,
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// The file formats a job writes, chosen by the file's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// H.264 + AAC (or either alone), crash-safe.
+    Mp4,
+    /// Opus, audio only.
+    Ogg,
+    /// MP3, audio only.
+    Mp3,
+}
+
+impl FileFormat {
+    pub fn for_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+            Some("ogg" | "oga" | "opus") => FileFormat::Ogg,
+            Some("mp3") => FileFormat::Mp3,
+            _ => FileFormat::Mp4,
+        }
+    }
+
+    pub fn audio_codec(self) -> AudioCodec {
+        match self {
+            FileFormat::Mp4 => AudioCodec::Aac,
+            FileFormat::Ogg => AudioCodec::Opus,
+            FileFormat::Mp3 => AudioCodec::Mp3,
+        }
+    }
+}
+
+/// The file being written.
+enum FileWriter {
+    Mp4(Mp4Writer),
+    Mux(MuxWriter, PathBuf),
+}
+
+impl FileWriter {
+    fn create(format: FileFormat, path: &Path, specs: &[StreamSpec]) -> Result<Self, PipelineError> {
+        let muxer = match format {
+            FileFormat::Mp4 => return Ok(FileWriter::Mp4(Mp4Writer::create(path, specs)?)),
+            FileFormat::Ogg => "ogg",
+            FileFormat::Mp3 => "mp3",
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|cause| OutputError::Io { path: dir.display().to_string(), cause })?;
+        }
+        let name = path.display().to_string();
+        Ok(FileWriter::Mux(MuxWriter::create(&name, muxer, specs, &[], &name)?, path.to_path_buf()))
+    }
+
+    fn write(&mut self, p: EncodedPacket) -> Result<(), OutputError> {
+        match self {
+            FileWriter::Mp4(w) => w.write(p),
+            FileWriter::Mux(w, _) => w.write(p),
+        }
+    }
+
+    fn finish(self) -> Result<PathBuf, OutputError> {
+        match self {
+            FileWriter::Mp4(w) => w.finish(),
+            FileWriter::Mux(w, path) => w.finish().map(|()| path),
+        }
+    }
 }
 
 enum Msg {
@@ -72,12 +139,19 @@ impl EncodePipeline {
         low_latency: bool,
         thread_name: &str,
     ) -> Result<Self, PipelineError> {
+        let format = FileFormat::for_path(path);
+        if video && format != FileFormat::Mp4 {
+            return Err(PipelineError::Unsupported(format!(
+                "{}: {format:?} files hold audio only; record audio only or write an MP4",
+                path.display()
+            )));
+        }
         let venc = if video { Some(VideoEncoder::new(opts, opts.gop_frames(2.0), low_latency)?) } else { None };
-        let aenc = if audio { Some(AudioEncoder::new(opts)?) } else { None };
+        let aenc = if audio { Some(AudioEncoder::with_codec(format.audio_codec(), opts)?) } else { None };
         let mut specs = Vec::new();
         specs.extend(venc.as_ref().map(|v| v.spec()));
         specs.extend(aenc.as_ref().map(|a| a.spec()));
-        let writer = Mp4Writer::create(path, &specs)?;
+        let writer = FileWriter::create(format, path, &specs)?;
         // A few frames of slack; the producer waits beyond that (offline) or drops (live, later).
         let (tx, rx) = sync_channel(8);
         let handle = std::thread::Builder::new()
@@ -125,11 +199,11 @@ fn run(
     rx: Receiver<Msg>,
     mut venc: Option<VideoEncoder>,
     mut aenc: Option<AudioEncoder>,
-    mut writer: Mp4Writer,
+    mut writer: FileWriter,
 ) -> Result<Summary, PipelineError> {
     let (mut frames, mut blocks) = (0u64, 0u64);
     let mut latencies_us = Vec::new();
-    let write_all = |w: &mut Mp4Writer, packets: Vec<EncodedPacket>| -> Result<(), PipelineError> {
+    let write_all = |w: &mut FileWriter, packets: Vec<EncodedPacket>| -> Result<(), PipelineError> {
         for p in packets {
             w.write(p)?;
         }

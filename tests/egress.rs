@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{audio_mono, decode_errors, frames, probe, stream, who, workdir};
+use common::{amplitude, audio_mono, decode_errors, frames, probe, stream, who, workdir};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -828,4 +828,80 @@ async fn session_limits_empty_rooms_and_closing_rooms_end_jobs_like_livekit() {
     assert!((1.0..5.5).contains(&secs), "recorded until the room closed: {secs}");
     long.abort();
     short.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_only_composites_write_ogg_and_mp3_with_every_participants_tone_and_no_video_work() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("egress-audio");
+    let room = devroom().await;
+    let pubs = participants(&room, "voices", 3);
+    let serve = Serve::start(&dir, &format!("ws_url: {}\n", room.url()));
+    let url = serve.url.clone();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // OGG from the extension (Node); MP3 from the file type, its extension added (Python, protobuf).
+    let ogg = call(
+        Sdk::Node,
+        &url,
+        SECRET,
+        "startRoomComposite",
+        json!({ "roomName": "voices", "audioOnly": true, "file": { "filepath": "voices.ogg" } }),
+    )
+    .await
+    .unwrap();
+    let mp3 = call(
+        Sdk::Python,
+        &url,
+        SECRET,
+        "startRoomComposite",
+        json!({ "roomName": "voices", "audioOnly": true, "file": { "filepath": "voices", "fileType": "MP3" } }),
+    )
+    .await
+    .unwrap();
+    let ids = [ogg["egressId"].as_str().unwrap().to_string(), mp3["egressId"].as_str().unwrap().to_string()];
+    for id in &ids {
+        wait_for(Sdk::Node, &url, id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+    }
+    // Everyone speaks in 3 s turns: 10 s hold each participant's turn.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    // No video work: no frames rendered or encoded, and the job's threads nearly idle.
+    let metrics = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+    for id in &ids {
+        assert!(metrics.contains(&format!("tessera_job_frames_rendered{{egress_id=\"{id}\"}} 0")), "{metrics}");
+        let cpu: f64 = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("tessera_job_cpu_seconds{{egress_id=\"{id}\"}}")))
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no CPU for {id}: {metrics}"));
+        assert!(cpu < 1.0, "an audio-only job used {cpu} CPU-s in 10 s");
+    }
+    for id in &ids {
+        call(Sdk::Node, &url, SECRET, "stopEgress", json!({ "egressId": id })).await.unwrap();
+    }
+    for (id, name, codec) in [(&ids[0], "voices.ogg", "opus"), (&ids[1], "voices.mp3", "mp3")] {
+        let info = wait_for(Sdk::Node, &url, id, "complete", |i| status(i) != "EGRESS_ENDING").await;
+        assert_eq!(status(&info), "EGRESS_COMPLETE", "{info}");
+        let f = &info["fileResults"][0];
+        assert_eq!(f["filename"], name, "{info}");
+        let path = serve.out.join(name);
+        let p = probe(&path);
+        let streams = p["streams"].as_array().unwrap();
+        assert_eq!(streams.len(), 1, "{p}");
+        assert_eq!(
+            (streams[0]["codec_type"].as_str(), streams[0]["codec_name"].as_str()),
+            (Some("audio"), Some(codec))
+        );
+        let secs = common::f64_of(&p["format"]["duration"]);
+        assert!(secs > 9.0, "{name}: {secs} s");
+        let (ok, errors) = decode_errors(&path);
+        assert!(ok && errors.is_empty(), "{name}: {errors}");
+        // Each participant's tone is in the mix.
+        let audio = audio_mono(&path, 16_000);
+        for i in 0..3 {
+            let a = amplitude(&audio, 16_000.0, tessera::preview::synthetic::tone_hz(i));
+            assert!(a > 0.005, "{name}: participant {i}'s tone at {a}");
+        }
+    }
+    pubs.abort();
 }

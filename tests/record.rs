@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{audio_mono, dist, frames, probe, stream, who, workdir};
+use common::{amplitude, audio_mono, dist, frames, probe, stream, who, workdir};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tessera::config::EncodingOptions;
@@ -98,22 +98,6 @@ fn rects(layout: &str, n: usize, share: bool, w: u32, h: u32) -> Vec<Rect> {
         sources.push(TileSource { kind: TileKind::ScreenShare, video: Some(n), ..sources[0].clone() });
     }
     compose(&layout, &sources, w, h).tiles.iter().map(|t| t.rect).collect()
-}
-
-/// Amplitude of `freq` in `x` (Hann-windowed Goertzel).
-fn amplitude(x: &[f32], rate: f32, freq: f32) -> f32 {
-    let n = x.len();
-    let k = 2.0 * (std::f32::consts::TAU * freq / rate).cos();
-    let (mut s1, mut s2, mut wsum) = (0.0f32, 0.0f32, 0.0f32);
-    for (i, &v) in x.iter().enumerate() {
-        let w = 0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / n as f32).cos();
-        wsum += w;
-        let s0 = v * w + k * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    let power = s1 * s1 + s2 * s2 - k * s1 * s2;
-    2.0 * power.max(0.0).sqrt() / wsum.max(1e-9)
 }
 
 /// The participant whose tone clearly dominates the audio around `t` (16 kHz mono).

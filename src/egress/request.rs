@@ -246,11 +246,21 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
     let encoding = encoding(c)?;
     let (file_type, filepath, _) = &c.files[0];
     let file_type = resolve_file_type(*file_type, filepath, c.audio_only)?;
-    if file_type != FileType::Mp4 {
-        return Err(RequestError::Unimplemented(format!(
-            "{} files are not implemented yet; ask for MP4 (file_type MP4 or a .mp4 filepath)",
-            file_type.extension().to_uppercase()
-        )));
+    // Each file type has its one audio codec: AAC in MP4, Opus in OGG, MP3 in MP3.
+    let wanted = match file_type {
+        FileType::Mp4 => proto::AudioCodec::Aac,
+        FileType::Ogg => proto::AudioCodec::Opus,
+        FileType::Mp3 => proto::AudioCodec::AcMp3,
+    };
+    if let Some(a) = &c.advanced
+        && let Ok(codec) = proto::AudioCodec::try_from(a.audio_codec)
+        && codec != proto::AudioCodec::DefaultAc
+        && codec != wanted
+    {
+        return Err(invalid(
+            "advanced.audio_codec",
+            format!("{} does not go in {:?} files; they take {}", codec.as_str_name(), file_type, wanted.as_str_name()),
+        ));
     }
     if c.video_only && file_type != FileType::Mp4 {
         return Err(invalid("file_type", "video_only needs an MP4 file"));
@@ -330,15 +340,8 @@ fn encoding(c: &CompositeRequest) -> Result<EncodingOptions, RequestError> {
             }
             Err(_) => return Err(invalid("advanced.video_codec", format!("{} is not a codec", a.video_codec))),
         };
-        match proto::AudioCodec::try_from(a.audio_codec) {
-            Ok(proto::AudioCodec::DefaultAc | proto::AudioCodec::Aac) => {}
-            Ok(other) => {
-                return Err(RequestError::Unimplemented(format!(
-                    "audio codec {} is not implemented for MP4; use AAC",
-                    other.as_str_name()
-                )));
-            }
-            Err(_) => return Err(invalid("advanced.audio_codec", format!("{} is not a codec", a.audio_codec))),
+        if proto::AudioCodec::try_from(a.audio_codec).is_err() {
+            return Err(invalid("advanced.audio_codec", format!("{} is not a codec", a.audio_codec)));
         }
     }
     o.validate().map_err(|e| {
@@ -379,7 +382,8 @@ pub fn expand_filename(
         .replace("{room_name}", room_name)
         .replace("{time}", &local.format("%Y-%m-%dT%H%M%S").to_string())
         .replace("{utc}", &now.format("%Y%m%d%H%M%S%3f").to_string());
-    if FileType::from_extension(&name).is_none() {
+    // The extension says what the file is (the writer goes by it).
+    if FileType::from_extension(&name) != Some(file_type) {
         name = format!("{name}.{}", file_type.extension());
     }
     Ok(name)

@@ -1,4 +1,5 @@
-//! AAC through FFmpeg's native encoder, Opus through libopus, fed from the 48 kHz mixer.
+//! AAC through FFmpeg's native encoder, Opus through libopus, MP3 through LAME,
+//! fed from the 48 kHz mixer.
 
 use super::{AudioCodec, EncodeError, EncodedPacket, StreamKind, StreamSpec, ff};
 use crate::audio::{CHANNELS, MixedBlock, SAMPLE_RATE};
@@ -35,6 +36,11 @@ impl AudioEncoder {
             AudioCodec::Opus => {
                 (encoder::find_by_name("libopus").ok_or(EncodeError::NoCodec("libopus"))?, SAMPLE_RATE, true)
             }
+            AudioCodec::Mp3 => (
+                encoder::find_by_name("libmp3lame").ok_or(EncodeError::NoCodec("libmp3lame"))?,
+                opts.audio_frequency,
+                false,
+            ),
         };
         let mut enc =
             codec::context::Context::new_with_codec(codec).encoder().audio().map_err(ff("audio encoder context"))?;
@@ -46,7 +52,8 @@ impl AudioEncoder {
         enc.set_format(format::Sample::F32(layout));
         enc.set_bit_rate(opts.audio_bitrate_kbps as usize * 1000);
         enc.set_time_base(Rational(1, rate as i32));
-        if !packed {
+        // AAC in MP4, FLV and TS wants its config as extradata; MP3 frames carry their own headers.
+        if kind == AudioCodec::Aac {
             enc.set_flags(codec::Flags::GLOBAL_HEADER);
         }
         let enc = enc.open_as(codec).map_err(ff("opening the audio encoder"))?;

@@ -37,6 +37,7 @@ pub enum VideoCodec {
 pub enum AudioCodec {
     Aac,
     Opus,
+    Mp3,
 }
 
 /// Which stream of the job a packet belongs to.

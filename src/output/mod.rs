@@ -2,6 +2,7 @@
 //! failing one stops only itself.
 
 pub mod mp4;
+pub mod mux;
 pub mod png;
 
 use thiserror::Error;

@@ -121,3 +121,19 @@ pub fn who(c: [u8; 3], n: usize) -> Option<usize> {
         .filter(|(d, _)| *d < 70)
         .map(|(_, i)| i)
 }
+
+/// Amplitude of `freq` in `x` (Hann-windowed Goertzel).
+pub fn amplitude(x: &[f32], rate: f32, freq: f32) -> f32 {
+    let n = x.len();
+    let k = 2.0 * (std::f32::consts::TAU * freq / rate).cos();
+    let (mut s1, mut s2, mut wsum) = (0.0f32, 0.0f32, 0.0f32);
+    for (i, &v) in x.iter().enumerate() {
+        let w = 0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / n as f32).cos();
+        wsum += w;
+        let s0 = v * w + k * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - k * s1 * s2;
+    2.0 * power.max(0.0).sqrt() / wsum.max(1e-9)
+}
