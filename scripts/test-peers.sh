@@ -14,6 +14,13 @@ if ! command -v chromium >/dev/null; then
   echo "test peers: chromium $(chromium --version 2>/dev/null)" >&2
 fi
 
+# nginx with the RTMP module: the RTMP receiver of the stream tests.
+if ! [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then
+  $sudo apt-get update -q >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx libnginx-mod-rtmp >/dev/null
+  echo "test peers: nginx with the RTMP module" >&2
+fi
+
 node_dir=target/peers-node
 js="livekit-client@2.23.0 livekit-server-sdk@2.19.2"
 if [ "$(cat "$node_dir/.installed" 2>/dev/null)" != "$js" ]; then

@@ -72,7 +72,7 @@ fn gather(m: &Manager) -> Result<String, prometheus::Error> {
             let wall_frames = (now - t0) as f64 / 1e9 * j.fps as f64;
             speed.with_label_values(&l).set(if wall_frames > 0.0 { n as f64 / wall_frames } else { 0.0 });
         }
-        let size = std::fs::metadata(&j.path).map(|m| m.len()).unwrap_or(0);
+        let size = j.path.as_ref().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len()).unwrap_or(0);
         bytes.with_label_values(&l).set(size as i64);
         uploaded.with_label_values(&l).set(0);
     }

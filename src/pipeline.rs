@@ -7,8 +7,10 @@ use crate::encode::{AudioCodec, AudioEncoder, EncodeError, EncodedPacket, Stream
 use crate::output::OutputError;
 use crate::output::mp4::Mp4Writer;
 use crate::output::mux::MuxWriter;
+use crate::output::stream::PacketSink;
 use crate::render::RenderedFrame;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use thiserror::Error;
@@ -23,6 +25,14 @@ pub enum PipelineError {
     Gone,
     #[error("{0}")]
     Unsupported(String),
+}
+
+/// Where a job's encoded packets go: a file (MP4, OGG, MP3 by its extension) and
+/// packet sinks (streams).
+#[derive(Clone, Default)]
+pub struct Outputs {
+    pub file: Option<PathBuf>,
+    pub sinks: Vec<Arc<dyn PacketSink>>,
 }
 
 /// The file formats a job writes, chosen by the file's extension.
@@ -126,37 +136,46 @@ impl EncodePipeline {
         audio: bool,
         low_latency: bool,
     ) -> Result<Self, PipelineError> {
-        Self::start_named(opts, path, video, audio, low_latency, "encode")
+        let outputs = Outputs { file: Some(path.to_path_buf()), sinks: Vec::new() };
+        Self::start_named(opts, &outputs, video, audio, low_latency, "encode")
     }
 
     /// As `start_with`, naming the encode thread (FFmpeg's worker threads inherit the
     /// name, so a job's CPU can be told apart from another's in one process).
     pub fn start_named(
         opts: &EncodingOptions,
-        path: &Path,
+        outputs: &Outputs,
         video: bool,
         audio: bool,
         low_latency: bool,
         thread_name: &str,
     ) -> Result<Self, PipelineError> {
-        let format = FileFormat::for_path(path);
+        let format = outputs.file.as_deref().map(FileFormat::for_path).unwrap_or(FileFormat::Mp4);
         if video && format != FileFormat::Mp4 {
             return Err(PipelineError::Unsupported(format!(
-                "{}: {format:?} files hold audio only; record audio only or write an MP4",
-                path.display()
+                "{format:?} files hold audio only; record audio only or write an MP4"
             )));
         }
-        let venc = if video { Some(VideoEncoder::new(opts, opts.gop_frames(2.0), low_latency)?) } else { None };
+        // Streams get a keyframe every 4 s unless told otherwise (LiveKit's default); files every 2 s.
+        let gop = opts.gop_frames(if outputs.sinks.is_empty() { 2.0 } else { 4.0 });
+        let venc = if video { Some(VideoEncoder::new(opts, gop, low_latency)?) } else { None };
         let aenc = if audio { Some(AudioEncoder::with_codec(format.audio_codec(), opts)?) } else { None };
         let mut specs = Vec::new();
         specs.extend(venc.as_ref().map(|v| v.spec()));
         specs.extend(aenc.as_ref().map(|a| a.spec()));
-        let writer = FileWriter::create(format, path, &specs)?;
+        let writer = match &outputs.file {
+            Some(path) => Some(FileWriter::create(format, path, &specs)?),
+            None => None,
+        };
+        for s in &outputs.sinks {
+            s.start(&specs);
+        }
+        let sinks = outputs.sinks.clone();
         // A few frames of slack; the producer waits beyond that (offline) or drops (live, later).
         let (tx, rx) = sync_channel(8);
         let handle = std::thread::Builder::new()
             .name(thread_name.into())
-            .spawn(move || run(rx, venc, aenc, writer))
+            .spawn(move || run(rx, venc, aenc, writer, sinks))
             .map_err(|_| PipelineError::Gone)?;
         Ok(Self { tx: Some(tx), handle: Some(handle) })
     }
@@ -199,13 +218,19 @@ fn run(
     rx: Receiver<Msg>,
     mut venc: Option<VideoEncoder>,
     mut aenc: Option<AudioEncoder>,
-    mut writer: FileWriter,
+    mut writer: Option<FileWriter>,
+    sinks: Vec<Arc<dyn PacketSink>>,
 ) -> Result<Summary, PipelineError> {
     let (mut frames, mut blocks) = (0u64, 0u64);
     let mut latencies_us = Vec::new();
-    let write_all = |w: &mut FileWriter, packets: Vec<EncodedPacket>| -> Result<(), PipelineError> {
+    let write_all = |w: &mut Option<FileWriter>, packets: Vec<EncodedPacket>| -> Result<(), PipelineError> {
         for p in packets {
-            w.write(p)?;
+            for s in &sinks {
+                s.write(&p);
+            }
+            if let Some(w) = w.as_mut() {
+                w.write(p)?;
+            }
         }
         Ok(())
     };
@@ -213,6 +238,10 @@ fn run(
         match msg {
             Msg::Video(f, arrivals) => {
                 if let Some(v) = venc.as_mut() {
+                    // (every sink is asked, so each request is cleared)
+                    if sinks.iter().filter(|s| s.take_keyframe_request()).count() > 0 {
+                        v.force_keyframe();
+                    }
                     let packets = v.encode(&f.frame, f.pts_us)?;
                     let out = !packets.is_empty();
                     write_all(&mut writer, packets)?;
@@ -239,7 +268,13 @@ fn run(
         let packets = a.finish()?;
         write_all(&mut writer, packets)?;
     }
-    let path = writer.finish()?;
+    for s in &sinks {
+        s.finish();
+    }
+    let path = match writer {
+        Some(w) => w.finish()?,
+        None => PathBuf::new(),
+    };
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     Ok(Summary { path, video_frames: frames, audio_blocks: blocks, bytes, latencies_us })
 }

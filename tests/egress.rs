@@ -304,9 +304,9 @@ async fn livekit_sdks_start_list_switch_layout_and_stop_a_room_composite_with_we
     assert_eq!(switched["roomComposite"]["layout"], "single-speaker");
     let bad = call(Sdk::Node, &url, SECRET, "updateLayout", json!({ "egressId": node_id, "layout": "mosaic" })).await;
     assert_eq!(bad.unwrap_err()["code"], "invalid_argument");
-    let add = json!({ "egressId": node_id, "add": ["rtmp://127.0.0.1/live/key"] });
-    let e = call(Sdk::Node, &url, SECRET, "updateStream", add).await.unwrap_err();
-    assert!(e["code"] == "invalid_argument" && e["message"].as_str().unwrap().contains("no stream outputs"), "{e}");
+    let remove = json!({ "egressId": node_id, "remove": ["rtmp://127.0.0.1/live/key"] });
+    let e = call(Sdk::Node, &url, SECRET, "updateStream", remove).await.unwrap_err();
+    assert!(e["code"] == "invalid_argument" && e["message"].as_str().unwrap().contains("not one of"), "{e}");
     tokio::time::sleep(Duration::from_secs(5)).await;
     let stopping = call(Sdk::Node, &url, SECRET, "stopEgress", json!({ "egressId": node_id })).await.unwrap();
     assert_eq!(status(&stopping), "EGRESS_ENDING");
@@ -490,10 +490,16 @@ async fn bad_requests_get_the_right_twirp_code_and_a_message_naming_the_problem(
             "audio_only",
         ),
         (
-            "stream outputs",
-            json!({ "roomName": "r", "outputs": { "stream": { "urls": ["rtmp://127.0.0.1/live/k"] } } }),
+            "bad stream URL",
+            json!({ "roomName": "r", "outputs": { "stream": { "urls": ["http://127.0.0.1/live/k"] } } }),
+            "invalid_argument",
+            "rtmp://",
+        ),
+        (
+            "image outputs",
+            json!({ "roomName": "r", "outputs": { "images": { "captureInterval": 5 } } }),
             "unimplemented",
-            "stream outputs",
+            "image outputs",
         ),
         (
             "custom template",
@@ -902,6 +908,220 @@ async fn audio_only_composites_write_ogg_and_mp3_with_every_participants_tone_an
             let a = amplitude(&audio, 16_000.0, tessera::preview::synthetic::tone_hz(i));
             assert!(a > 0.005, "{name}: participant {i}'s tone at {a}");
         }
+    }
+    pubs.abort();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// nginx with the RTMP module, recording every stream it gets to `dir/<key>.flv`.
+struct Nginx(Child);
+
+impl Nginx {
+    fn start(dir: &Path, port: u16) -> Nginx {
+        let rec = dir.join("nginx-rec");
+        std::fs::create_dir_all(dir.join("nginx-logs")).unwrap();
+        std::fs::create_dir_all(&rec).unwrap();
+        let conf = dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\nuser root;\ndaemon off;\nmaster_process off;\n\
+                 error_log {d}/nginx-logs/error.log;\npid {d}/nginx.pid;\nevents {{}}\n\
+                 rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; record all; record_path {r}; record_unique off; }} }} }}\n",
+                d = dir.display(),
+                r = rec.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&conf)
+            .spawn()
+            .expect("nginx runs (make test installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Nginx(child)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Seconds of video in a file, from its decoded frames (a receiver killed mid-stream leaves
+/// no duration in its header).
+fn duration_of(path: &Path) -> f64 {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    // (MPEG-TS lists the stream under its program too: take the first number.)
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split(|c: char| !c.is_ascii_digit()).find_map(|t| t.parse::<f64>().ok()).unwrap_or(0.0) / 15.0
+}
+
+/// Mean absolute difference of two RGB frames.
+fn frame_diff(a: &[u8], b: &[u8]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (*x as i32 - *y as i32).unsigned_abs() as f64).sum::<f64>() / a.len() as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_egress_streams_to_rtmp_and_srt_beside_its_file_and_update_stream_changes_the_urls() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("egress-streams");
+    let room = devroom().await;
+    let pubs = participants(&room, "live", 2);
+    let (nginx_port, victim_port, srt_port) = (free_port(), free_port(), free_port());
+    let _nginx = Nginx::start(&dir, nginx_port);
+    // A second RTMP receiver, to be killed: FFmpeg listening once.
+    let mut victim = Command::new("ffmpeg")
+        .args(["-v", "error", "-listen", "1", "-i", &format!("rtmp://127.0.0.1:{victim_port}/live/victimkey9")])
+        .args(["-c", "copy", "-y"])
+        .arg(dir.join("victim.flv"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut srt = Command::new("ffmpeg")
+        .args(["-v", "error", "-i", &format!("srt://127.0.0.1:{srt_port}?mode=listener"), "-c", "copy", "-y"])
+        .arg(dir.join("srt.ts"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let serve = Serve::start(&dir, &format!("ws_url: {}\n", room.url()));
+    let url = serve.url.clone();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let nginx = |key: &str| format!("rtmp://127.0.0.1:{nginx_port}/live/{key}");
+    let victim_url = format!("rtmp://127.0.0.1:{victim_port}/live/victimkey9");
+    let args = json!({
+        "roomName": "live",
+        "outputs": {
+            "file": { "filepath": "live.mp4" },
+            "stream": { "urls": [nginx("alphakey01"), victim_url, format!("srt://127.0.0.1:{srt_port}")] },
+        },
+        "advanced": { "width": 640, "height": 360, "framerate": 15, "videoBitrate": 1200 },
+    });
+    let info = call(Sdk::Node, &url, SECRET, "startRoomComposite", args).await.unwrap();
+    let id = info["egressId"].as_str().unwrap().to_string();
+    let active = wait_for(Sdk::Node, &url, &id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+    let t0 = Instant::now();
+    assert!(!active.to_string().contains("alphakey01"), "a stream key in EgressInfo: {active}");
+
+    // 4 s in: a third RTMP URL added, the first removed.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let upd = json!({ "egressId": id, "add": [nginx("gammakey03")], "remove": [nginx("alphakey01")] });
+    let updated = call(Sdk::Node, &url, SECRET, "updateStream", upd).await.unwrap();
+    let changed_at = t0.elapsed().as_secs_f64();
+    assert_eq!(updated["streamResults"].as_array().unwrap().len(), 4, "{updated}");
+    let bad = call(
+        Sdk::Python,
+        &url,
+        SECRET,
+        "updateStream",
+        json!({ "egressId": id, "remove": ["rtmp://127.0.0.1/live/nothere"] }),
+    )
+    .await;
+    assert_eq!(bad.unwrap_err()["code"], "invalid_argument");
+    // 8 s in: the FFmpeg receiver dies.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    victim.kill().unwrap();
+    let _ = victim.wait();
+    let killed_at = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mid = call(Sdk::Node, &url, SECRET, "listEgress", json!({ "egressId": id })).await.unwrap();
+    let victim_info = mid[0]["streamResults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["url"].as_str().unwrap().contains(&victim_port.to_string()))
+        .unwrap()
+        .clone();
+    assert!(
+        victim_info["retries"].as_u64().unwrap_or(0) >= 1 && !victim_info["error"].as_str().unwrap_or("").is_empty(),
+        "{victim_info}"
+    );
+    call(Sdk::Node, &url, SECRET, "stopEgress", json!({ "egressId": id })).await.unwrap();
+    let done = wait_for(Sdk::Node, &url, &id, "complete", |i| status(i) != "EGRESS_ENDING").await;
+    let total = t0.elapsed().as_secs_f64();
+    assert_eq!(status(&done), "EGRESS_COMPLETE", "{done}");
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while srt.try_wait().unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let _ = srt.kill();
+
+    // Reported: each URL once, keys redacted, the killed one FAILED with its error, the others FINISHED.
+    let results = done["streamResults"].as_array().unwrap();
+    let by = |needle: &str| {
+        results
+            .iter()
+            .find(|s| s["url"].as_str().unwrap().contains(needle))
+            .unwrap_or_else(|| panic!("{needle}: {done}"))
+    };
+    assert_eq!(by("{a...1}")["status"], "FINISHED", "{done}");
+    assert_eq!(by("{g...3}")["status"], "FINISHED", "{done}");
+    assert_eq!(by("srt://")["status"], "FINISHED", "{done}");
+    assert_eq!(by(&victim_port.to_string())["status"], "FAILED", "{done}");
+    let text = done.to_string() + &log(&dir);
+    for key in ["alphakey01", "gammakey03", "victimkey9"] {
+        assert!(!text.contains(key), "stream key {key} in the results or the log");
+    }
+
+    // What each receiver got: the file and SRT all along, alpha until its removal, gamma from its
+    // addition, the victim until it died; each decodes from its first frame.
+    let (file, _) = check_file(&done, &serve.out, 640, 360);
+    let rec = dir.join("nginx-rec");
+    for (path, from, to) in [
+        (file.clone(), 0.0, total),
+        (dir.join("srt.ts"), 0.0, total),
+        (rec.join("alphakey01.flv"), 0.0, changed_at),
+        (rec.join("gammakey03.flv"), changed_at, total),
+        (dir.join("victim.flv"), 0.0, killed_at),
+    ] {
+        let d = duration_of(&path);
+        if path.ends_with("victim.flv") {
+            // Killed with SIGKILL, FFmpeg loses what it had not written yet.
+            assert!(d > 2.0 && d < to + 1.0, "{path:?}: {d:.2} s before it was killed at {to:.2} s");
+        } else {
+            assert!((d - (to - from)).abs() < 2.0, "{path:?}: {d:.2} s, expected about {:.2}", to - from);
+        }
+        let p = probe(&path);
+        assert_eq!(stream(&p, "video")["codec_name"], "h264", "{path:?}");
+        assert_eq!(stream(&p, "audio")["codec_name"], "aac", "{path:?}");
+        if !path.ends_with("victim.flv") {
+            let (ok, errors) = decode_errors(&path);
+            assert!(ok && errors.is_empty(), "{path:?}: {errors}");
+        }
+    }
+    // Same content: the SRT stream and the file show the same frames (one encode, written twice;
+    // both begin with the first encoded frame).
+    let (a, b) = (frames(&file, 640, 360), frames(&dir.join("srt.ts"), 640, 360));
+    for k in [15, 45, 90, 150] {
+        let d = frame_diff(&a[k], &b[k]);
+        assert!(d < 3.0, "file and SRT differ at frame {k}: {d}");
     }
     pubs.abort();
 }

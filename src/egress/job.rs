@@ -4,6 +4,7 @@
 use super::request::Plan;
 use super::unix_ns;
 use super::webhook::Notifier;
+use crate::output::stream::StreamSet;
 use crate::recorder::{self, LiveLayout, LiveStats, RecordJob, RecordSummary, StopHandle};
 use livekit_protocol as proto;
 use proto::EgressStatus as S;
@@ -16,7 +17,9 @@ pub struct Job {
     pub cost: f64,
     /// Name of the job's threads (for its CPU).
     pub thread_name: String,
-    pub path: PathBuf,
+    /// The file (none when the egress only streams).
+    pub path: Option<PathBuf>,
+    pub streams: Arc<StreamSet>,
     pub fps: u32,
     info: Mutex<proto::EgressInfo>,
     stop: StopHandle,
@@ -27,12 +30,20 @@ pub struct Job {
 }
 
 impl Job {
-    pub fn new(info: proto::EgressInfo, plan: &Plan, rec: &RecordJob, cost: f64, webhooks: Notifier) -> Arc<Self> {
+    pub fn new(
+        info: proto::EgressInfo,
+        plan: &Plan,
+        rec: &RecordJob,
+        streams: Arc<StreamSet>,
+        cost: f64,
+        webhooks: Notifier,
+    ) -> Arc<Self> {
         Arc::new(Self {
             id: info.egress_id.clone(),
             cost,
             thread_name: rec.thread_name.clone(),
-            path: plan.file.path.clone(),
+            path: plan.file.as_ref().map(|f| f.path.clone()),
+            streams,
             fps: plan.encoding.framerate,
             info: Mutex::new(info),
             stop: StopHandle::default(),
@@ -43,8 +54,42 @@ impl Job {
         })
     }
 
+    /// The EgressInfo now, with each stream's current state.
     pub fn info(&self) -> proto::EgressInfo {
-        self.lock().clone()
+        let mut i = self.lock().clone();
+        self.fill_streams(&mut i);
+        i
+    }
+
+    fn fill_streams(&self, i: &mut proto::EgressInfo) {
+        i.stream_results = self.streams.infos();
+        #[allow(deprecated)]
+        if let Some(proto::egress_info::Result::Stream(list)) = &mut i.result {
+            list.info = i.stream_results.clone();
+        }
+    }
+
+    /// UpdateStream: adds and removes URLs; removing the last one of an egress without a file ends it.
+    pub fn update_streams(&self, add: &[String], remove: &[String]) -> Result<proto::EgressInfo, super::EgressError> {
+        use super::request::RequestError;
+        for url in add {
+            self.streams
+                .add(url)
+                .map_err(|e| RequestError::Invalid { field: "add_output_urls", why: e.to_string() })?;
+        }
+        for url in remove {
+            self.streams
+                .remove(url)
+                .map_err(|e| RequestError::Invalid { field: "remove_output_urls", why: e.to_string() })?;
+        }
+        if self.path.is_none() && self.streams.live() == 0 {
+            tracing::info!(egress_id = %self.id, "its last stream was removed: ending");
+            return Ok(self.request_stop());
+        }
+        let mut i = self.lock();
+        i.updated_at = unix_ns();
+        drop(i);
+        Ok(self.info())
     }
 
     fn lock(&self) -> MutexGuard<'_, proto::EgressInfo> {
@@ -65,6 +110,7 @@ impl Job {
             let mut i = self.lock();
             f(&mut i);
             i.updated_at = unix_ns();
+            self.fill_streams(&mut i);
             i.clone()
         };
         self.webhooks.send(event, &info);
@@ -152,7 +198,9 @@ impl Job {
         let started = self.stats.started_at_ns();
         if started.is_none() || s.duration_s <= 0.0 {
             // Nothing was ever recorded: LiveKit's ABORTED, and no empty file left behind.
-            let _ = std::fs::remove_file(&s.file.path);
+            if self.path.is_some() {
+                let _ = std::fs::remove_file(&s.file.path);
+            }
             return self.update("egress_ended", |i| {
                 i.status = S::EgressAborted as i32;
                 i.error = "the room never became recordable: the egress ended before any media arrived".into();
@@ -163,6 +211,11 @@ impl Job {
         }
         let size = std::fs::metadata(&s.file.path).map(|m| m.len()).unwrap_or(s.file.bytes);
         let limited = limit.is_some() && s.ended_by == "the duration ended";
+        // Streams that gave up make the egress FAILED only when nothing else was recorded.
+        let streams = self.streams.infos();
+        let all_failed = self.path.is_none()
+            && !streams.is_empty()
+            && streams.iter().all(|st| st.status == proto::stream_info::Status::Failed as i32);
         self.update("egress_ended", |i| {
             i.room_id = s.room_sid.clone();
             i.ended_at = now;
@@ -178,7 +231,13 @@ impl Job {
                     i.result = Some(proto::egress_info::Result::File(f.clone()));
                 }
             }
-            if limited {
+            if all_failed {
+                i.status = S::EgressFailed as i32;
+                i.error = format!(
+                    "every stream failed: {}",
+                    streams.iter().map(|st| format!("{} ({})", st.url, st.error)).collect::<Vec<_>>().join("; ")
+                );
+            } else if limited {
                 i.status = S::EgressLimitReached as i32;
                 i.error = format!(
                     "session limit reached: file_output_max_duration is {}",

@@ -8,6 +8,7 @@ pub mod webhook;
 
 use crate::config::service::ServiceConfig;
 use crate::layout::LayoutSet;
+use crate::output::stream::{StreamSet, redact};
 use crate::recorder::{RecordJob, token};
 use crate::render::Backend;
 use job::Job;
@@ -151,19 +152,31 @@ impl Manager {
             .layouts
             .resolve(&plan.layout)
             .map_err(|e| RequestError::Invalid { field: "layout", why: e.to_string() })?;
-        let mut rec = RecordJob::new(&self.cfg.ws_url, &token, layout, plan.encoding.clone(), &plan.file.path);
+        let request = redact_request(request);
+        let file_path = plan.file.as_ref().map(|f| f.path.clone()).unwrap_or_default();
+        let mut rec = RecordJob::new(&self.cfg.ws_url, &token, layout, plan.encoding.clone(), &file_path);
+        rec.output = plan.file.as_ref().map(|f| f.path.clone());
+        let streams = StreamSet::new(&plan.streams)
+            .map_err(|e| RequestError::Invalid { field: "stream_outputs", why: e.to_string() })?;
+        rec.sinks = vec![streams.clone()];
         rec.audio_only = plan.audio_only;
         rec.video_only = plan.video_only;
         rec.backend = self.backend;
-        rec.duration = self.cfg.session_limits.file_output_max_duration;
+        rec.duration = self.session_limit(&plan);
         // Thread names hold 15 bytes: "EG_" and 12 characters.
         rec.thread_name = id.chars().take(15).collect();
-        if let Some(dir) = plan.file.path.parent() {
+        if let Some(dir) = plan.file.as_ref().and_then(|f| f.path.parent()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| EgressError::Internal(format!("cannot create {}: {e}", dir.display())))?;
         }
         let now = unix_ns();
-        let file = proto::FileInfo { filename: plan.file.filename.clone(), ..Default::default() };
+        let file = plan.file.as_ref().map(|f| proto::FileInfo { filename: f.filename.clone(), ..Default::default() });
+        let stream_results = streams.infos();
+        #[allow(deprecated)]
+        let result = match &file {
+            Some(f) => Some(proto::egress_info::Result::File(f.clone())),
+            None => Some(proto::egress_info::Result::Stream(proto::StreamInfoList { info: stream_results.clone() })),
+        };
         #[allow(deprecated)]
         let info = proto::EgressInfo {
             egress_id: id.clone(),
@@ -172,8 +185,9 @@ impl Manager {
             source_type: proto::EgressSourceType::Web as i32,
             status: proto::EgressStatus::EgressStarting as i32,
             updated_at: now,
-            file_results: vec![file.clone()],
-            result: Some(proto::egress_info::Result::File(file)),
+            file_results: file.into_iter().collect(),
+            stream_results,
+            result,
             request: Some(request),
             ..Default::default()
         };
@@ -187,15 +201,25 @@ impl Manager {
                 return Err(EgressError::Exhausted { need: cost, free: (budget - committed).max(0.0), budget });
             }
             let own = webhook::Notifier::start(&plan.webhooks, &self.cfg.api_key, &self.cfg.api_secret);
-            let job = Job::new(info.clone(), &plan, &rec, cost, self.webhooks.clone().with(own));
+            let job = Job::new(info.clone(), &plan, &rec, streams, cost, self.webhooks.clone().with(own));
             self.forget_old(&mut jobs);
             jobs.push(job.clone());
             job
         };
         self.counters.started.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(egress_id = %id, room = %plan.room_name, layout = %plan.layout, file = %plan.file.filename, "egress starting");
-        tokio::spawn(job.run(rec, self.cfg.session_limits.file_output_max_duration));
+        let file = plan.file.as_ref().map(|f| f.filename.as_str()).unwrap_or("-");
+        let redacted: Vec<String> = plan.streams.iter().map(|u| redact(u)).collect();
+        tracing::info!(egress_id = %id, room = %plan.room_name, layout = %plan.layout, file, streams = ?redacted, "egress starting");
+        tokio::spawn(job.run(rec, self.session_limit(&plan)));
         Ok(info)
+    }
+
+    /// The shortest session limit among the plan's outputs.
+    fn session_limit(&self, plan: &request::Plan) -> Option<Duration> {
+        let l = &self.cfg.session_limits;
+        let file = plan.file.as_ref().and(l.file_output_max_duration);
+        let stream = if plan.streams.is_empty() { None } else { l.stream_output_max_duration };
+        [file, stream].into_iter().flatten().min()
     }
 
     /// Tessera's measured cost: the configured room composite cost at 720p30, scaled by pixels per second.
@@ -243,15 +267,10 @@ impl Manager {
     }
 
     pub fn update_stream(&self, req: proto::UpdateStreamRequest) -> Result<proto::EgressInfo, EgressError> {
-        let _job = self.find_active(&req.egress_id, "its streams cannot change")?;
-        Err(RequestError::Invalid {
-            field: "egress_id",
-            why: format!(
-                "egress {} has no stream outputs (stream outputs are not implemented yet), so UpdateStream has nothing to change",
-                req.egress_id
-            ),
-        }
-        .into())
+        let job = self.find_active(&req.egress_id, "its streams cannot change")?;
+        let info = job.update_streams(&req.add_output_urls, &req.remove_output_urls)?;
+        tracing::info!(egress_id = %job.id, added = req.add_output_urls.len(), removed = req.remove_output_urls.len(), "streams updated");
+        Ok(info)
     }
 
     pub fn list(&self, req: &proto::ListEgressRequest) -> proto::ListEgressResponse {
@@ -295,6 +314,29 @@ impl Manager {
             j.ended().await;
         }
     }
+}
+
+/// The request as EgressInfo shows it: stream keys hidden, as LiveKit does.
+fn redact_request(mut r: proto::egress_info::Request) -> proto::egress_info::Request {
+    let hide = |urls: &mut Vec<String>| urls.iter_mut().for_each(|u| *u = redact(u));
+    match &mut r {
+        proto::egress_info::Request::RoomComposite(rc) => {
+            rc.stream_outputs.iter_mut().for_each(|s| hide(&mut s.urls));
+            #[allow(deprecated)]
+            if let Some(proto::room_composite_egress_request::Output::Stream(s)) = &mut rc.output {
+                hide(&mut s.urls);
+            }
+        }
+        proto::egress_info::Request::Egress(e) => {
+            for o in &mut e.outputs {
+                if let Some(proto::output::Config::Stream(s)) = &mut o.config {
+                    hide(&mut s.urls);
+                }
+            }
+        }
+        _ => {}
+    }
+    r
 }
 
 /// `EG_` and 12 random characters, as LiveKit's egress ids.

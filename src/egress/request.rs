@@ -63,7 +63,9 @@ pub struct CompositeRequest {
     pub custom_base_url: String,
     /// (file_type, filepath, has cloud storage)
     pub files: Vec<(i32, String, bool)>,
-    pub streams: usize,
+    /// Stream URLs (RTMP, RTMPS, SRT), and whether any asked for websocket.
+    pub streams: Vec<String>,
+    pub websocket: bool,
     pub segments: usize,
     pub images: usize,
     pub preset: Option<i32>,
@@ -100,7 +102,16 @@ impl CompositeRequest {
             video_only: r.video_only,
             custom_base_url: r.custom_base_url.clone(),
             files: files.into_iter().map(|f| (f.file_type, f.filepath.clone(), f.output.is_some())).collect(),
-            streams: count(r.stream_outputs.len(), legacy_stream.is_some()),
+            streams: if r.stream_outputs.is_empty() {
+                legacy_stream.map(|s| s.urls.clone()).unwrap_or_default()
+            } else {
+                r.stream_outputs.iter().flat_map(|s| s.urls.clone()).collect()
+            },
+            websocket: r
+                .stream_outputs
+                .iter()
+                .chain(legacy_stream)
+                .any(|s| s.protocol == proto::StreamProtocol::Websocket as i32),
             segments: count(r.segment_outputs.len(), legacy_segments.is_some()),
             images: r.image_outputs.len(),
             preset,
@@ -145,7 +156,10 @@ impl CompositeRequest {
         for o in &r.outputs {
             match &o.config {
                 Some(Config::File(f)) => c.files.push((f.file_type, f.filepath.clone(), o.storage.is_some())),
-                Some(Config::Stream(_)) => c.streams += 1,
+                Some(Config::Stream(st)) => {
+                    c.streams.extend(st.urls.iter().cloned());
+                    c.websocket |= st.protocol == proto::StreamProtocol::Websocket as i32;
+                }
                 Some(Config::Segments(_)) => c.segments += 1,
                 Some(Config::Images(_)) => c.images += 1,
                 None => return Err(invalid("outputs", "an output has no file, stream, segments or images")),
@@ -176,7 +190,9 @@ pub struct Plan {
     pub audio_only: bool,
     pub video_only: bool,
     pub encoding: EncodingOptions,
-    pub file: FilePlan,
+    pub file: Option<FilePlan>,
+    /// Stream URLs (with their keys: never log them; see `output::stream::redact`).
+    pub streams: Vec<String>,
     /// The request's own webhook URLs.
     pub webhooks: Vec<String>,
 }
@@ -207,7 +223,7 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
     if !c.audio_only && !ctx.layouts.contains(&layout) {
         return Err(invalid("layout", format!("{layout:?} is unknown; valid layouts: {}", ctx.layouts.join(", "))));
     }
-    if c.files.is_empty() && c.streams + c.segments + c.images == 0 {
+    if c.files.is_empty() && c.streams.is_empty() && c.segments + c.images == 0 {
         return Err(invalid(
             "file_outputs",
             "the request has no outputs: give file_outputs, stream_outputs, segment_outputs or image_outputs",
@@ -216,8 +232,15 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
     if c.files.len() > 1 {
         return Err(invalid("file_outputs", format!("{} file outputs given; at most one is allowed", c.files.len())));
     }
-    for (n, kind) in [(c.streams, "stream outputs"), (c.segments, "segment (HLS) outputs"), (c.images, "image outputs")]
-    {
+    if c.websocket {
+        return Err(RequestError::Unimplemented(
+            "websocket streams are not implemented; use rtmp://, rtmps:// or srt://".into(),
+        ));
+    }
+    for url in &c.streams {
+        crate::output::stream::check_url(url).map_err(|e| invalid("stream_outputs", e.to_string()))?;
+    }
+    for (n, kind) in [(c.segments, "segment (HLS) outputs"), (c.images, "image outputs")] {
         if n > 0 {
             return Err(RequestError::Unimplemented(format!(
                 "{kind} are not implemented yet; this service writes file outputs"
@@ -244,8 +267,41 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
         }
     }
     let encoding = encoding(c)?;
-    let (file_type, filepath, _) = &c.files[0];
-    let file_type = resolve_file_type(*file_type, filepath, c.audio_only)?;
+    let file = match c.files.first() {
+        Some((file_type, filepath, _)) => Some(file_plan(c, ctx, *file_type, filepath)?),
+        None => None,
+    };
+    if let Some(f) = &file
+        && f.file_type != FileType::Mp4
+        && !c.streams.is_empty()
+    {
+        return Err(invalid(
+            "stream_outputs",
+            format!(
+                "streams carry AAC audio, which {:?} files cannot hold; record streams with an MP4 file",
+                f.file_type
+            ),
+        ));
+    }
+    Ok(Plan {
+        room_name: c.room_name.clone(),
+        layout,
+        audio_only: c.audio_only,
+        video_only: c.video_only,
+        encoding,
+        file,
+        streams: c.streams.clone(),
+        webhooks: c.webhooks.iter().map(|(u, _)| u.clone()).collect(),
+    })
+}
+
+fn file_plan(
+    c: &CompositeRequest,
+    ctx: &PlanContext,
+    file_type: i32,
+    filepath: &str,
+) -> Result<FilePlan, RequestError> {
+    let file_type = resolve_file_type(file_type, filepath, c.audio_only)?;
     // Each file type has its one audio codec: AAC in MP4, Opus in OGG, MP3 in MP3.
     let wanted = match file_type {
         FileType::Mp4 => proto::AudioCodec::Aac,
@@ -268,15 +324,7 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
     let filename = expand_filename(filepath, &c.room_name, file_type, ctx.now)?;
     let path = confine(ctx.output_dir, &filename)?;
     let filename = path.strip_prefix(ctx.output_dir).map(|p| p.to_string_lossy().into_owned()).unwrap_or(filename);
-    Ok(Plan {
-        room_name: c.room_name.clone(),
-        layout,
-        audio_only: c.audio_only,
-        video_only: c.video_only,
-        encoding,
-        file: FilePlan { file_type, filename, path },
-        webhooks: c.webhooks.iter().map(|(u, _)| u.clone()).collect(),
-    })
+    Ok(FilePlan { file_type, filename, path })
 }
 
 fn resolve_file_type(requested: i32, filepath: &str, audio_only: bool) -> Result<FileType, RequestError> {
@@ -433,16 +481,25 @@ mod tests {
     #[test]
     fn names_and_paths_follow_livekit() {
         let p = plan_of(&file_req("{room_name}/take")).unwrap();
-        assert_eq!(p.file.filename, "r1/take.mp4");
-        assert_eq!(p.file.path, PathBuf::from("/srv/rec/r1/take.mp4"));
+        assert_eq!(p.file.as_ref().unwrap().filename, "r1/take.mp4");
+        assert_eq!(p.file.as_ref().unwrap().path, PathBuf::from("/srv/rec/r1/take.mp4"));
         let p = plan_of(&file_req("")).unwrap();
-        assert!(p.file.filename.starts_with("r1-") && p.file.filename.ends_with(".mp4"), "{}", p.file.filename);
+        assert!(
+            p.file.as_ref().unwrap().filename.starts_with("r1-") && p.file.as_ref().unwrap().filename.ends_with(".mp4"),
+            "{}",
+            p.file.as_ref().unwrap().filename
+        );
         let p = plan_of(&file_req("dir/")).unwrap();
-        assert!(p.file.filename.starts_with("dir/r1-"), "{}", p.file.filename);
+        assert!(p.file.as_ref().unwrap().filename.starts_with("dir/r1-"), "{}", p.file.as_ref().unwrap().filename);
         let p = plan_of(&file_req("/srv/rec/abs.mp4")).unwrap();
-        assert_eq!(p.file.filename, "abs.mp4");
+        assert_eq!(p.file.as_ref().unwrap().filename, "abs.mp4");
         let p = plan_of(&file_req("x-{utc}.mp4")).unwrap();
-        assert_eq!(p.file.filename.len(), "x-.mp4".len() + 17, "{}", p.file.filename);
+        assert_eq!(
+            p.file.as_ref().unwrap().filename.len(),
+            "x-.mp4".len() + 17,
+            "{}",
+            p.file.as_ref().unwrap().filename
+        );
     }
 
     #[test]
@@ -486,12 +543,14 @@ mod tests {
         {
             r.output = Some(Output::File(r.file_outputs[0].clone()));
         }
-        assert_eq!(plan_of(&r).unwrap().file.filename, "a.mp4");
+        assert_eq!(plan_of(&r).unwrap().file.unwrap().filename, "a.mp4");
         r.file_outputs.clear();
-        assert_eq!(plan_of(&r).unwrap().file.filename, "a.mp4");
+        assert_eq!(plan_of(&r).unwrap().file.unwrap().filename, "a.mp4");
         let mut s = file_req("a.mp4");
-        s.stream_outputs.push(proto::StreamOutput::default());
-        assert!(matches!(plan_of(&s), Err(RequestError::Unimplemented(m)) if m.contains("stream")));
+        s.stream_outputs.push(proto::StreamOutput { urls: vec!["http://x/y".into()], ..Default::default() });
+        assert!(matches!(plan_of(&s), Err(RequestError::Invalid { field: "stream_outputs", .. })));
+        s.stream_outputs[0].urls = vec!["rtmp://127.0.0.1/live/key".into()];
+        assert_eq!(plan_of(&s).unwrap().streams.len(), 1);
     }
 
     #[test]

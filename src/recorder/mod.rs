@@ -66,8 +66,10 @@ pub struct RecordJob {
     pub max_wait: Duration,
     /// Start the output this long after joining even if no media came yet.
     pub start_timeout: Duration,
-    /// The file to write; `{room_id}` in it is replaced by the room's sid once joined.
-    pub output: PathBuf,
+    /// The file to write (none: streams only); `{room_id}` in it is replaced by the room's sid once joined.
+    pub output: Option<PathBuf>,
+    /// Where encoded packets also go (live streams).
+    pub sinks: Vec<Arc<dyn crate::output::stream::PacketSink>>,
     /// Name of every thread the recording starts (FFmpeg's threads inherit it), so its
     /// CPU can be measured apart from other recordings in the same process.
     pub thread_name: String,
@@ -89,7 +91,8 @@ impl RecordJob {
             audio_delay: Duration::from_millis(200),
             max_wait: Duration::from_millis(300),
             start_timeout: Duration::from_secs(5),
-            output: output.to_path_buf(),
+            output: Some(output.to_path_buf()),
+            sinks: Vec::new(),
             thread_name: "record".into(),
             stats: Arc::default(),
         }
@@ -157,7 +160,7 @@ pub async fn record(mut job: RecordJob, stop: StopHandle) -> Result<RecordSummar
     .await?;
     let room_name = client.join.room.as_ref().map(|r| r.name.clone()).unwrap_or_default();
     let room_sid = client.join.room.as_ref().map(|r| r.sid.clone()).unwrap_or_default();
-    job.output = PathBuf::from(job.output.to_string_lossy().replace("{room_id}", &room_sid));
+    job.output = job.output.map(|o| PathBuf::from(o.to_string_lossy().replace("{room_id}", &room_sid)));
     tracing::info!(room = %room_name, "joined as a hidden recorder");
     let ctx = Arc::new(ReceiveContext {
         store: Arc::new(Mutex::new(MediaStore::default())),
@@ -267,8 +270,9 @@ fn composite(
     let (w, h, fps) = (enc.width, enc.height, enc.framerate.max(1) as i64);
     let now_us = || epoch.elapsed().as_micros() as i64;
     // Encoder and renderer are ready before the media is.
+    let outputs = crate::pipeline::Outputs { file: job.output.clone(), sinks: job.sinks.clone() };
     let pipeline =
-        EncodePipeline::start_named(enc, &job.output, !job.audio_only, !job.video_only, true, &job.thread_name)?;
+        EncodePipeline::start_named(enc, &outputs, !job.audio_only, !job.video_only, true, &job.thread_name)?;
     let mut renderer = if job.audio_only { None } else { Some(render::create(job.backend, w, h)?) };
     let describe = renderer.as_ref().map(|r| r.describe()).unwrap_or_else(|| "none (audio only)".into());
     // The output starts with the first decoded video frame (the first audio for audio only), so

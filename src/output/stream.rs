@@ -1,0 +1,402 @@
+//! Live streams: RTMP and RTMPS (FLV) and SRT (MPEG-TS), several URLs at once.
+//! Each URL has its own thread and a bounded queue of encoded packets, so a slow
+//! or dead receiver never holds up the encoder or the other outputs: a full queue
+//! drops packets until the next keyframe, a failed connection is retried with
+//! backoff and, after the last retry, reported FAILED. Every connection starts on
+//! a keyframe with its timestamps from zero. URLs can be added and removed while
+//! the job runs (UpdateStream); stream keys never appear in logs or results.
+
+use super::OutputError;
+use super::mux::MuxWriter;
+use crate::encode::{EncodedPacket, StreamKind, StreamSpec};
+use livekit_protocol as proto;
+use proto::stream_info::Status;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Packets a receiver may fall behind by (about 5 s of 30 fps video and its audio).
+const QUEUE: usize = 400;
+/// Retries of a failed URL before it is reported FAILED; the waits double from 1 s.
+const RETRIES: u32 = 3;
+
+/// A packet source the encode thread feeds (streams now; segments next).
+pub trait PacketSink: Send + Sync {
+    /// The encoders' streams, once, before any packet.
+    fn start(&self, specs: &[StreamSpec]);
+    fn write(&self, p: &EncodedPacket);
+    /// The job is ending: flush and close everything.
+    fn finish(&self);
+    /// Whether the sink wants the next video frame to be a keyframe (a receiver
+    /// just joined or lost packets); asking clears the request.
+    fn take_keyframe_request(&self) -> bool {
+        false
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StreamError {
+    #[error("{0:?} is not a stream URL: use rtmp://, rtmps:// or srt://")]
+    BadUrl(String),
+    #[error("{0} is already streamed to")]
+    Duplicate(String),
+    #[error("{0} is not one of this egress's streams")]
+    Unknown(String),
+}
+
+/// All stream URLs of one job.
+#[derive(Default)]
+pub struct StreamSet(Mutex<Inner>, std::sync::atomic::AtomicBool);
+
+#[derive(Default)]
+struct Inner {
+    specs: Option<Vec<StreamSpec>>,
+    streams: Vec<Stream>,
+    finished: bool,
+}
+
+struct Stream {
+    url: String,
+    info: Arc<Mutex<proto::StreamInfo>>,
+    /// None once removed, failed or finished.
+    tx: Option<SyncSender<EncodedPacket>>,
+    /// A full queue dropped a packet: skip to the next keyframe.
+    resync: bool,
+    worker: Option<std::thread::JoinHandle<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_ns() -> i64 {
+    crate::recorder::control::unix_ns()
+}
+
+/// Checks a stream URL.
+pub fn check_url(url: &str) -> Result<(), StreamError> {
+    let ok = ["rtmp://", "rtmps://", "srt://"].iter().any(|s| url.starts_with(s)) && url.len() > 8;
+    if ok { Ok(()) } else { Err(StreamError::BadUrl(redact(url))) }
+}
+
+/// The URL with its secrets hidden: an RTMP stream key keeps its first and last
+/// character (`rtmp://host/live/{a...z}`), SRT's `streamid` and `passphrase` are hidden.
+pub fn redact(url: &str) -> String {
+    if let Some((base, query)) = url.split_once('?') {
+        let q: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if ["streamid", "passphrase", "key"].contains(&k) => format!("{k}={{...}}"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        return format!("{}?{}", redact(base), q.join("&"));
+    }
+    if !(url.starts_with("rtmp://") || url.starts_with("rtmps://")) {
+        return url.to_string();
+    }
+    match url.rsplit_once('/') {
+        Some((base, key)) if !key.is_empty() && base.matches('/').count() >= 3 => {
+            let chars: Vec<char> = key.chars().collect();
+            let shown = if chars.len() > 6 {
+                format!("{{{}...{}}}", chars[0], chars[chars.len() - 1])
+            } else {
+                "{...}".to_string()
+            };
+            format!("{base}/{shown}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl StreamSet {
+    pub fn new(urls: &[String]) -> Result<Arc<Self>, StreamError> {
+        let set = Arc::new(Self::default());
+        for u in urls {
+            set.add(u)?;
+        }
+        Ok(set)
+    }
+
+    /// Adds a URL; it starts with the next keyframe.
+    pub fn add(&self, url: &str) -> Result<(), StreamError> {
+        check_url(url)?;
+        let mut inner = lock(&self.0);
+        if inner.streams.iter().any(|s| s.url == url && s.tx.is_some()) {
+            return Err(StreamError::Duplicate(redact(url)));
+        }
+        let info = Arc::new(Mutex::new(proto::StreamInfo {
+            url: redact(url),
+            status: Status::Active as i32,
+            ..Default::default()
+        }));
+        let mut s = Stream { url: url.to_string(), info, tx: None, resync: false, worker: None };
+        if let Some(specs) = inner.specs.clone() {
+            spawn(&mut s, specs);
+            // A receiver added mid-way starts at once rather than at the next scheduled keyframe.
+            self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        inner.streams.push(s);
+        Ok(())
+    }
+
+    /// Removes a URL: its connection is closed cleanly and reported FINISHED.
+    pub fn remove(&self, url: &str) -> Result<(), StreamError> {
+        let mut inner = lock(&self.0);
+        let specs_known = inner.specs.is_some();
+        let s = inner
+            .streams
+            .iter_mut()
+            .find(|s| s.url == url && is_live(s))
+            .ok_or_else(|| StreamError::Unknown(redact(url)))?;
+        s.tx = None; // the worker finishes its queue, closes and reports
+        if !specs_known {
+            finish_info(&s.info, Status::Finished, None);
+        }
+        Ok(())
+    }
+
+    /// URLs still streaming (or retrying).
+    pub fn live(&self) -> usize {
+        lock(&self.0).streams.iter().filter(|s| is_live(s)).count()
+    }
+
+    /// StreamInfo for every URL this job has had.
+    pub fn infos(&self) -> Vec<proto::StreamInfo> {
+        lock(&self.0).streams.iter().map(|s| lock(&s.info).clone()).collect()
+    }
+}
+
+fn is_live(s: &Stream) -> bool {
+    Status::try_from(lock(&s.info).status) == Ok(Status::Active) && (s.tx.is_some() || s.worker.is_none())
+}
+
+impl PacketSink for StreamSet {
+    fn start(&self, specs: &[StreamSpec]) {
+        let mut inner = lock(&self.0);
+        inner.specs = Some(specs.to_vec());
+        for s in inner.streams.iter_mut().filter(|s| s.worker.is_none() && s.tx.is_none()) {
+            if Status::try_from(lock(&s.info).status) == Ok(Status::Active) {
+                spawn(s, specs.to_vec());
+            }
+        }
+    }
+
+    fn write(&self, p: &EncodedPacket) {
+        let mut inner = lock(&self.0);
+        for s in inner.streams.iter_mut() {
+            let Some(tx) = &s.tx else { continue };
+            if s.resync {
+                if !(p.kind == StreamKind::Video && p.packet.is_key()) {
+                    continue;
+                }
+                s.resync = false;
+            }
+            let copy = EncodedPacket { kind: p.kind, packet: p.packet.clone(), time_base: p.time_base };
+            match tx.try_send(copy) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    s.resync = true;
+                    self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                // The worker gave up (FAILED); its info says why.
+                Err(TrySendError::Disconnected(_)) => s.tx = None,
+            }
+        }
+    }
+
+    fn take_keyframe_request(&self) -> bool {
+        self.1.swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn finish(&self) {
+        let workers: Vec<_> = {
+            let mut inner = lock(&self.0);
+            inner.finished = true;
+            inner
+                .streams
+                .iter_mut()
+                .map(|s| {
+                    s.tx = None;
+                    if s.worker.is_none() && Status::try_from(lock(&s.info).status) == Ok(Status::Active) {
+                        finish_info(&s.info, Status::Finished, None);
+                    }
+                    s.worker.take()
+                })
+                .collect()
+        };
+        // A worker stuck in a blocking write is left behind after a while rather than holding up the job.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for w in workers.into_iter().flatten() {
+            while !w.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if w.is_finished() {
+                let _ = w.join();
+            }
+        }
+    }
+}
+
+fn spawn(s: &mut Stream, specs: Vec<StreamSpec>) {
+    let (tx, rx) = sync_channel(QUEUE);
+    let (url, info) = (s.url.clone(), s.info.clone());
+    match std::thread::Builder::new()
+        .name(std::thread::current().name().unwrap_or("stream").to_string())
+        .spawn(move || run(&url, &specs, rx, &info))
+    {
+        Ok(h) => {
+            s.tx = Some(tx);
+            s.worker = Some(h);
+        }
+        Err(e) => finish_info(&s.info, Status::Failed, Some(format!("cannot start its thread: {e}"))),
+    }
+}
+
+fn finish_info(info: &Mutex<proto::StreamInfo>, status: Status, error: Option<String>) {
+    let mut i = lock(info);
+    let now = now_ns();
+    i.status = status as i32;
+    i.ended_at = now;
+    if i.started_at > 0 {
+        i.duration = now - i.started_at;
+    }
+    if let Some(e) = error {
+        i.error = e;
+    }
+}
+
+/// How one connection ended.
+enum Ended {
+    /// The URL was removed or the job ended: closed cleanly.
+    Removed,
+    Failed(String),
+}
+
+/// One URL's thread: connect, stream, reconnect with backoff, report.
+fn run(url: &str, specs: &[StreamSpec], rx: Receiver<EncodedPacket>, info: &Mutex<proto::StreamInfo>) {
+    let shown = redact(url);
+    let mut failures = 0;
+    loop {
+        let ended = match connect(url, &shown, specs) {
+            Ok(w) => {
+                tracing::info!(url = %shown, "stream connected");
+                pump(w, &rx, specs, info)
+            }
+            Err(e) => Ended::Failed(e.to_string()),
+        };
+        let why = match ended {
+            Ended::Removed => {
+                tracing::info!(url = %shown, "stream finished");
+                finish_info(info, Status::Finished, None);
+                return;
+            }
+            Ended::Failed(why) => why.replace(url, &shown),
+        };
+        failures += 1;
+        if failures > RETRIES {
+            tracing::warn!(url = %shown, error = %why, "stream failed; giving up");
+            finish_info(info, Status::Failed, Some(why));
+            return;
+        }
+        {
+            let mut i = lock(info);
+            i.retries = failures;
+            i.last_retry_at = now_ns();
+            i.error = why.clone();
+        }
+        tracing::warn!(url = %shown, error = %why, retry = failures, "stream failed; retrying");
+        // Wait (draining the queue: those packets are lost to this URL anyway); removal ends the wait.
+        let until = Instant::now() + Duration::from_secs(1 << (failures - 1));
+        loop {
+            match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => break,
+                // Removed (or the job ended) while still failing: it is reported as it was, failed.
+                Err(RecvTimeoutError::Disconnected) => {
+                    finish_info(info, Status::Failed, Some(why));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn connect(url: &str, shown: &str, specs: &[StreamSpec]) -> Result<MuxWriter, OutputError> {
+    if url.starts_with("srt://") {
+        // SRT carries MPEG-TS in 1316-byte payloads (7 TS packets).
+        let target = if url.contains("pkt_size=") {
+            url.to_string()
+        } else {
+            format!("{url}{}pkt_size=1316", if url.contains('?') { '&' } else { '?' })
+        };
+        MuxWriter::create(&target, "mpegts", specs, &[], shown)
+    } else {
+        MuxWriter::create(url, "flv", specs, &[("flvflags", "no_duration_filesize")], shown)
+    }
+}
+
+/// Streams from the next keyframe with timestamps from zero, until the queue closes or a write fails.
+fn pump(
+    mut w: MuxWriter,
+    rx: &Receiver<EncodedPacket>,
+    specs: &[StreamSpec],
+    info: &Mutex<proto::StreamInfo>,
+) -> Ended {
+    let has_video = specs.iter().any(|s| s.kind == StreamKind::Video);
+    // The first packet written (a keyframe when there is video) is time zero, in µs.
+    let mut origin_us: Option<i64> = None;
+    let us = |ts: i64, tb: ffmpeg_next::Rational| ts * 1_000_000 * tb.0 as i64 / tb.1.max(1) as i64;
+    let to_tb = |t_us: i64, tb: ffmpeg_next::Rational| t_us * tb.1 as i64 / (1_000_000 * tb.0.max(1) as i64);
+    for mut p in rx.iter() {
+        let Some(dts) = p.packet.dts().or(p.packet.pts()) else { continue };
+        let origin = match origin_us {
+            Some(o) => o,
+            None => {
+                if has_video && !(p.kind == StreamKind::Video && p.packet.is_key()) {
+                    continue;
+                }
+                let o = us(dts, p.time_base);
+                origin_us = Some(o);
+                let mut i = lock(info);
+                if i.started_at == 0 {
+                    i.started_at = now_ns();
+                }
+                o
+            }
+        };
+        let shift = to_tb(origin, p.time_base);
+        if dts < shift {
+            continue; // audio from before the first keyframe
+        }
+        p.packet.set_dts(Some(dts - shift));
+        p.packet.set_pts(p.packet.pts().map(|t| t - shift));
+        if let Err(e) = w.write(p) {
+            return Ended::Failed(e.to_string());
+        }
+    }
+    match w.finish() {
+        Ok(()) => Ended::Removed,
+        Err(e) => {
+            tracing::debug!(error = %e, "closing a stream");
+            Ended::Removed
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_redacted() {
+        assert_eq!(redact("rtmp://127.0.0.1:1935/live/sk_abcdef123"), "rtmp://127.0.0.1:1935/live/{s...3}");
+        assert_eq!(redact("rtmps://a.example/app/key"), "rtmps://a.example/app/{...}");
+        assert_eq!(
+            redact("srt://127.0.0.1:9000?mode=caller&streamid=secret&passphrase=pw"),
+            "srt://127.0.0.1:9000?mode=caller&streamid={...}&passphrase={...}"
+        );
+        assert!(check_url("http://x/y").is_err());
+        assert!(check_url("rtmp://127.0.0.1/live/k").is_ok());
+    }
+}
