@@ -239,7 +239,7 @@ fn run(
             Msg::Video(f, arrivals) => {
                 if let Some(v) = venc.as_mut() {
                     // (every sink is asked, so each request is cleared)
-                    if sinks.iter().filter(|s| s.take_keyframe_request()).count() > 0 {
+                    if sinks.iter().filter(|s| s.keyframe_wanted(f.pts_us)).count() > 0 {
                         v.force_keyframe();
                     }
                     let packets = v.encode(&f.frame, f.pts_us)?;

@@ -4,6 +4,7 @@
 use super::request::Plan;
 use super::unix_ns;
 use super::webhook::Notifier;
+use crate::output::segments::SegmentSink;
 use crate::output::stream::StreamSet;
 use crate::recorder::{self, LiveLayout, LiveStats, RecordJob, RecordSummary, StopHandle};
 use livekit_protocol as proto;
@@ -20,6 +21,7 @@ pub struct Job {
     /// The file (none when the egress only streams).
     pub path: Option<PathBuf>,
     pub streams: Arc<StreamSet>,
+    pub segments: Option<Arc<SegmentSink>>,
     pub fps: u32,
     info: Mutex<proto::EgressInfo>,
     stop: StopHandle,
@@ -35,6 +37,7 @@ impl Job {
         plan: &Plan,
         rec: &RecordJob,
         streams: Arc<StreamSet>,
+        segments: Option<Arc<SegmentSink>>,
         cost: f64,
         webhooks: Notifier,
     ) -> Arc<Self> {
@@ -44,6 +47,7 @@ impl Job {
             thread_name: rec.thread_name.clone(),
             path: plan.file.as_ref().map(|f| f.path.clone()),
             streams,
+            segments,
             fps: plan.encoding.framerate,
             info: Mutex::new(info),
             stop: StopHandle::default(),
@@ -61,11 +65,22 @@ impl Job {
         i
     }
 
+    /// Streams and segments report their own state; it is copied in whenever the info is read.
     fn fill_streams(&self, i: &mut proto::EgressInfo) {
         i.stream_results = self.streams.infos();
+        i.segment_results = self.segments.iter().map(|g| g.info()).collect();
         #[allow(deprecated)]
-        if let Some(proto::egress_info::Result::Stream(list)) = &mut i.result {
-            list.info = i.stream_results.clone();
+        match &mut i.result {
+            Some(proto::egress_info::Result::Stream(list)) => list.info = i.stream_results.clone(),
+            Some(proto::egress_info::Result::Segments(g)) => {
+                if let Some(now) = i.segment_results.first() {
+                    *g = now.clone();
+                }
+            }
+            _ => {}
+        }
+        if let Some(e) = self.segments.as_ref().and_then(|g| g.error()) {
+            i.details = format!("the HLS output failed: {e}");
         }
     }
 
@@ -82,7 +97,7 @@ impl Job {
                 .remove(url)
                 .map_err(|e| RequestError::Invalid { field: "remove_output_urls", why: e.to_string() })?;
         }
-        if self.path.is_none() && self.streams.live() == 0 {
+        if self.path.is_none() && self.segments.is_none() && self.streams.live() == 0 {
             tracing::info!(egress_id = %self.id, "its last stream was removed: ending");
             return Ok(self.request_stop());
         }
@@ -214,6 +229,7 @@ impl Job {
         // Streams that gave up make the egress FAILED only when nothing else was recorded.
         let streams = self.streams.infos();
         let all_failed = self.path.is_none()
+            && self.segments.is_none()
             && !streams.is_empty()
             && streams.iter().all(|st| st.status == proto::stream_info::Status::Failed as i32);
         self.update("egress_ended", |i| {

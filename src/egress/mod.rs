@@ -8,6 +8,7 @@ pub mod webhook;
 
 use crate::config::service::ServiceConfig;
 use crate::layout::LayoutSet;
+use crate::output::segments::SegmentSink;
 use crate::output::stream::{StreamSet, redact};
 use crate::recorder::{RecordJob, token};
 use crate::render::Backend;
@@ -159,6 +160,10 @@ impl Manager {
         let streams = StreamSet::new(&plan.streams)
             .map_err(|e| RequestError::Invalid { field: "stream_outputs", why: e.to_string() })?;
         rec.sinks = vec![streams.clone()];
+        let segments = plan.segments.clone().map(|g| Arc::new(SegmentSink::new(g)));
+        if let Some(g) = &segments {
+            rec.sinks.push(g.clone());
+        }
         rec.audio_only = plan.audio_only;
         rec.video_only = plan.video_only;
         rec.backend = self.backend;
@@ -172,10 +177,14 @@ impl Manager {
         let now = unix_ns();
         let file = plan.file.as_ref().map(|f| proto::FileInfo { filename: f.filename.clone(), ..Default::default() });
         let stream_results = streams.infos();
+        let segment_results: Vec<_> = segments.iter().map(|g| g.info()).collect();
         #[allow(deprecated)]
-        let result = match &file {
-            Some(f) => Some(proto::egress_info::Result::File(f.clone())),
-            None => Some(proto::egress_info::Result::Stream(proto::StreamInfoList { info: stream_results.clone() })),
+        let result = match (&file, segment_results.first()) {
+            (Some(f), _) => Some(proto::egress_info::Result::File(f.clone())),
+            (None, Some(g)) => Some(proto::egress_info::Result::Segments(g.clone())),
+            (None, None) => {
+                Some(proto::egress_info::Result::Stream(proto::StreamInfoList { info: stream_results.clone() }))
+            }
         };
         #[allow(deprecated)]
         let info = proto::EgressInfo {
@@ -187,6 +196,7 @@ impl Manager {
             updated_at: now,
             file_results: file.into_iter().collect(),
             stream_results,
+            segment_results,
             result,
             request: Some(request),
             ..Default::default()
@@ -201,7 +211,7 @@ impl Manager {
                 return Err(EgressError::Exhausted { need: cost, free: (budget - committed).max(0.0), budget });
             }
             let own = webhook::Notifier::start(&plan.webhooks, &self.cfg.api_key, &self.cfg.api_secret);
-            let job = Job::new(info.clone(), &plan, &rec, streams, cost, self.webhooks.clone().with(own));
+            let job = Job::new(info.clone(), &plan, &rec, streams, segments, cost, self.webhooks.clone().with(own));
             self.forget_old(&mut jobs);
             jobs.push(job.clone());
             job
@@ -219,7 +229,8 @@ impl Manager {
         let l = &self.cfg.session_limits;
         let file = plan.file.as_ref().and(l.file_output_max_duration);
         let stream = if plan.streams.is_empty() { None } else { l.stream_output_max_duration };
-        [file, stream].into_iter().flatten().min()
+        let segments = plan.segments.as_ref().and(l.segment_output_max_duration);
+        [file, stream, segments].into_iter().flatten().min()
     }
 
     /// Tessera's measured cost: the configured room composite cost at 720p30, scaled by pixels per second.

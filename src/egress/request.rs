@@ -66,7 +66,7 @@ pub struct CompositeRequest {
     /// Stream URLs (RTMP, RTMPS, SRT), and whether any asked for websocket.
     pub streams: Vec<String>,
     pub websocket: bool,
-    pub segments: usize,
+    pub segments: Vec<proto::SegmentedFileOutput>,
     pub images: usize,
     pub preset: Option<i32>,
     pub advanced: Option<proto::EncodingOptions>,
@@ -89,7 +89,6 @@ impl CompositeRequest {
         };
         let files: Vec<_> =
             if r.file_outputs.is_empty() { legacy_file.into_iter().collect() } else { r.file_outputs.iter().collect() };
-        let count = |list: usize, legacy: bool| if list > 0 { list } else { legacy as usize };
         let (preset, advanced) = match &r.options {
             Some(Options::Preset(p)) => (Some(*p), None),
             Some(Options::Advanced(a)) => (None, Some(*a)),
@@ -112,7 +111,11 @@ impl CompositeRequest {
                 .iter()
                 .chain(legacy_stream)
                 .any(|s| s.protocol == proto::StreamProtocol::Websocket as i32),
-            segments: count(r.segment_outputs.len(), legacy_segments.is_some()),
+            segments: if r.segment_outputs.is_empty() {
+                legacy_segments.cloned().into_iter().collect()
+            } else {
+                r.segment_outputs.clone()
+            },
             images: r.image_outputs.len(),
             preset,
             advanced,
@@ -160,7 +163,7 @@ impl CompositeRequest {
                     c.streams.extend(st.urls.iter().cloned());
                     c.websocket |= st.protocol == proto::StreamProtocol::Websocket as i32;
                 }
-                Some(Config::Segments(_)) => c.segments += 1,
+                Some(Config::Segments(g)) => c.segments.push(g.clone()),
                 Some(Config::Images(_)) => c.images += 1,
                 None => return Err(invalid("outputs", "an output has no file, stream, segments or images")),
             }
@@ -193,6 +196,7 @@ pub struct Plan {
     pub file: Option<FilePlan>,
     /// Stream URLs (with their keys: never log them; see `output::stream::redact`).
     pub streams: Vec<String>,
+    pub segments: Option<crate::output::segments::SegmentsPlan>,
     /// The request's own webhook URLs.
     pub webhooks: Vec<String>,
 }
@@ -223,7 +227,7 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
     if !c.audio_only && !ctx.layouts.contains(&layout) {
         return Err(invalid("layout", format!("{layout:?} is unknown; valid layouts: {}", ctx.layouts.join(", "))));
     }
-    if c.files.is_empty() && c.streams.is_empty() && c.segments + c.images == 0 {
+    if c.files.is_empty() && c.streams.is_empty() && c.segments.is_empty() && c.images == 0 {
         return Err(invalid(
             "file_outputs",
             "the request has no outputs: give file_outputs, stream_outputs, segment_outputs or image_outputs",
@@ -240,7 +244,13 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
     for url in &c.streams {
         crate::output::stream::check_url(url).map_err(|e| invalid("stream_outputs", e.to_string()))?;
     }
-    for (n, kind) in [(c.segments, "segment (HLS) outputs"), (c.images, "image outputs")] {
+    if c.segments.len() > 1 {
+        return Err(invalid(
+            "segment_outputs",
+            format!("{} segment outputs given; at most one is allowed", c.segments.len()),
+        ));
+    }
+    for (n, kind) in [(c.images, "image outputs")] {
         if n > 0 {
             return Err(RequestError::Unimplemented(format!(
                 "{kind} are not implemented yet; this service writes file outputs"
@@ -291,6 +301,10 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
         encoding,
         file,
         streams: c.streams.clone(),
+        segments: match c.segments.first() {
+            Some(g) => Some(segments_plan(c, ctx, g)?),
+            None => None,
+        },
         webhooks: c.webhooks.iter().map(|(u, _)| u.clone()).collect(),
     })
 }
@@ -325,6 +339,61 @@ fn file_plan(
     let path = confine(ctx.output_dir, &filename)?;
     let filename = path.strip_prefix(ctx.output_dir).map(|p| p.to_string_lossy().into_owned()).unwrap_or(filename);
     Ok(FilePlan { file_type, filename, path })
+}
+
+/// HLS naming as LiveKit's: segments `{prefix}_00000.ts` (or by time), the prefix's
+/// placeholders expanded (`{room_name}-{time}` when empty), the playlists (default
+/// `{prefix}.m3u8`) always in the segments' directory.
+fn segments_plan(
+    c: &CompositeRequest,
+    ctx: &PlanContext,
+    g: &proto::SegmentedFileOutput,
+) -> Result<crate::output::segments::SegmentsPlan, RequestError> {
+    if g.output.is_some() {
+        return Err(RequestError::Unimplemented("uploads of segments are not implemented yet".into()));
+    }
+    let duration_s = if g.segment_duration == 0 { 6 } else { g.segment_duration };
+    if duration_s > 600 {
+        return Err(invalid("segment_duration", format!("{duration_s} s is longer than 600 s")));
+    }
+    let prefix = if g.filename_prefix.trim().is_empty() || g.filename_prefix.ends_with('/') {
+        format!("{}{{room_name}}-{{time}}", g.filename_prefix.trim())
+    } else {
+        g.filename_prefix.trim().to_string()
+    };
+    let prefix = expand(&prefix, &c.room_name, ctx.now);
+    let full = confine(ctx.output_dir, &prefix)?;
+    let dir = full.parent().unwrap_or(ctx.output_dir).to_path_buf();
+    let base = full.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "segments".into());
+    let name_of = |requested: &str, default: Option<String>| -> Option<String> {
+        let n = if requested.trim().is_empty() { default? } else { expand(requested.trim(), &c.room_name, ctx.now) };
+        // Only the file name counts: the playlist lives beside its segments.
+        let n = Path::new(&n).file_name()?.to_string_lossy().into_owned();
+        Some(if n.ends_with(".m3u8") { n } else { format!("{n}.m3u8") })
+    };
+    let playlist = name_of(&g.playlist_name, Some(base.clone())).unwrap_or_else(|| format!("{base}.m3u8"));
+    let live_playlist = name_of(&g.live_playlist_name, None);
+    let rel = |n: &str| {
+        dir.join(n).strip_prefix(ctx.output_dir).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
+    };
+    Ok(crate::output::segments::SegmentsPlan {
+        playlist_name: rel(&playlist),
+        live_playlist_name: live_playlist.as_deref().map(rel).unwrap_or_default(),
+        dir,
+        prefix: base,
+        playlist,
+        live_playlist,
+        duration_s,
+        timestamp_names: g.filename_suffix == proto::SegmentedFileSuffix::Timestamp as i32,
+    })
+}
+
+/// The placeholders of file names (all but `{room_id}`, which the job fills in).
+fn expand(name: &str, room_name: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    let local = now.with_timezone(&chrono::Local);
+    name.replace("{room_name}", room_name)
+        .replace("{time}", &local.format("%Y-%m-%dT%H%M%S").to_string())
+        .replace("{utc}", &now.format("%Y%m%d%H%M%S%3f").to_string())
 }
 
 fn resolve_file_type(requested: i32, filepath: &str, audio_only: bool) -> Result<FileType, RequestError> {
@@ -425,11 +494,7 @@ pub fn expand_filename(
     if name.is_empty() || name.ends_with('/') {
         name.push_str("{room_name}-{time}");
     }
-    let local = now.with_timezone(&chrono::Local);
-    name = name
-        .replace("{room_name}", room_name)
-        .replace("{time}", &local.format("%Y-%m-%dT%H%M%S").to_string())
-        .replace("{utc}", &now.format("%Y%m%d%H%M%S%3f").to_string());
+    name = expand(&name, room_name, now);
     // The extension says what the file is (the writer goes by it).
     if FileType::from_extension(&name) != Some(file_type) {
         name = format!("{name}.{}", file_type.extension());

@@ -4,6 +4,7 @@
 pub mod mp4;
 pub mod mux;
 pub mod png;
+pub mod segments;
 pub mod stream;
 
 use thiserror::Error;

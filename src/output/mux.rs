@@ -13,6 +13,8 @@ pub struct MuxWriter {
     octx: format::context::Output,
     /// (kind, stream index, stream time base)
     streams: Vec<(StreamKind, usize, ffmpeg::Rational)>,
+    /// Hand packets to the muxer as they come rather than through FFmpeg's interleaving queue.
+    direct: bool,
 }
 
 fn ff(name: &str, what: &'static str) -> impl FnOnce(ffmpeg::Error) -> OutputError + use<> {
@@ -52,7 +54,14 @@ impl MuxWriter {
             .into_iter()
             .map(|(k, i)| (k, i, octx.stream(i).map(|s| s.time_base()).unwrap_or(ffmpeg::Rational(1, 90000))))
             .collect();
-        Ok(Self { name: name.to_string(), octx, streams })
+        Ok(Self { name: name.to_string(), octx, streams, direct: false })
+    }
+
+    /// Writes packets as they come (MPEG-TS segments: FFmpeg's interleaving queue, flushed
+    /// at the trailer, stamped a segment's last audio frame with the next one's time).
+    pub fn direct(mut self) -> Self {
+        self.direct = true;
+        self
     }
 
     pub fn write(&mut self, mut p: EncodedPacket) -> Result<(), OutputError> {
@@ -62,7 +71,11 @@ impl MuxWriter {
         p.packet.rescale_ts(p.time_base, tb);
         p.packet.set_stream(index);
         p.packet.set_position(-1);
-        p.packet.write_interleaved(&mut self.octx).map_err(ff(&self.name, "writing a packet"))
+        if self.direct {
+            p.packet.write(&mut self.octx).map(|_| ()).map_err(ff(&self.name, "writing a packet"))
+        } else {
+            p.packet.write_interleaved(&mut self.octx).map_err(ff(&self.name, "writing a packet"))
+        }
     }
 
     pub fn finish(mut self) -> Result<(), OutputError> {

@@ -27,9 +27,9 @@ pub trait PacketSink: Send + Sync {
     fn write(&self, p: &EncodedPacket);
     /// The job is ending: flush and close everything.
     fn finish(&self);
-    /// Whether the sink wants the next video frame to be a keyframe (a receiver
-    /// just joined or lost packets); asking clears the request.
-    fn take_keyframe_request(&self) -> bool {
+    /// Whether the sink wants the next video frame (at `next_pts_us`) to be a keyframe:
+    /// a receiver just joined or lost packets, a segment begins. Asking clears a request.
+    fn keyframe_wanted(&self, _next_pts_us: i64) -> bool {
         false
     }
 }
@@ -205,7 +205,7 @@ impl PacketSink for StreamSet {
         }
     }
 
-    fn take_keyframe_request(&self) -> bool {
+    fn keyframe_wanted(&self, _next_pts_us: i64) -> bool {
         self.1.swap(false, std::sync::atomic::Ordering::SeqCst)
     }
 
