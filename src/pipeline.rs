@@ -33,6 +33,8 @@ pub enum PipelineError {
 pub struct Outputs {
     pub file: Option<PathBuf>,
     pub sinks: Vec<Arc<dyn PacketSink>>,
+    /// Image outputs, offered every composite frame before it is encoded.
+    pub images: Vec<Arc<crate::output::images::ImageSink>>,
 }
 
 /// The file formats a job writes, chosen by the file's extension.
@@ -136,7 +138,7 @@ impl EncodePipeline {
         audio: bool,
         low_latency: bool,
     ) -> Result<Self, PipelineError> {
-        let outputs = Outputs { file: Some(path.to_path_buf()), sinks: Vec::new() };
+        let outputs = Outputs { file: Some(path.to_path_buf()), ..Outputs::default() };
         Self::start_named(opts, &outputs, video, audio, low_latency, "encode")
     }
 
@@ -171,11 +173,12 @@ impl EncodePipeline {
             s.start(&specs);
         }
         let sinks = outputs.sinks.clone();
+        let images = outputs.images.clone();
         // A few frames of slack; the producer waits beyond that (offline) or drops (live, later).
         let (tx, rx) = sync_channel(8);
         let handle = std::thread::Builder::new()
             .name(thread_name.into())
-            .spawn(move || run(rx, venc, aenc, writer, sinks))
+            .spawn(move || run(rx, venc, aenc, writer, sinks, images))
             .map_err(|_| PipelineError::Gone)?;
         Ok(Self { tx: Some(tx), handle: Some(handle) })
     }
@@ -220,6 +223,7 @@ fn run(
     mut aenc: Option<AudioEncoder>,
     mut writer: Option<FileWriter>,
     sinks: Vec<Arc<dyn PacketSink>>,
+    images: Vec<Arc<crate::output::images::ImageSink>>,
 ) -> Result<Summary, PipelineError> {
     let (mut frames, mut blocks) = (0u64, 0u64);
     let mut latencies_us = Vec::new();
@@ -237,6 +241,9 @@ fn run(
     for msg in rx {
         match msg {
             Msg::Video(f, arrivals) => {
+                for i in &images {
+                    i.offer(&f.frame, f.pts_us);
+                }
                 if let Some(v) = venc.as_mut() {
                     // (every sink is asked, so each request is cleared)
                     if sinks.iter().filter(|s| s.keyframe_wanted(f.pts_us)).count() > 0 {
@@ -270,6 +277,9 @@ fn run(
     }
     for s in &sinks {
         s.finish();
+    }
+    for i in &images {
+        i.finish();
     }
     let path = match writer {
         Some(w) => w.finish()?,

@@ -496,10 +496,10 @@ async fn bad_requests_get_the_right_twirp_code_and_a_message_naming_the_problem(
             "rtmp://",
         ),
         (
-            "image outputs",
-            json!({ "roomName": "r", "outputs": { "images": { "captureInterval": 5 } } }),
-            "unimplemented",
-            "image outputs",
+            "images of audio",
+            json!({ "roomName": "r", "audioOnly": true, "outputs": { "file": file("a.ogg"), "images": { "captureInterval": 5 } } }),
+            "invalid_argument",
+            "image_outputs",
         ),
         (
             "custom template",
@@ -1024,6 +1024,7 @@ async fn one_egress_streams_to_rtmp_and_srt_beside_its_file_and_update_stream_ch
             "file": { "filepath": "live.mp4" },
             "stream": { "urls": [nginx("alphakey01"), victim_url, format!("srt://127.0.0.1:{srt_port}")] },
             "segments": { "filenamePrefix": "hls/live", "playlistName": "live.m3u8", "livePlaylistName": "live-live", "segmentDuration": 2 },
+            "images": { "captureInterval": 2, "width": 320, "height": 180, "filenamePrefix": "img/snap" },
         },
         "advanced": { "width": 640, "height": 360, "framerate": 15, "videoBitrate": 1200 },
     });
@@ -1123,6 +1124,7 @@ async fn one_egress_streams_to_rtmp_and_srt_beside_its_file_and_update_stream_ch
         }
     }
     check_hls(&done, &serve.out, &file, &live_then);
+    check_images(&done, &serve.out, &file);
 
     // Same content: the SRT stream and the file show the same frames (one encode, written twice;
     // both begin with the first encoded frame).
@@ -1210,4 +1212,37 @@ fn check_hls(done: &Value, out: &Path, file: &Path, live_then: &str) {
     assert!(names_then.len() <= 5 && names_now.len() == 5, "{names_then:?} {names_now:?}");
     assert!(seq_now > seq_then && seq_now as usize == names.len() - 5, "sequence {seq_then} then {seq_now}");
     assert_eq!(names_now, names[names.len() - 5..].to_vec());
+}
+
+/// A JPEG every 2 s of media time at 320x180, each decoding, named by index.
+fn check_images(done: &Value, out: &Path, file: &Path) {
+    let i = &done["imageResults"][0];
+    assert_eq!(i["filenamePrefix"], "img/snap", "{done}");
+    let count: usize = i["imageCount"].as_str().unwrap().parse().unwrap();
+    let secs = common::f64_of(&probe(file)["format"]["duration"]);
+    let expected = (secs / 2.0).ceil() as usize;
+    assert!(count.abs_diff(expected) <= 1, "{count} images in {secs} s at one per 2 s");
+    for k in 0..count {
+        let path = out.join(format!("img/snap_{k:05}.jpeg"));
+        let p = probe(&path);
+        let v = stream(&p, "video");
+        assert_eq!(
+            (v["codec_name"].as_str(), v["width"].as_u64(), v["height"].as_u64()),
+            (Some("mjpeg"), Some(320), Some(180)),
+            "{path:?}"
+        );
+        let (ok, errors) = decode_errors(&path);
+        assert!(ok && errors.is_empty(), "{path:?}: {errors}");
+    }
+    assert!(!out.join(format!("img/snap_{count:05}.jpeg")).exists());
+    // The picture is the composite's: the same participants as the file at that time.
+    let jpeg = frames(&out.join("img/snap_00002.jpeg"), 320, 180).remove(0);
+    let seen: Vec<usize> = rects("grid", 2, 320, 180)
+        .iter()
+        .filter_map(|r| {
+            let c = centre(*r);
+            who(common::median_rgb(&jpeg, 320, c.x, c.y, c.w, c.h), 2)
+        })
+        .collect();
+    assert_eq!(seen.len(), 2, "both participants in the image: {seen:?}");
 }

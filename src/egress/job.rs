@@ -4,6 +4,7 @@
 use super::request::Plan;
 use super::unix_ns;
 use super::webhook::Notifier;
+use crate::output::images::ImageSink;
 use crate::output::segments::SegmentSink;
 use crate::output::stream::StreamSet;
 use crate::recorder::{self, LiveLayout, LiveStats, RecordJob, RecordSummary, StopHandle};
@@ -11,6 +12,13 @@ use livekit_protocol as proto;
 use proto::EgressStatus as S;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The outputs that report their own progress.
+pub struct JobOutputs {
+    pub streams: Arc<StreamSet>,
+    pub segments: Option<Arc<SegmentSink>>,
+    pub images: Vec<Arc<ImageSink>>,
+}
 
 pub struct Job {
     pub id: String,
@@ -22,6 +30,7 @@ pub struct Job {
     pub path: Option<PathBuf>,
     pub streams: Arc<StreamSet>,
     pub segments: Option<Arc<SegmentSink>>,
+    pub images: Vec<Arc<ImageSink>>,
     pub fps: u32,
     info: Mutex<proto::EgressInfo>,
     stop: StopHandle,
@@ -36,8 +45,7 @@ impl Job {
         info: proto::EgressInfo,
         plan: &Plan,
         rec: &RecordJob,
-        streams: Arc<StreamSet>,
-        segments: Option<Arc<SegmentSink>>,
+        outputs: JobOutputs,
         cost: f64,
         webhooks: Notifier,
     ) -> Arc<Self> {
@@ -46,8 +54,9 @@ impl Job {
             cost,
             thread_name: rec.thread_name.clone(),
             path: plan.file.as_ref().map(|f| f.path.clone()),
-            streams,
-            segments,
+            streams: outputs.streams,
+            segments: outputs.segments,
+            images: outputs.images,
             fps: plan.encoding.framerate,
             info: Mutex::new(info),
             stop: StopHandle::default(),
@@ -69,6 +78,7 @@ impl Job {
     fn fill_streams(&self, i: &mut proto::EgressInfo) {
         i.stream_results = self.streams.infos();
         i.segment_results = self.segments.iter().map(|g| g.info()).collect();
+        i.image_results = self.images.iter().map(|g| g.info()).collect();
         #[allow(deprecated)]
         match &mut i.result {
             Some(proto::egress_info::Result::Stream(list)) => list.info = i.stream_results.clone(),
@@ -81,6 +91,9 @@ impl Job {
         }
         if let Some(e) = self.segments.as_ref().and_then(|g| g.error()) {
             i.details = format!("the HLS output failed: {e}");
+        }
+        if let Some(e) = self.images.iter().find_map(|g| g.error()) {
+            i.details = format!("the image output failed: {e}");
         }
     }
 
@@ -97,7 +110,7 @@ impl Job {
                 .remove(url)
                 .map_err(|e| RequestError::Invalid { field: "remove_output_urls", why: e.to_string() })?;
         }
-        if self.path.is_none() && self.segments.is_none() && self.streams.live() == 0 {
+        if self.path.is_none() && self.segments.is_none() && self.images.is_empty() && self.streams.live() == 0 {
             tracing::info!(egress_id = %self.id, "its last stream was removed: ending");
             return Ok(self.request_stop());
         }

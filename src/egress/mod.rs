@@ -8,6 +8,7 @@ pub mod webhook;
 
 use crate::config::service::ServiceConfig;
 use crate::layout::LayoutSet;
+use crate::output::images::ImageSink;
 use crate::output::segments::SegmentSink;
 use crate::output::stream::{StreamSet, redact};
 use crate::recorder::{RecordJob, token};
@@ -164,6 +165,8 @@ impl Manager {
         if let Some(g) = &segments {
             rec.sinks.push(g.clone());
         }
+        let images: Vec<_> = plan.images.iter().map(|i| ImageSink::new(i.clone())).collect();
+        rec.images = images.clone();
         rec.audio_only = plan.audio_only;
         rec.video_only = plan.video_only;
         rec.backend = self.backend;
@@ -197,6 +200,7 @@ impl Manager {
             file_results: file.into_iter().collect(),
             stream_results,
             segment_results,
+            image_results: images.iter().map(|i| i.info()).collect(),
             result,
             request: Some(request),
             ..Default::default()
@@ -211,7 +215,8 @@ impl Manager {
                 return Err(EgressError::Exhausted { need: cost, free: (budget - committed).max(0.0), budget });
             }
             let own = webhook::Notifier::start(&plan.webhooks, &self.cfg.api_key, &self.cfg.api_secret);
-            let job = Job::new(info.clone(), &plan, &rec, streams, segments, cost, self.webhooks.clone().with(own));
+            let outputs = job::JobOutputs { streams, segments, images };
+            let job = Job::new(info.clone(), &plan, &rec, outputs, cost, self.webhooks.clone().with(own));
             self.forget_old(&mut jobs);
             jobs.push(job.clone());
             job
@@ -230,7 +235,8 @@ impl Manager {
         let file = plan.file.as_ref().and(l.file_output_max_duration);
         let stream = if plan.streams.is_empty() { None } else { l.stream_output_max_duration };
         let segments = plan.segments.as_ref().and(l.segment_output_max_duration);
-        [file, stream, segments].into_iter().flatten().min()
+        let images = if plan.images.is_empty() { None } else { l.image_output_max_duration };
+        [file, stream, segments, images].into_iter().flatten().min()
     }
 
     /// Tessera's measured cost: the configured room composite cost at 720p30, scaled by pixels per second.

@@ -67,7 +67,7 @@ pub struct CompositeRequest {
     pub streams: Vec<String>,
     pub websocket: bool,
     pub segments: Vec<proto::SegmentedFileOutput>,
-    pub images: usize,
+    pub images: Vec<proto::ImageOutput>,
     pub preset: Option<i32>,
     pub advanced: Option<proto::EncodingOptions>,
     pub storage: bool,
@@ -116,7 +116,7 @@ impl CompositeRequest {
             } else {
                 r.segment_outputs.clone()
             },
-            images: r.image_outputs.len(),
+            images: r.image_outputs.clone(),
             preset,
             advanced,
             webhooks: r.webhooks.iter().map(|w| (w.url.clone(), w.signing_key.clone())).collect(),
@@ -164,7 +164,7 @@ impl CompositeRequest {
                     c.websocket |= st.protocol == proto::StreamProtocol::Websocket as i32;
                 }
                 Some(Config::Segments(g)) => c.segments.push(g.clone()),
-                Some(Config::Images(_)) => c.images += 1,
+                Some(Config::Images(i)) => c.images.push(i.clone()),
                 None => return Err(invalid("outputs", "an output has no file, stream, segments or images")),
             }
         }
@@ -197,6 +197,7 @@ pub struct Plan {
     /// Stream URLs (with their keys: never log them; see `output::stream::redact`).
     pub streams: Vec<String>,
     pub segments: Option<crate::output::segments::SegmentsPlan>,
+    pub images: Vec<crate::output::images::ImagesPlan>,
     /// The request's own webhook URLs.
     pub webhooks: Vec<String>,
 }
@@ -227,7 +228,7 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
     if !c.audio_only && !ctx.layouts.contains(&layout) {
         return Err(invalid("layout", format!("{layout:?} is unknown; valid layouts: {}", ctx.layouts.join(", "))));
     }
-    if c.files.is_empty() && c.streams.is_empty() && c.segments.is_empty() && c.images == 0 {
+    if c.files.is_empty() && c.streams.is_empty() && c.segments.is_empty() && c.images.is_empty() {
         return Err(invalid(
             "file_outputs",
             "the request has no outputs: give file_outputs, stream_outputs, segment_outputs or image_outputs",
@@ -250,12 +251,8 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
             format!("{} segment outputs given; at most one is allowed", c.segments.len()),
         ));
     }
-    for (n, kind) in [(c.images, "image outputs")] {
-        if n > 0 {
-            return Err(RequestError::Unimplemented(format!(
-                "{kind} are not implemented yet; this service writes file outputs"
-            )));
-        }
+    if c.audio_only && !c.images.is_empty() {
+        return Err(invalid("image_outputs", "an audio-only egress has no pictures to take"));
     }
     if c.storage {
         return Err(RequestError::Unimplemented(
@@ -301,6 +298,7 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
         encoding,
         file,
         streams: c.streams.clone(),
+        images: c.images.iter().map(|i| images_plan(c, ctx, i)).collect::<Result<_, _>>()?,
         segments: match c.segments.first() {
             Some(g) => Some(segments_plan(c, ctx, g)?),
             None => None,
@@ -385,6 +383,54 @@ fn segments_plan(
         live_playlist,
         duration_s,
         timestamp_names: g.filename_suffix == proto::SegmentedFileSuffix::Timestamp as i32,
+    })
+}
+
+/// Images as LiveKit names them: `{prefix}_00000.jpeg`, by time, or one file overwritten;
+/// every `capture_interval` seconds (10 when unset), at the output's size unless given.
+fn images_plan(
+    c: &CompositeRequest,
+    ctx: &PlanContext,
+    i: &proto::ImageOutput,
+) -> Result<crate::output::images::ImagesPlan, RequestError> {
+    use crate::output::images::ImageNaming;
+    if i.output.is_some() {
+        return Err(RequestError::Unimplemented("uploads of images are not implemented yet".into()));
+    }
+    if i.image_codec != proto::ImageCodec::IcDefault as i32 && i.image_codec != proto::ImageCodec::IcJpeg as i32 {
+        return Err(invalid("image_codec", format!("{} is not an image codec; JPEG is", i.image_codec)));
+    }
+    let (w, h) = (i.width, i.height);
+    if w < 0 || h < 0 || (w == 0) != (h == 0) {
+        return Err(invalid("image_outputs.width", "give both width and height (positive), or neither"));
+    }
+    if w > 0 {
+        crate::config::check_size(w as u32, h as u32).map_err(|e| invalid("image_outputs.width", e.to_string()))?;
+    }
+    let prefix = if i.filename_prefix.trim().is_empty() || i.filename_prefix.ends_with('/') {
+        format!("{}{{room_name}}-{{time}}", i.filename_prefix.trim())
+    } else {
+        i.filename_prefix.trim().to_string()
+    };
+    let full = confine(ctx.output_dir, &expand(&prefix, &c.room_name, ctx.now))?;
+    let dir = full.parent().unwrap_or(ctx.output_dir).to_path_buf();
+    let base = full.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+    let naming = match proto::ImageFileSuffix::try_from(i.filename_suffix) {
+        Ok(proto::ImageFileSuffix::ImageSuffixTimestamp) => ImageNaming::Timestamp,
+        Ok(proto::ImageFileSuffix::ImageSuffixNoneOverwrite) => ImageNaming::Overwrite,
+        _ => ImageNaming::Index,
+    };
+    Ok(crate::output::images::ImagesPlan {
+        filename_prefix: full
+            .strip_prefix(ctx.output_dir)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        dir,
+        prefix: base,
+        interval_s: if i.capture_interval == 0 { 10 } else { i.capture_interval },
+        width: w as u32,
+        height: h as u32,
+        naming,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Outputs: where a job's encoded packets go. Each output owns its muxer, so a
 //! failing one stops only itself.
 
+pub mod images;
 pub mod mp4;
 pub mod mux;
 pub mod png;

@@ -70,6 +70,7 @@ pub struct RecordJob {
     pub output: Option<PathBuf>,
     /// Where encoded packets also go (live streams).
     pub sinks: Vec<Arc<dyn crate::output::stream::PacketSink>>,
+    pub images: Vec<Arc<crate::output::images::ImageSink>>,
     /// Name of every thread the recording starts (FFmpeg's threads inherit it), so its
     /// CPU can be measured apart from other recordings in the same process.
     pub thread_name: String,
@@ -93,6 +94,7 @@ impl RecordJob {
             start_timeout: Duration::from_secs(5),
             output: Some(output.to_path_buf()),
             sinks: Vec::new(),
+            images: Vec::new(),
             thread_name: "record".into(),
             stats: Arc::default(),
         }
@@ -270,7 +272,8 @@ fn composite(
     let (w, h, fps) = (enc.width, enc.height, enc.framerate.max(1) as i64);
     let now_us = || epoch.elapsed().as_micros() as i64;
     // Encoder and renderer are ready before the media is.
-    let outputs = crate::pipeline::Outputs { file: job.output.clone(), sinks: job.sinks.clone() };
+    let outputs =
+        crate::pipeline::Outputs { file: job.output.clone(), sinks: job.sinks.clone(), images: job.images.clone() };
     let pipeline =
         EncodePipeline::start_named(enc, &outputs, !job.audio_only, !job.video_only, true, &job.thread_name)?;
     let mut renderer = if job.audio_only { None } else { Some(render::create(job.backend, w, h)?) };
