@@ -1125,6 +1125,18 @@ async fn one_egress_streams_to_rtmp_and_srt_beside_its_file_and_update_stream_ch
     }
     check_hls(&done, &serve.out, &file, &live_then);
     check_images(&done, &serve.out, &file);
+    // The manifest beside the outputs lists the file, the playlist's segments and the images.
+    let manifest_path =
+        PathBuf::from(done["manifestLocation"].as_str().unwrap_or_else(|| panic!("no manifest: {done}")));
+    assert_eq!(manifest_path, serve.out.join(format!("{id}.json")));
+    let m: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    assert_eq!(m["files"][0]["filename"], "live.mp4", "{m}");
+    let count = |v: &Value| v.as_str().unwrap().parse::<usize>().unwrap();
+    assert_eq!(
+        m["playlists"][0]["segments"].as_array().unwrap().len(),
+        count(&done["segmentResults"][0]["segmentCount"])
+    );
+    assert_eq!(m["images"][0]["images"].as_array().unwrap().len(), count(&done["imageResults"][0]["imageCount"]));
 
     // Same content: the SRT stream and the file show the same frames (one encode, written twice;
     // both begin with the first encoded frame).

@@ -31,6 +31,7 @@ pub struct Job {
     pub streams: Arc<StreamSet>,
     pub segments: Option<Arc<SegmentSink>>,
     pub images: Vec<Arc<ImageSink>>,
+    manifest_dir: Option<PathBuf>,
     pub fps: u32,
     info: Mutex<proto::EgressInfo>,
     stop: StopHandle,
@@ -57,6 +58,7 @@ impl Job {
             streams: outputs.streams,
             segments: outputs.segments,
             images: outputs.images,
+            manifest_dir: plan.manifest_dir.clone(),
             fps: plan.encoding.framerate,
             info: Mutex::new(info),
             stop: StopHandle::default(),
@@ -276,7 +278,48 @@ impl Job {
                 i.status = S::EgressComplete as i32;
             }
             i.details = format!("ended: {}", s.ended_by);
+            self.write_manifest(i);
         })
+    }
+
+    /// `{egress_id}.json` beside the outputs: the files, playlists (with their segments) and
+    /// images with their times, as the EgressInfo reports them.
+    fn write_manifest(&self, i: &mut proto::EgressInfo) {
+        let Some(dir) = &self.manifest_dir else { return };
+        let segments: Vec<_> = self.segments.iter().map(|g| {
+            let info = g.info();
+            serde_json::json!({
+                "playlist_name": info.playlist_name,
+                "playlist_location": info.playlist_location,
+                "live_playlist_name": info.live_playlist_name,
+                "segments": g.segments().iter().map(|(name, start, dur)| serde_json::json!({ "name": name, "start_s": start, "duration_s": dur })).collect::<Vec<_>>(),
+            })
+        }).collect();
+        let images: Vec<_> = self.images.iter().map(|im| {
+            serde_json::json!({
+                "filename_prefix": im.info().filename_prefix,
+                "images": im.written().iter().map(|(name, t)| serde_json::json!({ "name": name, "media_time_s": t })).collect::<Vec<_>>(),
+            })
+        }).collect();
+        let manifest = serde_json::json!({
+            "egress_id": i.egress_id,
+            "room_name": i.room_name,
+            "room_id": i.room_id,
+            "started_at": i.started_at,
+            "ended_at": i.ended_at,
+            "files": i.file_results.iter().map(|f| serde_json::json!({
+                "filename": f.filename, "location": f.location, "size": f.size,
+                "duration_ns": f.duration, "started_at": f.started_at, "ended_at": f.ended_at,
+            })).collect::<Vec<_>>(),
+            "playlists": segments,
+            "images": images,
+        });
+        let path = dir.join(format!("{}.json", self.id));
+        match serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other).and_then(|b| std::fs::write(&path, b))
+        {
+            Ok(()) => i.manifest_location = path.to_string_lossy().into_owned(),
+            Err(e) => tracing::warn!(egress_id = %self.id, error = %e, "cannot write the manifest"),
+        }
     }
 
     fn fail(&self, why: &str) -> proto::EgressInfo {

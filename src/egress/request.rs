@@ -74,6 +74,8 @@ pub struct CompositeRequest {
     /// Extra webhooks for this egress: (url, signing key).
     pub webhooks: Vec<(String, String)>,
     pub audio_mixing: i32,
+    /// Each file, segments and images output's `disable_manifest`.
+    pub no_manifest: Vec<bool>,
 }
 
 impl CompositeRequest {
@@ -100,7 +102,7 @@ impl CompositeRequest {
             audio_only: r.audio_only,
             video_only: r.video_only,
             custom_base_url: r.custom_base_url.clone(),
-            files: files.into_iter().map(|f| (f.file_type, f.filepath.clone(), f.output.is_some())).collect(),
+            files: files.iter().map(|f| (f.file_type, f.filepath.clone(), f.output.is_some())).collect(),
             streams: if r.stream_outputs.is_empty() {
                 legacy_stream.map(|s| s.urls.clone()).unwrap_or_default()
             } else {
@@ -121,6 +123,12 @@ impl CompositeRequest {
             advanced,
             webhooks: r.webhooks.iter().map(|w| (w.url.clone(), w.signing_key.clone())).collect(),
             audio_mixing: r.audio_mixing,
+            no_manifest: files
+                .iter()
+                .map(|f| f.disable_manifest)
+                .chain(r.segment_outputs.iter().chain(legacy_segments).map(|g| g.disable_manifest))
+                .chain(r.image_outputs.iter().map(|i| i.disable_manifest))
+                .collect(),
             storage: r.file_outputs.iter().any(|f| f.output.is_some())
                 || r.segment_outputs.iter().any(|s| s.output.is_some())
                 || r.image_outputs.iter().any(|i| i.output.is_some()),
@@ -158,13 +166,22 @@ impl CompositeRequest {
         }
         for o in &r.outputs {
             match &o.config {
-                Some(Config::File(f)) => c.files.push((f.file_type, f.filepath.clone(), o.storage.is_some())),
+                Some(Config::File(f)) => {
+                    c.files.push((f.file_type, f.filepath.clone(), o.storage.is_some()));
+                    c.no_manifest.push(f.disable_manifest);
+                }
                 Some(Config::Stream(st)) => {
                     c.streams.extend(st.urls.iter().cloned());
                     c.websocket |= st.protocol == proto::StreamProtocol::Websocket as i32;
                 }
-                Some(Config::Segments(g)) => c.segments.push(g.clone()),
-                Some(Config::Images(i)) => c.images.push(i.clone()),
+                Some(Config::Segments(g)) => {
+                    c.no_manifest.push(g.disable_manifest);
+                    c.segments.push(g.clone());
+                }
+                Some(Config::Images(i)) => {
+                    c.no_manifest.push(i.disable_manifest);
+                    c.images.push(i.clone());
+                }
                 None => return Err(invalid("outputs", "an output has no file, stream, segments or images")),
             }
         }
@@ -198,6 +215,9 @@ pub struct Plan {
     pub streams: Vec<String>,
     pub segments: Option<crate::output::segments::SegmentsPlan>,
     pub images: Vec<crate::output::images::ImagesPlan>,
+    /// Where `{egress_id}.json` goes: beside the first file, playlist or images (none when
+    /// every such output disables it, or there are only streams).
+    pub manifest_dir: Option<PathBuf>,
     /// The request's own webhook URLs.
     pub webhooks: Vec<String>,
 }
@@ -290,7 +310,21 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
             ),
         ));
     }
+    let images: Vec<_> = c.images.iter().map(|i| images_plan(c, ctx, i)).collect::<Result<_, _>>()?;
+    let segments = match c.segments.first() {
+        Some(g) => Some(segments_plan(c, ctx, g)?),
+        None => None,
+    };
+    let manifest_dir = if !c.no_manifest.is_empty() && c.no_manifest.iter().all(|d| *d) {
+        None
+    } else {
+        file.as_ref()
+            .and_then(|f| f.path.parent().map(Path::to_path_buf))
+            .or_else(|| segments.as_ref().map(|g| g.dir.clone()))
+            .or_else(|| images.first().map(|i| i.dir.clone()))
+    };
     Ok(Plan {
+        manifest_dir,
         room_name: c.room_name.clone(),
         layout,
         audio_only: c.audio_only,
@@ -298,11 +332,8 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
         encoding,
         file,
         streams: c.streams.clone(),
-        images: c.images.iter().map(|i| images_plan(c, ctx, i)).collect::<Result<_, _>>()?,
-        segments: match c.segments.first() {
-            Some(g) => Some(segments_plan(c, ctx, g)?),
-            None => None,
-        },
+        images,
+        segments,
         webhooks: c.webhooks.iter().map(|(u, _)| u.clone()).collect(),
     })
 }

@@ -116,6 +116,15 @@ impl SegmentSink {
         }
     }
 
+    /// (name, media start s, duration s) of every closed segment, for the manifest.
+    pub fn segments(&self) -> Vec<(String, f64, f64)> {
+        lock(&self.0)
+            .done
+            .iter()
+            .map(|g| (g.name.clone(), g.start_us as f64 / 1e6, g.duration_us as f64 / 1e6))
+            .collect()
+    }
+
     /// Why the output stopped, if it failed.
     pub fn error(&self) -> Option<String> {
         lock(&self.0).failed.clone()
