@@ -1258,3 +1258,41 @@ fn check_images(done: &Value, out: &Path, file: &Path) {
         .collect();
     assert_eq!(seen.len(), 2, "both participants in the image: {seen:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portrait_presets_record_portrait_sizes_with_a_portrait_layout() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("egress-portrait");
+    let room = devroom().await;
+    let pubs = participants(&room, "tall", 2);
+    // A 1080p30 composite counts 1.1 cores: this test admits both on a 2-core machine.
+    let serve = Serve::start(&dir, &format!("ws_url: {}\ncpu_cost:\n  cpus: 4\n", room.url()));
+    let url = serve.url.clone();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut ids = Vec::new();
+    for (preset, name) in [("PORTRAIT_H264_720P_30", "p720.mp4"), ("PORTRAIT_H264_1080P_30", "p1080.mp4")] {
+        let args = json!({ "roomName": "tall", "preset": preset, "file": { "filepath": name } });
+        let info = call(Sdk::Node, &url, SECRET, "startRoomComposite", args).await.unwrap();
+        ids.push(info["egressId"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        wait_for(Sdk::Node, &url, id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for id in &ids {
+        call(Sdk::Node, &url, SECRET, "stopEgress", json!({ "egressId": id })).await.unwrap();
+    }
+    for (id, (w, h)) in ids.iter().zip([(720, 1280), (1080, 1920)]) {
+        let info = wait_for(Sdk::Node, &url, id, "complete", |i| status(i) != "EGRESS_ENDING").await;
+        assert_eq!(status(&info), "EGRESS_COMPLETE", "{info}");
+        let (path, _) = check_file(&info, &serve.out, w, h);
+        // Two participants in a portrait frame: one above the other, each in its cell.
+        let cells_at = rects("grid", 2, w, h);
+        assert!(cells_at[0].y != cells_at[1].y && cells_at[0].x == cells_at[1].x, "{cells_at:?}");
+        let f = common::frame_rgb(&path, 3.0, w, h);
+        let mut seen: Vec<usize> = cells(&f, 2, w, h).into_iter().flatten().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, vec![0, 1], "{w}x{h}: both participants in their cells");
+    }
+    pubs.abort();
+}
