@@ -31,3 +31,4 @@ lint: setup
 bench: setup
 	bench/run.sh
 	bench/serve.sh
+	bench/outputs.sh

@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 SECS=${SECS:-20}
 work=${BENCH_DIR:-target/bench}/outputs
 rm -rf "$work" && mkdir -p "$work/nginx-rec" "$work/nginx-logs"
+work=$(cd "$work" && pwd) # nginx wants absolute paths
 cargo build --release -q
 scripts/test-peers.sh
 bin=target/release/tessera
