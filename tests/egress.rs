@@ -38,13 +38,18 @@ async fn devroom() -> DevRoom {
 }
 
 fn participants(room: &DevRoom, name: &str, count: usize) -> tokio::task::JoinHandle<()> {
+    participants_for(room, name, count, Duration::from_secs(90))
+}
+
+/// Synthetic participants who leave after `stay`.
+fn participants_for(room: &DevRoom, name: &str, count: usize, stay: Duration) -> tokio::task::JoinHandle<()> {
     let o = SyntheticOptions {
         url: room.url(),
         api_key: KEY.into(),
         api_secret: SECRET.into(),
         room: name.into(),
         count,
-        duration: Some(Duration::from_secs(90)),
+        duration: Some(stay),
         ..Default::default()
     };
     tokio::spawn(async move {
@@ -780,20 +785,7 @@ async fn session_limits_empty_rooms_and_closing_rooms_end_jobs_like_livekit() {
     let room = devroom().await;
     let long = participants(&room, "limited", 1);
     // This room's only participant leaves after 2 s; the room closes 2 s later.
-    let short = {
-        let o = SyntheticOptions {
-            url: room.url(),
-            api_key: KEY.into(),
-            api_secret: SECRET.into(),
-            room: "closing".into(),
-            count: 1,
-            duration: Some(Duration::from_secs(2)),
-            ..Default::default()
-        };
-        tokio::spawn(async move {
-            let _ = synthetic::run(o).await;
-        })
-    };
+    let short = participants_for(&room, "closing", 1, Duration::from_secs(2));
     let serve =
         Serve::start(&dir, &format!("ws_url: {}\nsession_limits:\n  file_output_max_duration: 6s\n", room.url()));
     let url = serve.url.clone();
@@ -1289,10 +1281,11 @@ async fn portrait_presets_record_portrait_sizes_with_a_portrait_layout() {
         // Two participants in a portrait frame: one above the other, each in its cell.
         let cells_at = rects("grid", 2, w, h);
         assert!(cells_at[0].y != cells_at[1].y && cells_at[0].x == cells_at[1].x, "{cells_at:?}");
-        let f = common::frame_rgb(&path, 3.0, w, h);
-        let mut seen: Vec<usize> = cells(&f, 2, w, h).into_iter().flatten().collect();
-        seen.sort_unstable();
-        assert_eq!(seen, vec![0, 1], "{w}x{h}: both participants in their cells");
+        // (A participant flashing white at its sync mark reads as nobody: most moments, not all.)
+        let moments: Vec<Vec<Option<usize>>> =
+            [1.5, 2.5, 3.5, 4.5].iter().map(|t| cells(&common::frame_rgb(&path, *t, w, h), 2, w, h)).collect();
+        let both = moments.iter().filter(|c| c.contains(&Some(0)) && c.contains(&Some(1))).count();
+        assert!(both >= 3, "{w}x{h}: both participants in their cells: {moments:?}");
     }
     pubs.abort();
 }

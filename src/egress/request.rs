@@ -385,15 +385,7 @@ fn segments_plan(
     if duration_s > 600 {
         return Err(invalid("segment_duration", format!("{duration_s} s is longer than 600 s")));
     }
-    let prefix = if g.filename_prefix.trim().is_empty() || g.filename_prefix.ends_with('/') {
-        format!("{}{{room_name}}-{{time}}", g.filename_prefix.trim())
-    } else {
-        g.filename_prefix.trim().to_string()
-    };
-    let prefix = expand(&prefix, &c.room_name, ctx.now);
-    let full = confine(ctx.output_dir, &prefix)?;
-    let dir = full.parent().unwrap_or(ctx.output_dir).to_path_buf();
-    let base = full.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "segments".into());
+    let (dir, base, _) = prefix_path(&g.filename_prefix, c, ctx, "segments")?;
     let name_of = |requested: &str, default: Option<String>| -> Option<String> {
         let n = if requested.trim().is_empty() { default? } else { expand(requested.trim(), &c.room_name, ctx.now) };
         // Only the file name counts: the playlist lives beside its segments.
@@ -438,14 +430,7 @@ fn images_plan(
     if w > 0 {
         crate::config::check_size(w as u32, h as u32).map_err(|e| invalid("image_outputs.width", e.to_string()))?;
     }
-    let prefix = if i.filename_prefix.trim().is_empty() || i.filename_prefix.ends_with('/') {
-        format!("{}{{room_name}}-{{time}}", i.filename_prefix.trim())
-    } else {
-        i.filename_prefix.trim().to_string()
-    };
-    let full = confine(ctx.output_dir, &expand(&prefix, &c.room_name, ctx.now))?;
-    let dir = full.parent().unwrap_or(ctx.output_dir).to_path_buf();
-    let base = full.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+    let (dir, base, full) = prefix_path(&i.filename_prefix, c, ctx, "image")?;
     let naming = match proto::ImageFileSuffix::try_from(i.filename_suffix) {
         Ok(proto::ImageFileSuffix::ImageSuffixTimestamp) => ImageNaming::Timestamp,
         Ok(proto::ImageFileSuffix::ImageSuffixNoneOverwrite) => ImageNaming::Overwrite,
@@ -463,6 +448,27 @@ fn images_plan(
         height: h as u32,
         naming,
     })
+}
+
+/// A segments or images prefix: `{room_name}-{time}` when empty (or a directory),
+/// placeholders expanded, kept inside the output directory. Returns its directory,
+/// its file-name part and the whole path.
+fn prefix_path(
+    requested: &str,
+    c: &CompositeRequest,
+    ctx: &PlanContext,
+    fallback: &str,
+) -> Result<(PathBuf, String, PathBuf), RequestError> {
+    let requested = requested.trim();
+    let prefix = if requested.is_empty() || requested.ends_with('/') {
+        format!("{requested}{{room_name}}-{{time}}")
+    } else {
+        requested.to_string()
+    };
+    let full = confine(ctx.output_dir, &expand(&prefix, &c.room_name, ctx.now))?;
+    let dir = full.parent().unwrap_or(ctx.output_dir).to_path_buf();
+    let base = full.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| fallback.into());
+    Ok((dir, base, full))
 }
 
 /// The placeholders of file names (all but `{room_id}`, which the job fills in).

@@ -31,20 +31,9 @@ impl Mp4Writer {
             std::fs::create_dir_all(dir).map_err(|cause| OutputError::Io { path: dir.display().to_string(), cause })?;
         }
         let mut octx = format::output_as(path, "mp4").map_err(ff(path, "creating the file"))?;
-        let mut indices = Vec::new();
         let priming = specs.iter().map(|s| s.priming as f64 * f64::from(s.time_base)).collect();
         // (stream indices follow `specs` order, which `priming` relies on)
-        for spec in specs {
-            let mut st =
-                octx.add_stream(ffmpeg::encoder::find(spec.parameters.id())).map_err(ff(path, "adding a stream"))?;
-            st.set_parameters(spec.parameters.clone());
-            st.set_time_base(spec.time_base);
-            unsafe {
-                // The codec tag from the encoder context means nothing to the MP4 muxer.
-                (*(*st.as_mut_ptr()).codecpar).codec_tag = 0;
-            }
-            indices.push((spec.kind, st.index()));
-        }
+        let indices = super::mux::add_streams(&mut octx, specs).map_err(ff(path, "adding a stream"))?;
         let mut opts = Dictionary::new();
         opts.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
         opts.set("frag_duration", "1000000");

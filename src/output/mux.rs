@@ -22,6 +22,25 @@ fn ff(name: &str, what: &'static str) -> impl FnOnce(ffmpeg::Error) -> OutputErr
     move |cause| OutputError::Ffmpeg { path, what, cause }
 }
 
+/// Declares the job's encoded streams in a muxer; their indices follow `specs`.
+pub fn add_streams(
+    octx: &mut format::context::Output,
+    specs: &[StreamSpec],
+) -> Result<Vec<(StreamKind, usize)>, ffmpeg::Error> {
+    let mut indices = Vec::new();
+    for spec in specs {
+        let mut st = octx.add_stream(ffmpeg::encoder::find(spec.parameters.id()))?;
+        st.set_parameters(spec.parameters.clone());
+        st.set_time_base(spec.time_base);
+        unsafe {
+            // The encoder's codec tag means nothing to the container.
+            (*(*st.as_mut_ptr()).codecpar).codec_tag = 0;
+        }
+        indices.push((spec.kind, st.index()));
+    }
+    Ok(indices)
+}
+
 impl MuxWriter {
     /// Opens `target` (a file path or URL) with the muxer `format` and declares `specs`.
     pub fn create(
@@ -33,18 +52,7 @@ impl MuxWriter {
     ) -> Result<Self, OutputError> {
         crate::encode::init();
         let mut octx = format::output_as(&target, format).map_err(ff(name, "opening the output"))?;
-        let mut indices = Vec::new();
-        for spec in specs {
-            let mut st =
-                octx.add_stream(ffmpeg::encoder::find(spec.parameters.id())).map_err(ff(name, "adding a stream"))?;
-            st.set_parameters(spec.parameters.clone());
-            st.set_time_base(spec.time_base);
-            unsafe {
-                // The encoder's codec tag means nothing to another container.
-                (*(*st.as_mut_ptr()).codecpar).codec_tag = 0;
-            }
-            indices.push((spec.kind, st.index()));
-        }
+        let indices = add_streams(&mut octx, specs).map_err(ff(name, "adding a stream"))?;
         let mut opts = Dictionary::new();
         for (k, v) in options {
             opts.set(k, v);
