@@ -20,8 +20,8 @@ room_port=${BENCH_PORT:-7976}
 api_port=$((room_port + 1)) rtmp_port=$((room_port + 2)) srt_port=$((room_port + 3))
 key=devkey secret=bench-secret-bench-secret-bench-secret
 
-$bin devroom --bind "127.0.0.1:$room_port" --api-secret "$secret" --synthetic 4 --room bench >"$work/devroom.log" 2>&1 &
-devroom_pid=$!
+source bench/lib.sh
+start_room_and_serve
 cat >"$work/nginx.conf" <<EOF
 load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
 user root;
@@ -34,24 +34,10 @@ rtmp { server { listen 127.0.0.1:$rtmp_port; application live { live on; record 
 EOF
 nginx -p "$work" -c "$work/nginx.conf" &
 nginx_pid=$!
-cat >"$work/tessera.yaml" <<EOF
-api_key: $key
-api_secret: $secret
-ws_url: ws://127.0.0.1:$room_port
-listen: 127.0.0.1:$api_port
-output_dir: $work/rec
-renderer: cpu
-log_level: warn
-EOF
-$bin serve --config "$work/tessera.yaml" >"$work/serve.out" 2>"$work/serve.log" &
-serve_pid=$!
 srt_pid=""
 trap 'kill $devroom_pid $serve_pid $nginx_pid $srt_pid 2>/dev/null || true' EXIT
 sleep 3
 
-export LIVEKIT_URL="http://127.0.0.1:$api_port" LIVEKIT_API_KEY=$key LIVEKIT_API_SECRET=$secret
-sdk() { node tests/peers/egress_node.mjs "$@"; }
-cpu_of() { awk '{ print ($14 + $15) / 100 }' "/proc/$1/stat"; }
 rtmp() { echo "\"rtmp://127.0.0.1:$rtmp_port/live/$1\""; }
 
 # One recording with `outputs` (EncodedOutputs JSON); prints CPU-s per recorded s of the whole process.

@@ -22,25 +22,11 @@ room_port=${BENCH_PORT:-7978}
 api_port=$((room_port + 1))
 key=devkey secret=bench-secret-bench-secret-bench-secret
 
-$bin devroom --bind "127.0.0.1:$room_port" --api-secret "$secret" --synthetic 4 --room bench >"$work/devroom.log" 2>&1 &
-devroom_pid=$!
-cat >"$work/tessera.yaml" <<EOF
-api_key: $key
-api_secret: $secret
-ws_url: ws://127.0.0.1:$room_port
-listen: 127.0.0.1:$api_port
-output_dir: $work/rec
-renderer: cpu
-log_level: warn
-EOF
-$bin serve --config "$work/tessera.yaml" >"$work/serve.out" 2>"$work/serve.log" &
-serve_pid=$!
+source bench/lib.sh
+start_room_and_serve
 trap 'kill $devroom_pid $serve_pid 2>/dev/null || true' EXIT
 sleep 3 # the room has video before the recordings start
 
-export LIVEKIT_URL="http://127.0.0.1:$api_port" LIVEKIT_API_KEY=$key LIVEKIT_API_SECRET=$secret
-sdk() { node tests/peers/egress_node.mjs "$@"; }
-cpu_of() { awk '{ print ($14 + $15) / 100 }' "/proc/$1/stat"; } # utime + stime, 100 ticks/s
 ids=() created=()
 cpu0=$(cpu_of $serve_pid)
 for i in $(seq 1 "$JOBS"); do

@@ -1,0 +1,26 @@
+# Shared by the service benches: devroom with 4 synthetic participants in room "bench"
+# and `tessera serve` recording from it, plus the helpers that drive and measure them.
+# Needs: bin, work (absolute or relative), room_port, api_port, key, secret.
+
+# Starts both; sets devroom_pid and serve_pid (the caller sets its own trap).
+start_room_and_serve() {
+  $bin devroom --bind "127.0.0.1:$room_port" --api-secret "$secret" --synthetic 4 --room bench >"$work/devroom.log" 2>&1 &
+  devroom_pid=$!
+  cat >"$work/tessera.yaml" <<YAML
+api_key: $key
+api_secret: $secret
+ws_url: ws://127.0.0.1:$room_port
+listen: 127.0.0.1:$api_port
+output_dir: $work/rec
+renderer: cpu
+log_level: warn
+YAML
+  $bin serve --config "$work/tessera.yaml" >"$work/serve.out" 2>"$work/serve.log" &
+  serve_pid=$!
+  export LIVEKIT_URL="http://127.0.0.1:$api_port" LIVEKIT_API_KEY=$key LIVEKIT_API_SECRET=$secret
+}
+
+# One call through LiveKit's Node server SDK (tests/peers/egress_node.mjs).
+sdk() { node tests/peers/egress_node.mjs "$@"; }
+# CPU seconds (user + system) of a process so far, at 100 ticks per second.
+cpu_of() { awk '{ print ($14 + $15) / 100 }' "/proc/$1/stat"; }
