@@ -32,3 +32,4 @@ bench: setup
 	bench/run.sh
 	bench/serve.sh
 	bench/outputs.sh
+	bench/latency.sh

@@ -1,10 +1,12 @@
-# Shared by the service benches: devroom with 4 synthetic participants in room "bench"
-# and `tessera serve` recording from it, plus the helpers that drive and measure them.
+# Shared by the service benches: devroom with synthetic participants (4 unless
+# `participants` says otherwise; `devroom_flags` adds flags) in room "bench" and
+# `tessera serve` recording from it, plus the helpers that drive and measure them.
+# `serve_yaml` adds lines to the service's config.
 # Needs: bin, work (absolute or relative), room_port, api_port, key, secret.
 
 # Starts both; sets devroom_pid and serve_pid (the caller sets its own trap).
 start_room_and_serve() {
-  $bin devroom --bind "127.0.0.1:$room_port" --api-secret "$secret" --synthetic 4 --room bench >"$work/devroom.log" 2>&1 &
+  $bin devroom --bind "127.0.0.1:$room_port" --api-secret "$secret" --synthetic "${participants:-4}" ${devroom_flags:-} --room bench >"$work/devroom.log" 2>&1 &
   devroom_pid=$!
   cat >"$work/tessera.yaml" <<YAML
 api_key: $key
@@ -14,6 +16,7 @@ listen: 127.0.0.1:$api_port
 output_dir: $work/rec
 renderer: cpu
 log_level: warn
+${serve_yaml:-}
 YAML
   $bin serve --config "$work/tessera.yaml" >"$work/serve.out" 2>"$work/serve.log" &
   serve_pid=$!

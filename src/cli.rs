@@ -65,6 +65,10 @@ pub struct DevroomArgs {
     /// The third synthetic participant mutes and unmutes every 4 s.
     #[arg(long)]
     pub mute_toggle: bool,
+    /// Flash and beep on the wall clock (every 5 s of Unix time, participant i 0.4 s × i
+    /// later), so a receiver can time glass-to-screen latency (bench/latency.sh).
+    #[arg(long)]
+    pub wall_clock_marks: bool,
     /// Video codec of the synthetic participants: vp8, or h264 (experimental: devroom
     /// forwards H.264 that LiveKit's SDKs publish, but our own H.264 does not decode yet).
     #[arg(long, default_value = "vp8", hide = true)]

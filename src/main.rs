@@ -194,6 +194,7 @@ fn devroom_cmd(a: DevroomArgs) -> Result<()> {
                 late_joiner: a.late_joiner,
                 leaver: a.leaver,
                 mute_toggle: a.mute_toggle,
+                wall_clock_marks: a.wall_clock_marks,
                 fps: 15,
                 codec,
                 duration: None,

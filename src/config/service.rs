@@ -56,7 +56,8 @@ pub struct ServiceConfig {
     pub enable_chrome_sandbox: bool,
     pub location: String,
     pub logging: Option<serde_yaml_ng::Value>,
-    pub latency: Option<serde_yaml_ng::Value>,
+    /// LiveKit's latency keys, with the recorder's meanings (see `Latency`).
+    pub latency: Latency,
 
     // --- Tessera's own ---
     /// Address of the Egress API (Twirp), health and metrics.
@@ -103,7 +104,7 @@ impl Default for ServiceConfig {
             enable_chrome_sandbox: false,
             location: String::new(),
             logging: None,
-            latency: None,
+            latency: Latency::default(),
             listen: "127.0.0.1:7980".into(),
             output_dir: PathBuf::from("recordings"),
             renderer: "auto".into(),
@@ -174,6 +175,24 @@ impl CpuCost {
         };
         cpus * self.max_cpu_utilization
     }
+}
+
+/// LiveKit's `latency` block, read as the native recorder's delays (each unset keeps
+/// Tessera's default, far below LiveKit's seconds): `jitter_buffer_latency` is how long a
+/// gap in a track waits for its retransmission (300 ms), `audio_mixer_latency` how far
+/// behind real time audio is mixed so late packets still make it (200 ms), and
+/// `pipeline_latency` how long each video frame is held so a late one still makes its
+/// tick (50 ms). Live streams wait for the audio, so the mixer's delay is most of their
+/// latency (bench/latency.sh).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Latency {
+    #[serde(deserialize_with = "duration")]
+    pub jitter_buffer_latency: Option<Duration>,
+    #[serde(deserialize_with = "duration")]
+    pub audio_mixer_latency: Option<Duration>,
+    #[serde(deserialize_with = "duration")]
+    pub pipeline_latency: Option<Duration>,
 }
 
 /// LiveKit server's webhook block: events are signed with `api_key` (default: the service's key).
@@ -329,7 +348,8 @@ mod tests {
             "{BASE}ws_url: wss://example.livekit.cloud\nhealth_port: 8080\nprometheus_port: 9090\n\
              log_level: debug\nsession_limits:\n  file_output_max_duration: 1h30m\n  stream_output_max_duration: 90\n\
              cpu_cost:\n  room_composite_cpu_cost: 0.7\n  max_cpu_utilization: 0.5\n\
-             insecure: true\nmystery: 1\nwebhook:\n  urls: [http://127.0.0.1:9/hook]\n  colour: red\n"
+             insecure: true\nmystery: 1\nwebhook:\n  urls: [http://127.0.0.1:9/hook]\n  colour: red\n\
+             latency:\n  audio_mixer_latency: 40ms\n"
         );
         let l = ServiceConfig::parse(&yaml).unwrap();
         let c = &l.config;
@@ -337,6 +357,8 @@ mod tests {
         assert_eq!(c.session_limits.stream_output_max_duration, Some(Duration::from_secs(90)));
         assert_eq!((c.cpu_cost.room_composite_cpu_cost, c.cpu_cost.max_cpu_utilization), (0.7, 0.5));
         assert_eq!(c.webhook_key(), "devkey");
+        assert_eq!(c.latency.audio_mixer_latency, Some(Duration::from_millis(40)));
+        assert_eq!(c.latency.jitter_buffer_latency, None);
         assert_eq!(l.unknown_keys, vec!["mystery".to_string(), "webhook.colour".to_string()]);
     }
 

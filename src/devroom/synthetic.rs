@@ -53,6 +53,11 @@ pub struct SyntheticOptions {
     pub codec: VideoCodec,
     /// How long to run; None until cancelled.
     pub duration: Option<Duration>,
+    /// Start each participant's clock on a whole multiple of MARK_EVERY of Unix
+    /// time, so participant i's marks fall at `5 s × k + i × MARK_STAGGER` of the
+    /// wall clock and a receiver on the same machine can time its glass-to-screen
+    /// latency from the flashes alone (bench/latency.sh).
+    pub wall_clock_marks: bool,
 }
 
 impl Default for SyntheticOptions {
@@ -74,6 +79,7 @@ impl Default for SyntheticOptions {
             camera: (640, 360),
             codec: VideoCodec::Vp8,
             duration: None,
+            wall_clock_marks: false,
         }
     }
 }
@@ -91,6 +97,13 @@ pub fn in_mark(i: usize, t: Duration) -> bool {
     let offset = (i as i64 * MARK_STAGGER.as_micros() as i64) % every;
     (t.as_micros() as i64 - offset).rem_euclid(every) < MARK_LENGTH.as_micros() as i64
 }
+/// Time from now to the next whole multiple of MARK_EVERY since the Unix epoch.
+fn until_next_mark_period() -> Duration {
+    let every = MARK_EVERY.as_micros();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros();
+    Duration::from_micros((every - now % every) as u64)
+}
+
 /// Seconds each participant speaks in turn.
 const TURN: i64 = 3;
 
@@ -213,7 +226,7 @@ async fn participant(o: SyntheticOptions, i: usize) -> Result<(), SyntheticError
     };
     let frame_len = Duration::from_secs(1) / fps;
     let muted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let t0 = Instant::now();
+    let t0 = if o.wall_clock_marks { Instant::now() + until_next_mark_period() } else { Instant::now() };
     // Audio runs on its own 20 ms pace, so each packet leaves when its samples are
     // due and the sender's reports tie audio and video to the same clock.
     let mic = tracks.remove(1);

@@ -171,6 +171,10 @@ impl Manager {
         rec.video_only = plan.video_only;
         rec.backend = self.backend;
         rec.duration = self.session_limit(&plan);
+        let l = &self.cfg.latency;
+        rec.max_wait = l.jitter_buffer_latency.unwrap_or(rec.max_wait);
+        rec.audio_delay = l.audio_mixer_latency.unwrap_or(rec.audio_delay);
+        rec.video_delay = l.pipeline_latency.unwrap_or(rec.video_delay);
         // Thread names hold 15 bytes: "EG_" and 12 characters.
         rec.thread_name = id.chars().take(15).collect();
         if let Some(dir) = plan.file.as_ref().and_then(|f| f.path.parent()) {
