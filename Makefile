@@ -33,3 +33,5 @@ bench: setup
 	bench/serve.sh
 	bench/outputs.sh
 	bench/latency.sh
+	bench/browser.sh
+	SECS=$${HLS_SECS:-1800} bench/hls_drift.sh

@@ -14,6 +14,13 @@ if ! command -v chromium >/dev/null; then
   echo "test peers: chromium $(chromium --version 2>/dev/null)" >&2
 fi
 
+# Xvfb and PulseAudio: the Chromium path's display and audio server.
+if ! command -v Xvfb >/dev/null || ! command -v pulseaudio >/dev/null; then
+  $sudo apt-get update -q >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends xvfb pulseaudio >/dev/null
+  echo "test peers: Xvfb and PulseAudio" >&2
+fi
+
 # nginx with the RTMP module: the RTMP receiver of the stream tests.
 if ! [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then
   $sudo apt-get update -q >/dev/null
@@ -22,13 +29,24 @@ if ! [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then
 fi
 
 node_dir=target/peers-node
-js="livekit-client@2.23.0 livekit-server-sdk@2.19.2"
+js="livekit-client@2.23.0 livekit-server-sdk@2.19.2 azurite@3.35.0"
 if [ "$(cat "$node_dir/.installed" 2>/dev/null)" != "$js" ]; then
   mkdir -p "$node_dir"
   echo '{"private":true}' > "$node_dir/package.json"
   (cd "$node_dir" && npm install --silent --no-audit --no-fund $js)
   echo "$js" > "$node_dir/.installed"
   echo "test peers: $js in $node_dir" >&2
+fi
+
+# The storage emulators and the official SDKs the tests read the buckets back with:
+# moto's S3 server (with boto3), a GCS emulator, Azure's Python SDK (Azurite is from npm above).
+storage_venv=target/storage-venv
+storage_want="moto[server]==5.2.5 gcp-storage-emulator==2026.7.19 azure-storage-blob==12.31.1"
+if ! [ -x "$storage_venv/bin/python" ] || [ "$(cat "$storage_venv/.installed" 2>/dev/null)" != "$storage_want" ]; then
+  python3 -m venv "$storage_venv"
+  "$storage_venv/bin/pip" install -q --disable-pip-version-check $storage_want
+  echo "$storage_want" > "$storage_venv/.installed"
+  echo "test peers: $storage_want in $storage_venv" >&2
 fi
 
 venv=target/peers-venv

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod audio;
 pub mod auth;
+pub mod browser;
 pub mod cli;
 pub mod color;
 pub mod config;
@@ -30,4 +31,5 @@ pub mod render;
 pub mod room;
 pub mod scene;
 pub mod service;
+pub mod upload;
 pub mod usage;

@@ -116,6 +116,8 @@ pub struct Summary {
     pub bytes: u64,
     /// For frames pushed with arrival times: arrival to encoded packet written, in µs.
     pub latencies_us: Vec<u64>,
+    /// Why the file stopped being written, when it failed while other outputs went on.
+    pub file_error: Option<String>,
 }
 
 pub struct EncodePipeline {
@@ -165,10 +167,19 @@ impl EncodePipeline {
         let mut specs = Vec::new();
         specs.extend(venc.as_ref().map(|v| v.spec()));
         specs.extend(aenc.as_ref().map(|a| a.spec()));
-        let writer = match &outputs.file {
-            Some(path) => Some(FileWriter::create(format, path, &specs)?),
-            None => None,
+        // A file that cannot be written stops only itself while other outputs take packets.
+        let (writer, file_error) = match &outputs.file {
+            Some(path) => match FileWriter::create(format, path, &specs) {
+                Ok(w) => (Some(w), None),
+                Err(e) if others_take_packets(&outputs.sinks, &outputs.images) => {
+                    tracing::warn!(file = %path.display(), error = %e, "the file cannot be written; the other outputs go on");
+                    (None, Some(e.to_string()))
+                }
+                Err(e) => return Err(e),
+            },
+            None => (None, None),
         };
+        let path = outputs.file.clone().unwrap_or_default();
         for s in &outputs.sinks {
             s.start(&specs);
         }
@@ -178,7 +189,7 @@ impl EncodePipeline {
         let (tx, rx) = sync_channel(8);
         let handle = std::thread::Builder::new()
             .name(thread_name.into())
-            .spawn(move || run(rx, venc, aenc, writer, sinks, images))
+            .spawn(move || run(rx, venc, aenc, Written { writer, path, error: file_error }, sinks, images))
             .map_err(|_| PipelineError::Gone)?;
         Ok(Self { tx: Some(tx), handle: Some(handle) })
     }
@@ -217,23 +228,43 @@ impl EncodePipeline {
     }
 }
 
+/// Whether outputs other than the file still take packets (then a failing file ends only itself).
+fn others_take_packets(sinks: &[Arc<dyn PacketSink>], images: &[Arc<crate::output::images::ImageSink>]) -> bool {
+    sinks.iter().any(|s| s.active()) || !images.is_empty()
+}
+
+/// The job's file: its writer until it fails, and why it failed.
+struct Written {
+    writer: Option<FileWriter>,
+    path: PathBuf,
+    error: Option<String>,
+}
+
 fn run(
     rx: Receiver<Msg>,
     mut venc: Option<VideoEncoder>,
     mut aenc: Option<AudioEncoder>,
-    mut writer: Option<FileWriter>,
+    mut file: Written,
     sinks: Vec<Arc<dyn PacketSink>>,
     images: Vec<Arc<crate::output::images::ImageSink>>,
 ) -> Result<Summary, PipelineError> {
     let (mut frames, mut blocks) = (0u64, 0u64);
     let mut latencies_us = Vec::new();
-    let write_all = |w: &mut Option<FileWriter>, packets: Vec<EncodedPacket>| -> Result<(), PipelineError> {
+    let write_all = |f: &mut Written, packets: Vec<EncodedPacket>| -> Result<(), PipelineError> {
         for p in packets {
             for s in &sinks {
                 s.write(&p);
             }
-            if let Some(w) = w.as_mut() {
-                w.write(p)?;
+            if let Some(w) = f.writer.as_mut()
+                && let Err(e) = w.write(p)
+            {
+                // A full disk ends the file; the streams, segments and images go on if there are any.
+                if !others_take_packets(&sinks, &images) {
+                    return Err(e.into());
+                }
+                tracing::warn!(file = %f.path.display(), error = %e, "the file output failed; the other outputs go on");
+                f.writer = None;
+                f.error = Some(e.to_string());
             }
         }
         Ok(())
@@ -251,7 +282,7 @@ fn run(
                     }
                     let packets = v.encode(&f.frame, f.pts_us)?;
                     let out = !packets.is_empty();
-                    write_all(&mut writer, packets)?;
+                    write_all(&mut file, packets)?;
                     if out {
                         latencies_us.extend(arrivals.iter().map(|a| a.elapsed().as_micros() as u64));
                     }
@@ -261,7 +292,7 @@ fn run(
             Msg::Audio(b) => {
                 if let Some(a) = aenc.as_mut() {
                     let packets = a.encode(&b)?;
-                    write_all(&mut writer, packets)?;
+                    write_all(&mut file, packets)?;
                     blocks += 1;
                 }
             }
@@ -269,11 +300,11 @@ fn run(
     }
     if let Some(v) = venc.as_mut() {
         let packets = v.finish()?;
-        write_all(&mut writer, packets)?;
+        write_all(&mut file, packets)?;
     }
     if let Some(a) = aenc.as_mut() {
         let packets = a.finish()?;
-        write_all(&mut writer, packets)?;
+        write_all(&mut file, packets)?;
     }
     for s in &sinks {
         s.finish();
@@ -281,10 +312,10 @@ fn run(
     for i in &images {
         i.finish();
     }
-    let path = match writer {
+    let path = match file.writer {
         Some(w) => w.finish()?,
-        None => PathBuf::new(),
+        None => file.path,
     };
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    Ok(Summary { path, video_frames: frames, audio_blocks: blocks, bytes, latencies_us })
+    Ok(Summary { path, video_frames: frames, audio_blocks: blocks, bytes, latencies_us, file_error: file.error })
 }

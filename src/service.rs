@@ -31,6 +31,12 @@ pub async fn serve(loaded: Loaded, layouts: LayoutSet) -> anyhow::Result<()> {
     for k in &unknown_keys {
         tracing::warn!(key = %k, "unknown configuration key ignored");
     }
+    for k in config.legacy_keys() {
+        tracing::warn!(
+            key = k,
+            "an old LiveKit egress key: read as storage: (or backup: for backup_storage); LiveKit 1.9 and later ignore it"
+        );
+    }
     if config.redis.is_some() {
         tracing::warn!("redis: fleet mode (psrpc) is not implemented yet; serving the Twirp API only");
     }

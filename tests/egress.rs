@@ -6,169 +6,18 @@
 
 mod common;
 
+use common::service::*;
 use common::{amplitude, audio_mono, decode_errors, frames, probe, stream, who, workdir};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tessera::devroom::impair::Impairment;
-use tessera::devroom::synthetic::{self, SyntheticOptions};
-use tessera::devroom::{DevRoom, DevRoomConfig};
 use tessera::layout::{LayoutSet, TileSource, compose};
 use tessera::scene::Rect;
-
-const KEY: &str = "devkey";
-const SECRET: &str = "egress-test-secret-egress-test-secret";
 
 /// One test at a time: each runs rooms, publishers and recordings, which on two
 /// cores leave no room for a second.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn devroom() -> DevRoom {
-    DevRoom::start(DevRoomConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        api_key: KEY.into(),
-        api_secret: SECRET.into(),
-        empty_timeout: Duration::from_secs(2),
-        impair: Impairment::default(),
-    })
-    .await
-    .unwrap()
-}
-
-fn participants(room: &DevRoom, name: &str, count: usize) -> tokio::task::JoinHandle<()> {
-    participants_for(room, name, count, Duration::from_secs(90))
-}
-
-/// Synthetic participants who leave after `stay`.
-fn participants_for(room: &DevRoom, name: &str, count: usize, stay: Duration) -> tokio::task::JoinHandle<()> {
-    let o = SyntheticOptions {
-        url: room.url(),
-        api_key: KEY.into(),
-        api_secret: SECRET.into(),
-        room: name.into(),
-        count,
-        duration: Some(stay),
-        ..Default::default()
-    };
-    tokio::spawn(async move {
-        let _ = synthetic::run(o).await;
-    })
-}
-
-/// `tessera serve` as a child process, killed when dropped.
-struct Serve {
-    child: Child,
-    url: String,
-    out: PathBuf,
-}
-
-impl Serve {
-    fn start(dir: &Path, extra_yaml: &str) -> Serve {
-        let out = dir.join("rec");
-        let cfg = dir.join("tessera.yaml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "api_key: {KEY}\napi_secret: {SECRET}\nlisten: 127.0.0.1:0\noutput_dir: {}\nrenderer: cpu\nlog_level: debug\n{extra_yaml}",
-                out.display()
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            match lines.next() {
-                Some(Ok(l)) => {
-                    if let Some(a) = l.strip_prefix("tessera serve: listening on ") {
-                        break a.to_string();
-                    }
-                }
-                _ => panic!("tessera serve did not start: {}", log(dir)),
-            }
-        };
-        Serve { child, url: format!("http://{addr}"), out }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn log(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Sdk {
-    Node,
-    Python,
-}
-
-/// One call through LiveKit's SDK: Ok(result) or Err({code, message, status}).
-async fn call(sdk: Sdk, url: &str, secret: &str, method: &str, args: Value) -> Result<Value, Value> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut cmd = match sdk {
-        Sdk::Node => {
-            let mut c = tokio::process::Command::new("node");
-            c.arg(root.join("tests/peers/egress_node.mjs"));
-            c
-        }
-        Sdk::Python => {
-            let mut c = tokio::process::Command::new(root.join("target/peers-venv/bin/python"));
-            c.arg(root.join("tests/peers/egress_py.py"));
-            c
-        }
-    };
-    let out = cmd
-        .arg(method)
-        .arg(args.to_string())
-        .env("LIVEKIT_URL", url)
-        .env("LIVEKIT_API_KEY", KEY)
-        .env("LIVEKIT_API_SECRET", secret)
-        .output()
-        .await
-        .expect("the SDK driver runs (make test installs the SDKs)");
-    let line = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(line.trim()).unwrap_or_else(|_| {
-        panic!("{sdk:?} {method}: {line} / {}", String::from_utf8_lossy(&out.stderr));
-    });
-    if let Some(e) = v.get("error") { Err(e.clone()) } else { Ok(v["ok"].clone()) }
-}
-
-fn status(info: &Value) -> &str {
-    // The SDKs leave out default values: no status is EGRESS_STARTING.
-    info["status"].as_str().unwrap_or("EGRESS_STARTING")
-}
-
-/// Polls ListEgress for one egress until `pred` holds.
-async fn wait_for(sdk: Sdk, url: &str, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let list = call(sdk, url, SECRET, "listEgress", json!({ "egressId": id })).await.unwrap();
-        if let Some(info) = list.as_array().and_then(|l| l.first())
-            && pred(info)
-        {
-            return info.clone();
-        }
-        assert!(Instant::now() < deadline, "egress {id} never became {what}: {list}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
 
 /// A small recording (640x360 at 15 fps) of `room` to `file`.
 fn start_args(room: &str, file: &str, layout: &str) -> Value {
@@ -507,10 +356,16 @@ async fn bad_requests_get_the_right_twirp_code_and_a_message_naming_the_problem(
             "image_outputs",
         ),
         (
-            "custom template",
-            json!({ "roomName": "r", "file": file("a.mp4"), "customBaseUrl": "http://127.0.0.1:1/t" }),
-            "unimplemented",
-            "Chromium",
+            "custom template not on the web",
+            json!({ "roomName": "r", "file": file("a.mp4"), "customBaseUrl": "ftp://127.0.0.1/t" }),
+            "invalid_argument",
+            "custom_base_url",
+        ),
+        (
+            "storage without its bucket",
+            json!({ "roomName": "r", "file": { "filepath": "a.mp4", "gcp": { "credentials": "{}" } } }),
+            "invalid_argument",
+            "gcp.bucket",
         ),
         ("over the CPU budget", json!({ "roomName": "r", "file": file("a.mp4") }), "resource_exhausted", "cores"),
     ];
@@ -529,11 +384,11 @@ async fn bad_requests_get_the_right_twirp_code_and_a_message_naming_the_problem(
             "EG_nothere",
         ),
         (
-            "web egress",
+            "web egress of no page",
             "startWeb",
-            json!({ "url": "http://127.0.0.1:1/", "file": file("w.mp4") }),
-            "unimplemented",
-            "web egress",
+            json!({ "url": "not a url", "file": file("w.mp4") }),
+            "invalid_argument",
+            "url",
         ),
         (
             "track egress",
@@ -660,12 +515,15 @@ async fn bad_requests_get_the_right_twirp_code_and_a_message_naming_the_problem(
         assert_eq!((st, ct.as_str(), v["code"].as_str()), (status, "application/json", Some(code)), "{what}: {v}");
         assert!(v["msg"].as_str().unwrap().contains(words), "{what}: {v}");
     }
-    // The unified StartEgress: a template source is a room composite; a web source is not built.
+    // The unified StartEgress: a template source is a room composite, a web source a page in Chromium.
     let unified = json!({ "roomName": "r", "template": { "layout": "speaker" }, "outputs": [{ "file": { "filepath": "u.mp4" } }] });
     let (st, _, body) = raw(&url, "StartEgress", Some(&good), json_ct, unified.to_string().into_bytes()).await;
     assert_eq!(st, 429, "a 720p30 composite does not fit 0.3 cores: {}", String::from_utf8_lossy(&body));
     let web = json!({ "roomName": "r", "web": { "url": "http://127.0.0.1:1/" }, "outputs": [{ "file": { "filepath": "u.mp4" } }] });
     let (st, _, body) = raw(&url, "StartEgress", Some(&good), json_ct, web.to_string().into_bytes()).await;
+    assert_eq!(st, 429, "a page in Chromium costs a core here: {}", String::from_utf8_lossy(&body));
+    let media = json!({ "roomName": "r", "media": { "videoTrackId": "TR_x" }, "outputs": [{ "file": { "filepath": "u.mp4" } }] });
+    let (st, _, body) = raw(&url, "StartEgress", Some(&good), json_ct, media.to_string().into_bytes()).await;
     assert_eq!(st, 501, "{}", String::from_utf8_lossy(&body));
     let get = reqwest::get(format!("{url}/twirp/livekit.Egress/ListEgress")).await.unwrap();
     assert_eq!(get.status().as_u16(), 404);
@@ -684,7 +542,7 @@ async fn bad_requests_get_the_right_twirp_code_and_a_message_naming_the_problem(
     let failed = wait_for(Sdk::Node, &url, id, "failed", |i| status(i) == "EGRESS_FAILED").await;
     assert!(failed["error"].as_str().unwrap().contains("cannot join"), "{failed}");
 
-    // Still serving.
+    // Still serving. (Refused so far: the composite over the budget, and both unified requests.)
     let health = reqwest::get(format!("{url}/health")).await.unwrap();
     assert_eq!(health.status().as_u16(), 503, "0.3 cores cannot take a default composite");
     let (st, _, body) = raw(&url, "ListEgress", Some(&good), json_ct, list).await;
@@ -693,7 +551,7 @@ async fn bad_requests_get_the_right_twirp_code_and_a_message_naming_the_problem(
     assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
     let metrics = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("tessera_egress_jobs{status=\"EGRESS_FAILED\"} 1"), "{metrics}");
-    assert!(metrics.contains("tessera_egress_refused_total 2"), "{metrics}");
+    assert!(metrics.contains("tessera_egress_refused_total 3"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -906,10 +764,6 @@ async fn audio_only_composites_write_ogg_and_mp3_with_every_participants_tone_an
         assert!(all.iter().all(|a| *a > 0.02), "{name}: each participant's tone at its loudest: {all:?}");
     }
     pubs.abort();
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// nginx with the RTMP module, recording every stream it gets to `dir/<key>.flv`.
@@ -1287,5 +1141,46 @@ async fn portrait_presets_record_portrait_sizes_with_a_portrait_layout() {
         let both = moments.iter().filter(|c| c.contains(&Some(0)) && c.contains(&Some(1))).count();
         assert!(both >= 3, "{w}x{h}: both participants in their cells: {moments:?}");
     }
+    pubs.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_on_a_full_disk_fails_alone_while_the_segments_go_on() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("egress-full-disk");
+    let room = devroom().await;
+    let pubs = participants(&room, "full", 2);
+    let serve = Serve::start(&dir, &format!("ws_url: {}\n", room.url()));
+    // The file's path leads to /dev/full: every write fails with "No space left on device".
+    std::fs::create_dir_all(serve.out.join("disk")).unwrap();
+    std::os::unix::fs::symlink("/dev/full", serve.out.join("disk/take.mp4")).unwrap();
+    let args = json!({
+        "roomName": "full",
+        "outputs": {
+            "file": { "filepath": "disk/take.mp4" },
+            "segments": { "filenamePrefix": "hls/seg", "playlistName": "full.m3u8", "segmentDuration": 2 },
+        },
+        "advanced": { "width": 640, "height": 360, "framerate": 15, "videoBitrate": 1200 },
+    });
+    let info = call(Sdk::Node, &serve.url, SECRET, "startRoomComposite", args).await.unwrap();
+    let id = info["egressId"].as_str().unwrap().to_string();
+    wait_for(Sdk::Node, &serve.url, &id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    call(Sdk::Node, &serve.url, SECRET, "stopEgress", json!({ "egressId": id })).await.unwrap();
+    let done = wait_for(Sdk::Node, &serve.url, &id, "ended", |i| {
+        status(i) == "EGRESS_FAILED" || status(i) == "EGRESS_COMPLETE"
+    })
+    .await;
+    assert_eq!(status(&done), "EGRESS_FAILED", "{done}");
+    let error = done["error"].as_str().unwrap();
+    assert!(error.contains("the file output failed") && error.contains("No space left"), "{error}");
+    // The segments went on to the end and play.
+    let g = &done["segmentResults"][0];
+    let count: u64 = g["segmentCount"].as_str().unwrap().parse().unwrap();
+    assert!(count >= 3, "{count} segments for 7 s");
+    let playlist = serve.out.join("hls/full.m3u8");
+    assert!(std::fs::read_to_string(&playlist).unwrap().contains("#EXT-X-ENDLIST"));
+    let (ok, errors) = decode_errors(&playlist);
+    assert!(ok && errors.is_empty(), "{errors}");
     pubs.abort();
 }

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{amplitude, audio_mono, dist, frames, probe, stream, who, workdir};
+use common::{amplitude, audio_mono, beeps, dist, frames, probe, stream, who, workdir};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tessera::config::EncodingOptions;
@@ -259,31 +259,6 @@ fn flashes(video: &[Vec<u8>], w: u32, h: u32, fps: f64, n: usize) -> Vec<(f64, u
                 out.push((k as f64 / fps - 0.5 / fps, p));
             }
         }
-    }
-    out
-}
-
-/// Beep onsets (seconds) in 48 kHz mono: where the 1 kHz amplitude rises through
-/// half the beep's after at least 200 ms without one.
-fn beeps(audio: &[f32]) -> Vec<f64> {
-    let (win, hop) = (480, 48);
-    let mut out = Vec::new();
-    let mut quiet_since = 0usize;
-    let mut i = 0;
-    while i + win <= audio.len() {
-        let a = amplitude(&audio[i..i + win], 48_000.0, 1000.0);
-        let t = (i + win / 2) as f64 / 48_000.0;
-        if a < 0.05 {
-            if quiet_since == 0 {
-                quiet_since = i.max(1);
-            }
-        } else if a > 0.15 && quiet_since > 0 && i - quiet_since >= 9_600 {
-            out.push(t);
-            quiet_since = 0;
-        } else if a > 0.15 {
-            quiet_since = 0;
-        }
-        i += hop;
     }
     out
 }

@@ -55,10 +55,7 @@ async fn handle(s: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) ->
         "UpdateStream" => m.update_stream(enc.decode(body)?),
         "StopEgress" => m.stop(&enc.decode::<proto::StopEgressRequest>(body)?),
         "ListEgress" => return Ok(enc.encode(&m.list(&enc.decode::<proto::ListEgressRequest>(body)?))),
-        "StartWebEgress" => {
-            let _: proto::WebEgressRequest = enc.decode(body)?;
-            Err(RequestError::Unimplemented(crate::egress::request::web_unimplemented()).into())
-        }
+        "StartWebEgress" => m.start_web(enc.decode(body)?),
         "StartParticipantEgress" => unimplemented::<proto::ParticipantEgressRequest>(enc, body, "participant")?,
         "StartTrackCompositeEgress" => {
             unimplemented::<proto::TrackCompositeEgressRequest>(enc, body, "track composite")?

@@ -3,6 +3,7 @@
 //! config works, plus Tessera's own. Unknown keys are warned about; invalid values
 //! are refused at start with the key named.
 
+use crate::upload::config::{Provider, StorageConfig, StorageConfigError, StorageSpec};
 use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,21 +39,26 @@ pub struct ServiceConfig {
     pub prometheus_port: u16,
     pub session_limits: SessionLimits,
     pub cpu_cost: CpuCost,
-    /// Cloud storage: taken by the uploads issue; refused until then, so files are never silently kept local.
-    pub storage: Option<serde_yaml_ng::Value>,
-    pub backup_storage: Option<serde_yaml_ng::Value>,
+    /// Where outputs are uploaded unless a request names its own storage (none: they stay in `output_dir`).
+    pub storage: Option<StorageConfig>,
+    /// Where an output goes once its primary storage fails (LiveKit's `backup`).
+    pub backup: Option<StorageConfig>,
+    /// LiveKit's keys before 1.9: `backup_storage` a local directory, `s3`/`azure`/`gcp`
+    /// the storage at the top level. Read as `backup` and `storage`, with a warning.
+    pub backup_storage: Option<PathBuf>,
     pub s3: Option<serde_yaml_ng::Value>,
     pub azure: Option<serde_yaml_ng::Value>,
     pub gcp: Option<serde_yaml_ng::Value>,
     pub alioss: Option<serde_yaml_ng::Value>,
     /// Fleet mode (psrpc over Redis) is not built yet: accepted and warned about.
     pub redis: Option<serde_yaml_ng::Value>,
-    // Accepted for compatibility; they tune LiveKit's Chromium pipeline, which this is not.
+    /// Chromium without web security, for template pages (LiveKit's key).
+    pub insecure: bool,
+    // Accepted for compatibility: they tune parts of LiveKit's deployment Tessera does not have.
     pub cluster_id: String,
     pub template_base: String,
     pub template_port: u16,
     pub debug_handler_port: u16,
-    pub insecure: bool,
     pub enable_chrome_sandbox: bool,
     pub location: String,
     pub logging: Option<serde_yaml_ng::Value>,
@@ -73,6 +79,8 @@ pub struct ServiceConfig {
     /// On SIGTERM, how long running jobs may go on before they are stopped (0: stop them at once).
     #[serde(deserialize_with = "duration")]
     pub drain_timeout: Option<Duration>,
+    /// The Chromium path (custom templates, web egress).
+    pub browser: BrowserConfig,
     /// How long a finished egress stays listed by ListEgress.
     #[serde(deserialize_with = "duration")]
     pub keep_finished: Option<Duration>,
@@ -90,6 +98,7 @@ impl Default for ServiceConfig {
             session_limits: SessionLimits::default(),
             cpu_cost: CpuCost::default(),
             storage: None,
+            backup: None,
             backup_storage: None,
             s3: None,
             azure: None,
@@ -110,6 +119,7 @@ impl Default for ServiceConfig {
             renderer: "auto".into(),
             layouts_dir: None,
             webhook: Webhook::default(),
+            browser: BrowserConfig::default(),
             drain_timeout: None,
             keep_finished: Some(Duration::from_secs(24 * 3600)),
         }
@@ -195,6 +205,15 @@ pub struct Latency {
     pub pipeline_latency: Option<Duration>,
 }
 
+/// Tessera's settings for pages recorded in Chromium.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct BrowserConfig {
+    /// Fail a page that has not logged START_RECORDING after this long (unset: wait, as LiveKit does).
+    #[serde(deserialize_with = "duration")]
+    pub start_timeout: Option<Duration>,
+}
+
 /// LiveKit server's webhook block: events are signed with `api_key` (default: the service's key).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -204,7 +223,7 @@ pub struct Webhook {
 }
 
 /// Go-style durations as LiveKit writes them ("90s", "1h30m"), or plain seconds.
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -307,27 +326,70 @@ impl ServiceConfig {
                 return Err(invalid(key, format!("{v} must be a number of cores, 0 or more")));
             }
         }
-        for (key, v) in [
-            ("storage", &self.storage),
-            ("backup_storage", &self.backup_storage),
-            ("s3", &self.s3),
-            ("azure", &self.azure),
-            ("gcp", &self.gcp),
-            ("alioss", &self.alioss),
-        ] {
-            if v.is_some() {
-                return Err(invalid(
-                    key,
-                    "uploads to cloud storage are not built yet; leave it out and files stay in output_dir",
-                ));
-            }
+        if self.alioss.is_some() {
+            return Err(invalid("alioss", "Alibaba OSS is not supported; use s3, azure or gcp"));
         }
+        if self.storage.is_some() && (self.s3.is_some() || self.azure.is_some() || self.gcp.is_some()) {
+            return Err(invalid(
+                "storage",
+                "give the storage either under storage: or at the top level (old style), not both",
+            ));
+        }
+        let storage_err = |e: crate::upload::config::StorageConfigError| ServiceConfigError::Parse(e.to_string());
+        self.storage_spec().map_err(storage_err)?;
+        self.backup_spec().map_err(storage_err)?;
         for url in &self.webhook.urls {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(invalid("webhook.urls", format!("{url:?} must be an http:// or https:// URL")));
             }
         }
         Ok(())
+    }
+
+    /// The `storage` block, or the old top-level keys read as one.
+    pub fn storage_block(&self) -> Result<Option<StorageConfig>, StorageConfigError> {
+        match &self.storage {
+            Some(s) => Ok(Some(s.clone())),
+            None => crate::upload::config::legacy(self.s3.as_ref(), self.azure.as_ref(), self.gcp.as_ref()),
+        }
+    }
+
+    /// Where outputs go when a request names no storage (None: they stay in output_dir).
+    pub fn storage_spec(&self) -> Result<Option<StorageSpec>, StorageConfigError> {
+        let at = if self.storage.is_some() { "storage" } else { "" };
+        match self.storage_block()? {
+            Some(b) => b.spec(at).map_err(|mut e| {
+                e.key = e.key.trim_start_matches('.').to_string();
+                e
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// The backup storage: `backup`, or the old `backup_storage` directory.
+    pub fn backup_spec(&self) -> Result<Option<StorageSpec>, StorageConfigError> {
+        match (&self.backup, &self.backup_storage) {
+            (Some(b), _) => b.spec("backup"),
+            (None, Some(dir)) => Ok(Some(StorageSpec {
+                prefix: String::new(),
+                provider: Provider::Local(crate::upload::config::LocalConfig { storage_dir: dir.clone() }),
+            })),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Old-style keys in use, to warn about.
+    pub fn legacy_keys(&self) -> Vec<&'static str> {
+        [
+            ("s3", self.s3.is_some()),
+            ("azure", self.azure.is_some()),
+            ("gcp", self.gcp.is_some()),
+            ("backup_storage", self.backup_storage.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, used)| *used)
+        .map(|(k, _)| k)
+        .collect()
     }
 
     /// The key webhooks are signed with, and its secret.
@@ -372,7 +434,10 @@ mod tests {
             ("cpu_cost:\n  max_cpu_utilization: 2\n", "cpu_cost.max_cpu_utilization"),
             ("session_limits:\n  file_output_max_duration: soon\n", "session_limits.file_output_max_duration"),
             ("health_port: many\n", "health_port"),
-            ("storage:\n  s3:\n    bucket: b\n", "storage"),
+            ("storage:\n  s3:\n    region: x\n", "storage.s3.bucket"),
+            ("s3:\n  region: x\n", "s3.bucket"),
+            ("backup:\n  azure:\n    account_name: a\n", "backup.azure.account_key"),
+            ("alioss:\n  bucket: b\n", "alioss"),
             ("webhook:\n  urls: [ftp://x]\n", "webhook.urls"),
         ] {
             let text = if yaml.starts_with("api_key") { yaml.to_string() } else { format!("{BASE}{yaml}") };

@@ -120,7 +120,7 @@ impl VideoDecoder {
     }
 }
 
-fn planes_of(f: &ffmpeg::frame::Video, matrix: Matrix, full: bool) -> VideoFrame {
+pub(crate) fn planes_of(f: &ffmpeg::frame::Video, matrix: Matrix, full: bool) -> VideoFrame {
     let (w, h) = (f.width(), f.height());
     let rows = [h as usize, h.div_ceil(2) as usize, h.div_ceil(2) as usize];
     let planes = (0..3)

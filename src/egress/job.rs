@@ -4,10 +4,12 @@
 use super::request::Plan;
 use super::unix_ns;
 use super::webhook::Notifier;
+use crate::browser::{BrowserError, BrowserJob};
 use crate::output::images::ImageSink;
 use crate::output::segments::SegmentSink;
 use crate::output::stream::StreamSet;
 use crate::recorder::{self, LiveLayout, LiveStats, RecordJob, RecordSummary, StopHandle};
+use crate::upload::queue::Uploader;
 use livekit_protocol as proto;
 use proto::EgressStatus as S;
 use std::path::PathBuf;
@@ -18,6 +20,52 @@ pub struct JobOutputs {
     pub streams: Arc<StreamSet>,
     pub segments: Option<Arc<SegmentSink>>,
     pub images: Vec<Arc<ImageSink>>,
+    pub uploads: Uploads,
+}
+
+/// What a job records: a room through the native compositor, or a page through Chromium.
+pub enum Recording {
+    Room(RecordJob),
+    Browser(BrowserJob),
+}
+
+impl Recording {
+    fn thread_name(&self) -> &str {
+        match self {
+            Recording::Room(r) => &r.thread_name,
+            Recording::Browser(b) => &b.thread_name,
+        }
+    }
+
+    fn stats(&self) -> Arc<LiveStats> {
+        match self {
+            Recording::Room(r) => r.stats.clone(),
+            Recording::Browser(b) => b.stats.clone(),
+        }
+    }
+}
+
+/// Each output's uploader (None: the output stays in the output directory).
+#[derive(Clone, Default)]
+pub struct Uploads {
+    pub file: Option<Uploader>,
+    pub segments: Option<Uploader>,
+    pub images: Vec<Option<Uploader>>,
+}
+
+/// How long uploads that keep failing are retried once the recording has ended; then
+/// their files are left on disk and the egress is FAILED, naming them.
+const UPLOAD_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Uploads {
+    fn all(&self) -> impl Iterator<Item = &Uploader> {
+        self.file.iter().chain(self.segments.iter()).chain(self.images.iter().flatten())
+    }
+
+    /// The uploader of the first output, which also takes the manifest.
+    fn first(&self) -> Option<&Uploader> {
+        self.all().next()
+    }
 }
 
 pub struct Job {
@@ -31,11 +79,13 @@ pub struct Job {
     pub streams: Arc<StreamSet>,
     pub segments: Option<Arc<SegmentSink>>,
     pub images: Vec<Arc<ImageSink>>,
+    uploads: Uploads,
     manifest_dir: Option<PathBuf>,
     pub fps: u32,
     info: Mutex<proto::EgressInfo>,
     stop: StopHandle,
-    pub layout: LiveLayout,
+    /// The native compositor's layout (None for a page in Chromium: its layout is its own).
+    pub layout: Option<LiveLayout>,
     pub stats: Arc<LiveStats>,
     webhooks: Notifier,
     done: tokio::sync::watch::Sender<bool>,
@@ -45,25 +95,30 @@ impl Job {
     pub fn new(
         info: proto::EgressInfo,
         plan: &Plan,
-        rec: &RecordJob,
+        rec: &Recording,
         outputs: JobOutputs,
         cost: f64,
         webhooks: Notifier,
     ) -> Arc<Self> {
+        let layout = match rec {
+            Recording::Room(r) => Some(r.layout.clone()),
+            Recording::Browser(_) => None,
+        };
         Arc::new(Self {
             id: info.egress_id.clone(),
             cost,
-            thread_name: rec.thread_name.clone(),
+            thread_name: rec.thread_name().to_string(),
             path: plan.file.as_ref().map(|f| f.path.clone()),
             streams: outputs.streams,
             segments: outputs.segments,
             images: outputs.images,
+            uploads: outputs.uploads,
             manifest_dir: plan.manifest_dir.clone(),
             fps: plan.encoding.framerate,
             info: Mutex::new(info),
             stop: StopHandle::default(),
-            layout: rec.layout.clone(),
-            stats: rec.stats.clone(),
+            layout,
+            stats: rec.stats(),
             webhooks,
             done: tokio::sync::watch::channel(false).0,
         })
@@ -96,6 +151,12 @@ impl Job {
         }
         if let Some(e) = self.images.iter().find_map(|g| g.error()) {
             i.details = format!("the image output failed: {e}");
+        }
+        if self.uploads.all().any(|u| u.backup_used()) {
+            i.backup_storage_used = true;
+        }
+        if let Some(e) = self.uploads.all().find_map(|u| u.last_error()) {
+            i.details = format!("uploads are failing and being retried: {e}");
         }
     }
 
@@ -160,7 +221,9 @@ impl Job {
 
     /// Sets the layout of the running recording and records it in the request.
     pub fn set_layout(&self, name: &str, layout: crate::layout::Layout) -> proto::EgressInfo {
-        self.layout.set(layout);
+        if let Some(l) = &self.layout {
+            l.set(layout);
+        }
         let mut i = self.lock();
         if let Some(proto::egress_info::Request::RoomComposite(r)) = &mut i.request {
             r.layout = name.into();
@@ -182,10 +245,16 @@ impl Job {
 
     /// Runs the recording to its end and reports each step. A panic or error ends
     /// only this job.
-    pub async fn run(self: Arc<Self>, rec: RecordJob, limit: Option<std::time::Duration>) {
+    pub async fn run(self: Arc<Self>, rec: Recording, limit: Option<std::time::Duration>) {
         self.webhooks.send("egress_started", &self.info());
-        let stats = rec.stats.clone();
-        let mut recording = tokio::spawn(recorder::record(rec, self.stop.clone()));
+        let stats = rec.stats();
+        let stop = self.stop.clone();
+        let mut recording = tokio::spawn(async move {
+            match rec {
+                Recording::Room(r) => recorder::record(r, stop).await.map_err(Failure::from),
+                Recording::Browser(b) => crate::browser::record(b, stop).await.map_err(Failure::from),
+            }
+        });
         let mut active = false;
         let outcome = loop {
             tokio::select! {
@@ -207,11 +276,12 @@ impl Job {
             self.update("egress_updated", |i| i.status = S::EgressEnding as i32);
         }
         let info = match outcome {
-            Ok(Ok(summary)) => self.finish(summary, limit),
-            Ok(Err(e)) => self.fail(&e.to_string()),
+            Ok(Ok(summary)) => self.finish(summary, limit).await,
+            Ok(Err(Failure::Aborted(why))) => self.abort(&why).await,
+            Ok(Err(Failure::Failed { why, code })) => self.fail(&why, code).await,
             Err(join) => {
                 let why = if join.is_panic() { "the recording panicked" } else { "the recording was cancelled" };
-                self.fail(why)
+                self.fail(why, 500).await
             }
         };
         tracing::info!(
@@ -223,7 +293,7 @@ impl Job {
         let _ = self.done.send(true);
     }
 
-    fn finish(&self, s: RecordSummary, limit: Option<std::time::Duration>) -> proto::EgressInfo {
+    async fn finish(&self, s: RecordSummary, limit: Option<std::time::Duration>) -> proto::EgressInfo {
         let now = unix_ns();
         let started = self.stats.started_at_ns();
         if started.is_none() || s.duration_s <= 0.0 {
@@ -231,6 +301,7 @@ impl Job {
             if self.path.is_some() {
                 let _ = std::fs::remove_file(&s.file.path);
             }
+            self.drain_uploads().await;
             return self.update("egress_ended", |i| {
                 i.status = S::EgressAborted as i32;
                 i.error = "the room never became recordable: the egress ended before any media arrived".into();
@@ -240,6 +311,14 @@ impl Job {
             });
         }
         let size = std::fs::metadata(&s.file.path).map(|m| m.len()).unwrap_or(s.file.bytes);
+        // The file goes up once finished; segments and images went as they were made.
+        if self.path.is_some()
+            && s.file.file_error.is_none()
+            && let Some(u) = &self.uploads.file
+        {
+            u.put(&s.file.path, true);
+        }
+        let mut failed = self.drain_uploads().await;
         let limited = limit.is_some() && s.ended_by == "the duration ended";
         // Streams that gave up make the egress FAILED only when nothing else was recorded.
         let streams = self.streams.infos();
@@ -247,22 +326,47 @@ impl Job {
             && self.segments.is_none()
             && !streams.is_empty()
             && streams.iter().all(|st| st.status == proto::stream_info::Status::Failed as i32);
+        let file_location = self
+            .uploads
+            .file
+            .as_ref()
+            .and_then(|u| u.location_of(&s.file.path))
+            .unwrap_or_else(|| s.file.path.to_string_lossy().into_owned());
+        let mut info = self.lock().clone();
+        info.room_id = s.room_sid.clone();
+        info.ended_at = now;
+        if let Some(f) = info.file_results.first_mut() {
+            f.filename = f.filename.replace("{room_id}", &s.room_sid);
+            f.location = file_location;
+            f.size = size as i64;
+            f.duration = (s.duration_s * 1e9) as i64;
+            f.started_at = started.unwrap_or(now);
+            f.ended_at = now;
+        }
+        self.fill_streams(&mut info);
+        // The manifest lists where everything went, so it is written once the rest is up.
+        failed.extend(self.write_manifest(&mut info).await);
         self.update("egress_ended", |i| {
-            i.room_id = s.room_sid.clone();
+            i.room_id = info.room_id.clone();
             i.ended_at = now;
-            if let Some(f) = i.file_results.first_mut() {
-                f.filename = f.filename.replace("{room_id}", &s.room_sid);
-                f.location = s.file.path.to_string_lossy().into_owned();
-                f.size = size as i64;
-                f.duration = (s.duration_s * 1e9) as i64;
-                f.started_at = started.unwrap_or(now);
-                f.ended_at = now;
+            i.file_results = info.file_results.clone();
+            i.manifest_location = info.manifest_location.clone();
+            if let Some(f) = i.file_results.first() {
                 #[allow(deprecated)]
                 {
                     i.result = Some(proto::egress_info::Result::File(f.clone()));
                 }
             }
-            if all_failed {
+            i.details = format!("ended: {}", s.ended_by);
+            if let Some(e) = &s.file.file_error {
+                // The other outputs went on; the file is what it was when it failed.
+                i.status = S::EgressFailed as i32;
+                i.error = format!("the file output failed: {e}; the other outputs went on to the end");
+            } else if !failed.is_empty() {
+                i.status = S::EgressFailed as i32;
+                i.error_code = 400;
+                i.error = upload_failure(&failed);
+            } else if all_failed {
                 i.status = S::EgressFailed as i32;
                 i.error = format!(
                     "every stream failed: {}",
@@ -277,21 +381,31 @@ impl Job {
             } else {
                 i.status = S::EgressComplete as i32;
             }
-            i.details = format!("ended: {}", s.ended_by);
-            self.write_manifest(i);
         })
     }
 
+    /// Waits for every output's uploads (failing ones retried for UPLOAD_GRACE); returns
+    /// the files given up on, with why.
+    async fn drain_uploads(&self) -> Vec<(PathBuf, String)> {
+        let mut failed = Vec::new();
+        for u in self.uploads.all() {
+            failed.extend(u.finish(UPLOAD_GRACE).await.failed);
+        }
+        failed
+    }
+
     /// `{egress_id}.json` beside the outputs: the files, playlists (with their segments) and
-    /// images with their times, as the EgressInfo reports them.
-    fn write_manifest(&self, i: &mut proto::EgressInfo) {
-        let Some(dir) = &self.manifest_dir else { return };
+    /// images with their times and locations, as the EgressInfo reports them; uploaded with
+    /// the first output's storage. Returns the upload failure, if any.
+    async fn write_manifest(&self, i: &mut proto::EgressInfo) -> Vec<(PathBuf, String)> {
+        let Some(dir) = &self.manifest_dir else { return Vec::new() };
         let segments: Vec<_> = self.segments.iter().map(|g| {
             let info = g.info();
             serde_json::json!({
                 "playlist_name": info.playlist_name,
                 "playlist_location": info.playlist_location,
                 "live_playlist_name": info.live_playlist_name,
+                "live_playlist_location": info.live_playlist_location,
                 "segments": g.segments().iter().map(|(name, start, dur)| serde_json::json!({ "name": name, "start_s": start, "duration_s": dur })).collect::<Vec<_>>(),
             })
         }).collect();
@@ -307,6 +421,7 @@ impl Job {
             "room_id": i.room_id,
             "started_at": i.started_at,
             "ended_at": i.ended_at,
+            "backup_storage_used": i.backup_storage_used,
             "files": i.file_results.iter().map(|f| serde_json::json!({
                 "filename": f.filename, "location": f.location, "size": f.size,
                 "duration_ns": f.duration, "started_at": f.started_at, "ended_at": f.ended_at,
@@ -315,20 +430,83 @@ impl Job {
             "images": images,
         });
         let path = dir.join(format!("{}.json", self.id));
-        match serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other).and_then(|b| std::fs::write(&path, b))
+        if let Err(e) =
+            serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other).and_then(|b| std::fs::write(&path, b))
         {
-            Ok(()) => i.manifest_location = path.to_string_lossy().into_owned(),
-            Err(e) => tracing::warn!(egress_id = %self.id, error = %e, "cannot write the manifest"),
+            tracing::warn!(egress_id = %self.id, error = %e, "cannot write the manifest");
+            return Vec::new();
         }
+        i.manifest_location = path.to_string_lossy().into_owned();
+        let Some(u) = self.uploads.first() else { return Vec::new() };
+        u.put(&path, true);
+        let report = u.finish(UPLOAD_GRACE).await;
+        if let Some(at) = u.location_of(&path) {
+            i.manifest_location = at;
+        }
+        i.backup_storage_used |= report.backup_used;
+        report.failed.into_iter().filter(|(p, _)| *p == path).collect()
     }
 
-    fn fail(&self, why: &str) -> proto::EgressInfo {
+    async fn fail(&self, why: &str, code: i32) -> proto::EgressInfo {
+        // What was already handed over (segments, images) still goes up.
+        self.drain_uploads().await;
         let now = unix_ns();
         self.update("egress_ended", |i| {
             i.status = S::EgressFailed as i32;
             i.error = why.into();
-            i.error_code = 500;
+            i.error_code = code;
             i.ended_at = now;
         })
+    }
+
+    /// Ended before anything was recorded (no start signal): LiveKit's ABORTED, code 412.
+    async fn abort(&self, why: &str) -> proto::EgressInfo {
+        self.drain_uploads().await;
+        if let Some(p) = &self.path {
+            let _ = std::fs::remove_file(p);
+        }
+        let now = unix_ns();
+        self.update("egress_ended", |i| {
+            i.status = S::EgressAborted as i32;
+            i.error = why.into();
+            i.error_code = 412;
+            i.ended_at = now;
+            i.file_results.clear();
+            i.result = None;
+        })
+    }
+}
+
+/// EgressInfo's error when uploads were given up: where and why (never a credential), and
+/// which files were kept on disk instead.
+fn upload_failure(failed: &[(PathBuf, String)]) -> String {
+    let kept: Vec<String> = failed.iter().map(|(p, _)| p.display().to_string()).collect();
+    let shown =
+        if kept.len() > 5 { format!("{} and {} more", kept[..5].join(", "), kept.len() - 5) } else { kept.join(", ") };
+    format!("{}; kept on disk instead: {shown}", failed[0].1)
+}
+
+/// How a recording that did not finish ended, with LiveKit's codes.
+enum Failure {
+    Aborted(String),
+    Failed { why: String, code: i32 },
+}
+
+impl From<recorder::RecordError> for Failure {
+    fn from(e: recorder::RecordError) -> Self {
+        Failure::Failed { why: e.to_string(), code: 500 }
+    }
+}
+
+impl From<BrowserError> for Failure {
+    fn from(e: BrowserError) -> Self {
+        match e {
+            BrowserError::NoStartSignal => Failure::Aborted(e.to_string()),
+            // The page's fault: LiveKit answers these with InvalidArgument (400).
+            BrowserError::PageLoad(_) | BrowserError::Template(_) | BrowserError::StartTimeout(_) => {
+                Failure::Failed { why: e.to_string(), code: 400 }
+            }
+            _ => Failure::Failed { why: e.to_string(), code: 500 },
+        }
     }
 }

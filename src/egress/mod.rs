@@ -6,6 +6,7 @@ pub mod job;
 pub mod request;
 pub mod webhook;
 
+use crate::browser::BrowserJob;
 use crate::config::service::ServiceConfig;
 use crate::layout::LayoutSet;
 use crate::output::images::ImageSink;
@@ -13,9 +14,11 @@ use crate::output::segments::SegmentSink;
 use crate::output::stream::{StreamSet, redact};
 use crate::recorder::{RecordJob, token};
 use crate::render::Backend;
-use job::Job;
+use crate::upload::config::{StorageConfig, StorageSpec};
+use crate::upload::queue::Uploader;
+use job::{Job, Recording};
 use livekit_protocol as proto;
-use request::{CompositeRequest, PlanContext, RequestError};
+use request::{CompositeRequest, PlanContext, PlanSource, RequestError};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,6 +46,10 @@ pub enum EgressError {
 
 pub struct Manager {
     cfg: ServiceConfig,
+    /// The service's storage block, its default storage and the backup (checked at start).
+    storage_block: Option<StorageConfig>,
+    default_storage: Option<StorageSpec>,
+    backup_storage: Option<StorageSpec>,
     layouts: LayoutSet,
     layout_names: Vec<String>,
     output_dir: PathBuf,
@@ -74,7 +81,14 @@ impl Manager {
         };
         let webhooks = webhook::Notifier::start(&cfg.webhook.urls, cfg.webhook_key(), &cfg.api_secret);
         let layout_names = layouts.names();
+        let bad = |e: crate::upload::config::StorageConfigError| EgressError::Internal(format!("invalid config: {e}"));
+        let storage_block = cfg.storage_block().map_err(bad)?;
+        let default_storage = cfg.storage_spec().map_err(bad)?;
+        let backup_storage = cfg.backup_spec().map_err(bad)?;
         Ok(Arc::new(Self {
+            storage_block,
+            default_storage,
+            backup_storage,
             cfg,
             layouts,
             layout_names,
@@ -126,6 +140,11 @@ impl Manager {
         self.start(c, proto::egress_info::Request::RoomComposite(req))
     }
 
+    pub fn start_web(&self, req: proto::WebEgressRequest) -> Result<proto::EgressInfo, EgressError> {
+        let c = CompositeRequest::from_web(&req)?;
+        self.start(c, proto::egress_info::Request::Web(req))
+    }
+
     pub fn start_egress(&self, req: proto::StartEgressRequest) -> Result<proto::EgressInfo, EgressError> {
         let c = CompositeRequest::from_start_egress(&req)?;
         self.start(c, proto::egress_info::Request::Egress(req))
@@ -144,39 +163,89 @@ impl Manager {
             api_key: &self.cfg.api_key,
             layouts: &self.layout_names,
             now: chrono::Utc::now(),
+            storage: self.storage_block.as_ref(),
+            default_storage: self.default_storage.as_ref(),
         };
         let plan = request::plan(&c, &ctx)?;
         let cost = self.cost(&plan);
         let id = new_egress_id();
-        let token = token::mint(&self.cfg.api_key, &self.cfg.api_secret, &plan.room_name, &id)
-            .map_err(|e| EgressError::Internal(e.to_string()))?;
-        let layout = self
-            .layouts
-            .resolve(&plan.layout)
-            .map_err(|e| RequestError::Invalid { field: "layout", why: e.to_string() })?;
-        let request = redact_request(request);
-        let file_path = plan.file.as_ref().map(|f| f.path.clone()).unwrap_or_default();
-        let mut rec = RecordJob::new(&self.cfg.ws_url, &token, layout, plan.encoding.clone(), &file_path);
-        rec.output = plan.file.as_ref().map(|f| f.path.clone());
-        let streams = StreamSet::new(&plan.streams)
-            .map_err(|e| RequestError::Invalid { field: "stream_outputs", why: e.to_string() })?;
-        rec.sinks = vec![streams.clone()];
-        let segments = plan.segments.clone().map(|g| Arc::new(SegmentSink::new(g)));
-        if let Some(g) = &segments {
-            rec.sinks.push(g.clone());
-        }
-        let images: Vec<_> = plan.images.iter().map(|i| ImageSink::new(i.clone())).collect();
-        rec.images = images.clone();
-        rec.audio_only = plan.audio_only;
-        rec.video_only = plan.video_only;
-        rec.backend = self.backend;
-        rec.duration = self.session_limit(&plan);
-        let l = &self.cfg.latency;
-        rec.max_wait = l.jitter_buffer_latency.unwrap_or(rec.max_wait);
-        rec.audio_delay = l.audio_mixer_latency.unwrap_or(rec.audio_delay);
-        rec.video_delay = l.pipeline_latency.unwrap_or(rec.video_delay);
         // Thread names hold 15 bytes: "EG_" and 12 characters.
-        rec.thread_name = id.chars().take(15).collect();
+        let thread_name: String = id.chars().take(15).collect();
+        let uploader = |spec: &Option<StorageSpec>| {
+            spec.clone().map(|s| Uploader::start(s, self.backup_storage.clone(), &self.output_dir, &id))
+        };
+        let uploads = job::Uploads {
+            file: uploader(&plan.file_storage),
+            segments: uploader(&plan.segments_storage),
+            images: plan.images_storage.iter().map(uploader).collect(),
+        };
+        let request = redact_request(request);
+        let streams = StreamSet::new(&plan.streams, &thread_name)
+            .map_err(|e| RequestError::Invalid { field: "stream_outputs", why: e.to_string() })?;
+        let mut sinks: Vec<Arc<dyn crate::output::stream::PacketSink>> = vec![streams.clone()];
+        let segments = plan.segments.clone().map(|g| Arc::new(SegmentSink::new(g, uploads.segments.clone())));
+        if let Some(g) = &segments {
+            sinks.push(g.clone());
+        }
+        let images: Vec<_> = plan
+            .images
+            .iter()
+            .zip(&uploads.images)
+            .map(|(i, u)| ImageSink::new(i.clone(), &thread_name, u.clone()))
+            .collect();
+        let recording = match &plan.source {
+            PlanSource::Native => {
+                let token = token::mint(&self.cfg.api_key, &self.cfg.api_secret, &plan.room_name, &id)
+                    .map_err(|e| EgressError::Internal(e.to_string()))?;
+                let layout = self
+                    .layouts
+                    .resolve(&plan.layout)
+                    .map_err(|e| RequestError::Invalid { field: "layout", why: e.to_string() })?;
+                let file_path = plan.file.as_ref().map(|f| f.path.clone()).unwrap_or_default();
+                let mut rec = RecordJob::new(&self.cfg.ws_url, &token, layout, plan.encoding.clone(), &file_path);
+                rec.output = plan.file.as_ref().map(|f| f.path.clone());
+                rec.sinks = sinks;
+                rec.images = images.clone();
+                rec.audio_only = plan.audio_only;
+                rec.video_only = plan.video_only;
+                rec.backend = self.backend;
+                rec.duration = self.session_limit(&plan);
+                rec.thread_name = thread_name;
+                let l = &self.cfg.latency;
+                rec.max_wait = l.jitter_buffer_latency.unwrap_or(rec.max_wait);
+                rec.audio_delay = l.audio_mixer_latency.unwrap_or(rec.audio_delay);
+                rec.video_delay = l.pipeline_latency.unwrap_or(rec.video_delay);
+                Recording::Room(rec)
+            }
+            PlanSource::Template { .. } | PlanSource::Web { .. } => {
+                let (url, await_start_signal) = match &plan.source {
+                    PlanSource::Template { base_url } => {
+                        // LiveKit's template contract: layout, url and token appended.
+                        let token = token::mint(&self.cfg.api_key, &self.cfg.api_secret, &plan.room_name, &id)
+                            .map_err(|e| EgressError::Internal(e.to_string()))?;
+                        (template_url(base_url, &plan.layout, &self.cfg.ws_url, &token)?, true)
+                    }
+                    PlanSource::Web { url, await_start_signal } => (url.clone(), *await_start_signal),
+                    PlanSource::Native => unreachable!("matched above"),
+                };
+                Recording::Browser(BrowserJob {
+                    url,
+                    await_start_signal,
+                    start_timeout: self.cfg.browser.start_timeout,
+                    encoding: plan.encoding.clone(),
+                    audio_only: plan.audio_only,
+                    video_only: plan.video_only,
+                    duration: self.session_limit(&plan),
+                    output: plan.file.as_ref().map(|f| f.path.clone()),
+                    sinks,
+                    images: images.clone(),
+                    thread_name,
+                    stats: Arc::default(),
+                    insecure: self.cfg.insecure,
+                    work_dir: std::env::temp_dir().join(format!("tessera-{id}")),
+                })
+            }
+        };
         if let Some(dir) = plan.file.as_ref().and_then(|f| f.path.parent()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| EgressError::Internal(format!("cannot create {}: {e}", dir.display())))?;
@@ -219,8 +288,8 @@ impl Manager {
                 return Err(EgressError::Exhausted { need: cost, free: (budget - committed).max(0.0), budget });
             }
             let own = webhook::Notifier::start(&plan.webhooks, &self.cfg.api_key, &self.cfg.api_secret);
-            let outputs = job::JobOutputs { streams, segments, images };
-            let job = Job::new(info.clone(), &plan, &rec, outputs, cost, self.webhooks.clone().with(own));
+            let outputs = job::JobOutputs { streams, segments, images, uploads };
+            let job = Job::new(info.clone(), &plan, &recording, outputs, cost, self.webhooks.clone().with(own));
             self.forget_old(&mut jobs);
             jobs.push(job.clone());
             job
@@ -229,7 +298,7 @@ impl Manager {
         let file = plan.file.as_ref().map(|f| f.filename.as_str()).unwrap_or("-");
         let redacted: Vec<String> = plan.streams.iter().map(|u| redact(u)).collect();
         tracing::info!(egress_id = %id, room = %plan.room_name, layout = %plan.layout, file, streams = ?redacted, "egress starting");
-        tokio::spawn(job.run(rec, self.session_limit(&plan)));
+        tokio::spawn(job.run(recording, self.session_limit(&plan)));
         Ok(info)
     }
 
@@ -243,15 +312,17 @@ impl Manager {
         [file, stream, segments, images].into_iter().flatten().min()
     }
 
-    /// Tessera's measured cost: the configured room composite cost at 720p30, scaled by pixels per second.
+    /// Tessera's measured cost: the configured room composite cost at 720p30 (a page in
+    /// Chromium: the web cost), scaled by pixels per second.
     fn cost(&self, plan: &request::Plan) -> f64 {
         let c = &self.cfg.cpu_cost;
+        let browser = plan.source != PlanSource::Native;
         if plan.audio_only {
-            return c.audio_room_composite_cpu_cost;
+            return if browser { c.audio_web_cpu_cost } else { c.audio_room_composite_cpu_cost };
         }
         let e = &plan.encoding;
         let scale = (e.width as f64 * e.height as f64 * e.framerate as f64) / (1280.0 * 720.0 * 30.0);
-        c.room_composite_cpu_cost * scale.max(0.25)
+        (if browser { c.web_cpu_cost } else { c.room_composite_cpu_cost }) * scale.max(0.25)
     }
 
     /// Drops finished jobs older than `keep_finished`.
@@ -358,6 +429,25 @@ fn redact_request(mut r: proto::egress_info::Request) -> proto::egress_info::Req
         _ => {}
     }
     r
+}
+
+/// A custom template's URL: the base with `layout`, `url` (the LiveKit server) and `token`
+/// (a hidden recorder's) set in its query, the base's own parameters kept.
+fn template_url(base: &str, layout: &str, ws_url: &str, token: &str) -> Result<String, EgressError> {
+    let mut u = reqwest::Url::parse(base)
+        .map_err(|e| RequestError::Invalid { field: "custom_base_url", why: format!("{base:?}: {e}") })?;
+    let kept: Vec<(String, String)> = u
+        .query_pairs()
+        .filter(|(k, _)| !matches!(k.as_ref(), "layout" | "url" | "token"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    u.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .append_pair("layout", layout)
+        .append_pair("url", ws_url)
+        .append_pair("token", token);
+    Ok(u.into())
 }
 
 /// `EG_` and 12 random characters, as LiveKit's egress ids.

@@ -5,6 +5,7 @@
 //! directory.
 
 use crate::config::{EncodingOptions, H264Profile, Preset};
+use crate::upload::config::{StorageConfig, StorageSpec};
 use livekit_protocol as proto;
 use proto::room_composite_egress_request::{Options, Output};
 use std::path::{Component, Path, PathBuf};
@@ -61,27 +62,98 @@ pub struct CompositeRequest {
     pub audio_only: bool,
     pub video_only: bool,
     pub custom_base_url: String,
-    /// (file_type, filepath, has cloud storage)
-    pub files: Vec<(i32, String, bool)>,
+    /// (file_type, filepath, the request's own storage for it)
+    pub files: Vec<(i32, String, Option<proto::StorageConfig>)>,
     /// Stream URLs (RTMP, RTMPS, SRT), and whether any asked for websocket.
     pub streams: Vec<String>,
     pub websocket: bool,
     pub segments: Vec<proto::SegmentedFileOutput>,
+    /// Each segments output's own storage.
+    pub segments_storage: Vec<Option<proto::StorageConfig>>,
     pub images: Vec<proto::ImageOutput>,
+    /// Each images output's own storage.
+    pub images_storage: Vec<Option<proto::StorageConfig>>,
     pub preset: Option<i32>,
     pub advanced: Option<proto::EncodingOptions>,
-    pub storage: bool,
     /// Extra webhooks for this egress: (url, signing key).
     pub webhooks: Vec<(String, String)>,
     pub audio_mixing: i32,
     /// Each file, segments and images output's `disable_manifest`.
     pub no_manifest: Vec<bool>,
+    /// A web egress: the page, instead of a room.
+    pub web: Option<WebSource>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WebSource {
+    pub url: String,
+    pub await_start_signal: bool,
+}
+
+/// The outputs and encoding of a v1 request (room composite and web alike): the repeated
+/// lists, the legacy single output, the preset or advanced options.
+struct V1Outputs<'a> {
+    legacy_file: Option<&'a proto::EncodedFileOutput>,
+    legacy_stream: Option<&'a proto::StreamOutput>,
+    legacy_segments: Option<&'a proto::SegmentedFileOutput>,
+    file_outputs: &'a [proto::EncodedFileOutput],
+    stream_outputs: &'a [proto::StreamOutput],
+    segment_outputs: &'a [proto::SegmentedFileOutput],
+    image_outputs: &'a [proto::ImageOutput],
+    preset: Option<i32>,
+    advanced: Option<proto::EncodingOptions>,
+    webhooks: &'a [proto::WebhookConfig],
+}
+
+impl V1Outputs<'_> {
+    fn into_request(self) -> CompositeRequest {
+        // The repeated lists win; the legacy single output counts only when its list is empty
+        // (LiveKit's SDKs send a bare file both ways). Two of one kind is an error.
+        let files: Vec<_> = if self.file_outputs.is_empty() {
+            self.legacy_file.into_iter().collect()
+        } else {
+            self.file_outputs.iter().collect()
+        };
+        let segments: Vec<proto::SegmentedFileOutput> = if self.segment_outputs.is_empty() {
+            self.legacy_segments.cloned().into_iter().collect()
+        } else {
+            self.segment_outputs.to_vec()
+        };
+        CompositeRequest {
+            files: files
+                .iter()
+                .map(|f| (f.file_type, f.filepath.clone(), f.output.clone().map(file_storage)))
+                .collect(),
+            streams: if self.stream_outputs.is_empty() {
+                self.legacy_stream.map(|s| s.urls.clone()).unwrap_or_default()
+            } else {
+                self.stream_outputs.iter().flat_map(|s| s.urls.clone()).collect()
+            },
+            websocket: self
+                .stream_outputs
+                .iter()
+                .chain(self.legacy_stream)
+                .any(|s| s.protocol == proto::StreamProtocol::Websocket as i32),
+            segments_storage: segments.iter().map(|g| g.output.clone().map(segments_storage)).collect(),
+            no_manifest: files
+                .iter()
+                .map(|f| f.disable_manifest)
+                .chain(segments.iter().map(|g| g.disable_manifest))
+                .chain(self.image_outputs.iter().map(|i| i.disable_manifest))
+                .collect(),
+            segments,
+            images: self.image_outputs.to_vec(),
+            images_storage: self.image_outputs.iter().map(|i| i.output.clone().map(image_storage)).collect(),
+            preset: self.preset,
+            advanced: self.advanced,
+            webhooks: self.webhooks.iter().map(|w| (w.url.clone(), w.signing_key.clone())).collect(),
+            ..CompositeRequest::default()
+        }
+    }
 }
 
 impl CompositeRequest {
     pub fn from_room_composite(r: &proto::RoomCompositeEgressRequest) -> Result<Self, RequestError> {
-        // The repeated lists win; the legacy single output counts only when its list is empty
-        // (LiveKit's SDKs send a bare file both ways). Two of one kind is an error.
         #[allow(deprecated)]
         let (legacy_file, legacy_stream, legacy_segments) = match &r.output {
             Some(Output::File(f)) => (Some(f), None, None),
@@ -89,12 +161,22 @@ impl CompositeRequest {
             Some(Output::Segments(s)) => (None, None, Some(s)),
             None => (None, None, None),
         };
-        let files: Vec<_> =
-            if r.file_outputs.is_empty() { legacy_file.into_iter().collect() } else { r.file_outputs.iter().collect() };
         let (preset, advanced) = match &r.options {
             Some(Options::Preset(p)) => (Some(*p), None),
             Some(Options::Advanced(a)) => (None, Some(*a)),
             None => (None, None),
+        };
+        let outputs = V1Outputs {
+            legacy_file,
+            legacy_stream,
+            legacy_segments,
+            file_outputs: &r.file_outputs,
+            stream_outputs: &r.stream_outputs,
+            segment_outputs: &r.segment_outputs,
+            image_outputs: &r.image_outputs,
+            preset,
+            advanced,
+            webhooks: &r.webhooks,
         };
         Ok(Self {
             room_name: r.room_name.clone(),
@@ -102,96 +184,131 @@ impl CompositeRequest {
             audio_only: r.audio_only,
             video_only: r.video_only,
             custom_base_url: r.custom_base_url.clone(),
-            files: files.iter().map(|f| (f.file_type, f.filepath.clone(), f.output.is_some())).collect(),
-            streams: if r.stream_outputs.is_empty() {
-                legacy_stream.map(|s| s.urls.clone()).unwrap_or_default()
-            } else {
-                r.stream_outputs.iter().flat_map(|s| s.urls.clone()).collect()
-            },
-            websocket: r
-                .stream_outputs
-                .iter()
-                .chain(legacy_stream)
-                .any(|s| s.protocol == proto::StreamProtocol::Websocket as i32),
-            segments: if r.segment_outputs.is_empty() {
-                legacy_segments.cloned().into_iter().collect()
-            } else {
-                r.segment_outputs.clone()
-            },
-            images: r.image_outputs.clone(),
-            preset,
-            advanced,
-            webhooks: r.webhooks.iter().map(|w| (w.url.clone(), w.signing_key.clone())).collect(),
             audio_mixing: r.audio_mixing,
-            no_manifest: files
-                .iter()
-                .map(|f| f.disable_manifest)
-                .chain(r.segment_outputs.iter().chain(legacy_segments).map(|g| g.disable_manifest))
-                .chain(r.image_outputs.iter().map(|i| i.disable_manifest))
-                .collect(),
-            storage: r.file_outputs.iter().any(|f| f.output.is_some())
-                || r.segment_outputs.iter().any(|s| s.output.is_some())
-                || r.image_outputs.iter().any(|i| i.output.is_some()),
+            ..outputs.into_request()
         })
     }
 
-    /// A unified StartEgressRequest; only its template (room composite) source is built.
+    /// StartWebEgress: any page, through Chromium.
+    pub fn from_web(r: &proto::WebEgressRequest) -> Result<Self, RequestError> {
+        use proto::web_egress_request::{Options as O, Output as Out};
+        #[allow(deprecated)]
+        let (legacy_file, legacy_stream, legacy_segments) = match &r.output {
+            Some(Out::File(f)) => (Some(f), None, None),
+            Some(Out::Stream(s)) => (None, Some(s), None),
+            Some(Out::Segments(s)) => (None, None, Some(s)),
+            None => (None, None, None),
+        };
+        let (preset, advanced) = match &r.options {
+            Some(O::Preset(p)) => (Some(*p), None),
+            Some(O::Advanced(a)) => (None, Some(*a)),
+            None => (None, None),
+        };
+        let outputs = V1Outputs {
+            legacy_file,
+            legacy_stream,
+            legacy_segments,
+            file_outputs: &r.file_outputs,
+            stream_outputs: &r.stream_outputs,
+            segment_outputs: &r.segment_outputs,
+            image_outputs: &r.image_outputs,
+            preset,
+            advanced,
+            webhooks: &r.webhooks,
+        };
+        Ok(Self {
+            web: Some(WebSource { url: r.url.clone(), await_start_signal: r.await_start_signal }),
+            audio_only: r.audio_only,
+            video_only: r.video_only,
+            ..outputs.into_request()
+        })
+    }
+
+    /// A unified StartEgressRequest: a template source (a room composite) or a web page.
     pub fn from_start_egress(r: &proto::StartEgressRequest) -> Result<Self, RequestError> {
-        use proto::output::Config;
-        use proto::start_egress_request::{Encoding, Source};
-        let t = match &r.source {
-            Some(Source::Template(t)) => t,
-            Some(Source::Web(_)) => return Err(RequestError::Unimplemented(web_unimplemented())),
+        use proto::start_egress_request::Source;
+        let c = match &r.source {
+            Some(Source::Template(t)) => Self {
+                room_name: r.room_name.clone(),
+                layout: t.layout.clone(),
+                audio_only: t.audio_only,
+                video_only: t.video_only,
+                custom_base_url: t.custom_base_url.clone(),
+                ..Self::default()
+            },
+            Some(Source::Web(w)) => Self {
+                web: Some(WebSource { url: w.url.clone(), await_start_signal: w.await_start_signal }),
+                audio_only: w.audio_only,
+                video_only: w.video_only,
+                ..Self::default()
+            },
             Some(Source::Media(_)) => {
                 return Err(RequestError::Unimplemented(
                     "media sources (participant and track egress) are not implemented yet".into(),
                 ));
             }
-            None => return Err(invalid("source", "give a template source (a room composite)")),
+            None => return Err(invalid("source", "give a template source (a room composite) or a web source")),
         };
-        let mut c = Self {
-            room_name: r.room_name.clone(),
-            layout: t.layout.clone(),
-            audio_only: t.audio_only,
-            video_only: t.video_only,
-            custom_base_url: t.custom_base_url.clone(),
-            storage: r.storage.is_some() || r.outputs.iter().any(|o| o.storage.is_some()),
-            webhooks: r.webhooks.iter().map(|w| (w.url.clone(), w.signing_key.clone())).collect(),
-            ..Self::default()
-        };
+        c.with_v2_outputs(r)
+    }
+
+    /// The v2 request's encoding, outputs (each with its storage, else the request's) and webhooks.
+    fn with_v2_outputs(mut self, r: &proto::StartEgressRequest) -> Result<Self, RequestError> {
+        use proto::output::Config;
+        use proto::start_egress_request::Encoding;
+        self.webhooks = r.webhooks.iter().map(|w| (w.url.clone(), w.signing_key.clone())).collect();
         match r.encoding {
-            Some(Encoding::Preset(p)) => c.preset = Some(p),
-            Some(Encoding::Advanced(a)) => c.advanced = Some(a),
+            Some(Encoding::Preset(p)) => self.preset = Some(p),
+            Some(Encoding::Advanced(a)) => self.advanced = Some(a),
             None => {}
         }
         for o in &r.outputs {
+            let storage = o.storage.clone().or_else(|| r.storage.clone());
             match &o.config {
                 Some(Config::File(f)) => {
-                    c.files.push((f.file_type, f.filepath.clone(), o.storage.is_some()));
-                    c.no_manifest.push(f.disable_manifest);
+                    self.files.push((f.file_type, f.filepath.clone(), storage));
+                    self.no_manifest.push(f.disable_manifest);
                 }
                 Some(Config::Stream(st)) => {
-                    c.streams.extend(st.urls.iter().cloned());
-                    c.websocket |= st.protocol == proto::StreamProtocol::Websocket as i32;
+                    self.streams.extend(st.urls.iter().cloned());
+                    self.websocket |= st.protocol == proto::StreamProtocol::Websocket as i32;
                 }
                 Some(Config::Segments(g)) => {
-                    c.no_manifest.push(g.disable_manifest);
-                    c.segments.push(g.clone());
+                    self.no_manifest.push(g.disable_manifest);
+                    self.segments.push(g.clone());
+                    self.segments_storage.push(storage);
                 }
                 Some(Config::Images(i)) => {
-                    c.no_manifest.push(i.disable_manifest);
-                    c.images.push(i.clone());
+                    self.no_manifest.push(i.disable_manifest);
+                    self.images.push(i.clone());
+                    self.images_storage.push(storage);
                 }
                 None => return Err(invalid("outputs", "an output has no file, stream, segments or images")),
             }
         }
-        Ok(c)
+        Ok(self)
     }
 }
 
-pub fn web_unimplemented() -> String {
-    "web egress needs the Chromium path, which is not implemented yet".into()
+/// The v1 outputs' storage oneofs (one enum per output kind, each with the same four
+/// providers), as the v2 StorageConfig.
+macro_rules! v1_storage {
+    ($name:ident, $kind:ident) => {
+        fn $name(o: proto::$kind::Output) -> proto::StorageConfig {
+            use proto::storage_config::Provider as P;
+            let provider = match o {
+                proto::$kind::Output::S3(u) => P::S3(u),
+                proto::$kind::Output::Gcp(u) => P::Gcp(u),
+                proto::$kind::Output::Azure(u) => P::Azure(u),
+                proto::$kind::Output::AliOss(u) => P::AliOss(u),
+            };
+            proto::StorageConfig { provider: Some(provider) }
+        }
+    };
 }
+v1_storage!(file_storage, encoded_file_output);
+v1_storage!(segments_storage, segmented_file_output);
+v1_storage!(image_storage, image_output);
 
 /// What the service gives every plan.
 pub struct PlanContext<'a> {
@@ -200,17 +317,45 @@ pub struct PlanContext<'a> {
     pub api_key: &'a str,
     pub layouts: &'a [String],
     pub now: chrono::DateTime<chrono::Utc>,
+    /// The service's storage block (a request's own storage is completed from it) and
+    /// where outputs go when a request names none.
+    pub storage: Option<&'a StorageConfig>,
+    pub default_storage: Option<&'a StorageSpec>,
 }
 
-/// A checked room composite, ready to run.
+/// What is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanSource {
+    /// The room, composited by Tessera's own layouts.
+    Native,
+    /// The room, through a custom template page in Chromium.
+    Template { base_url: String },
+    /// Any web page, in Chromium.
+    Web { url: String, await_start_signal: bool },
+}
+
+/// An http(s) URL a browser can open.
+fn check_http(url: &str, field: &'static str) -> Result<(), RequestError> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        _ => Err(invalid(field, format!("{url:?} is not an http:// or https:// URL"))),
+    }
+}
+
+/// A checked egress, ready to run.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub room_name: String,
+    pub source: PlanSource,
     pub layout: String,
     pub audio_only: bool,
     pub video_only: bool,
     pub encoding: EncodingOptions,
     pub file: Option<FilePlan>,
+    /// Where each output is uploaded (None: it stays in the output directory).
+    pub file_storage: Option<StorageSpec>,
+    pub segments_storage: Option<StorageSpec>,
+    pub images_storage: Vec<Option<StorageSpec>>,
     /// Stream URLs (with their keys: never log them; see `output::stream::redact`).
     pub streams: Vec<String>,
     pub segments: Option<crate::output::segments::SegmentsPlan>,
@@ -233,19 +378,37 @@ pub struct FilePlan {
 }
 
 pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestError> {
-    if c.room_name.trim().is_empty() {
-        return Err(invalid("room_name", "is required: the room to record"));
-    }
     if c.audio_only && c.video_only {
         return Err(invalid("audio_only", "audio_only and video_only cannot both be set"));
     }
-    if !c.custom_base_url.is_empty() {
-        return Err(RequestError::Unimplemented(
-            "custom_base_url needs the Chromium path, which is not implemented yet; use a built-in layout".into(),
-        ));
-    }
+    let source = match &c.web {
+        Some(w) => {
+            check_http(&w.url, "url")?;
+            PlanSource::Web { url: w.url.clone(), await_start_signal: w.await_start_signal }
+        }
+        None => {
+            if c.room_name.trim().is_empty() {
+                return Err(invalid("room_name", "is required: the room to record"));
+            }
+            if c.custom_base_url.is_empty() {
+                PlanSource::Native
+            } else {
+                check_http(&c.custom_base_url, "custom_base_url")?;
+                PlanSource::Template { base_url: c.custom_base_url.clone() }
+            }
+        }
+    };
+    // A web egress has no room: its files are named `web-{time}`, as LiveKit names them.
+    let web_named;
+    let c = if c.web.is_some() {
+        web_named = CompositeRequest { room_name: "web".into(), ..c.clone() };
+        &web_named
+    } else {
+        c
+    };
     let layout = if c.layout.is_empty() { "grid".to_string() } else { c.layout.clone() };
-    if !c.audio_only && !ctx.layouts.contains(&layout) {
+    // A custom template takes any layout name (it is the page's to read).
+    if source == PlanSource::Native && !c.audio_only && !ctx.layouts.contains(&layout) {
         return Err(invalid("layout", format!("{layout:?} is unknown; valid layouts: {}", ctx.layouts.join(", "))));
     }
     if c.files.is_empty() && c.streams.is_empty() && c.segments.is_empty() && c.images.is_empty() {
@@ -274,11 +437,27 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
     if c.audio_only && !c.images.is_empty() {
         return Err(invalid("image_outputs", "an audio-only egress has no pictures to take"));
     }
-    if c.storage {
-        return Err(RequestError::Unimplemented(
-            "uploads to cloud storage (s3, gcp, azure, aliOSS) are not implemented yet; leave the storage out".into(),
-        ));
-    }
+    let storage =
+        |own: Option<&proto::StorageConfig>, field: &'static str| -> Result<Option<StorageSpec>, RequestError> {
+            match own {
+                Some(s) => crate::upload::config::from_request(s, ctx.storage, field)
+                    .map(Some)
+                    .map_err(|e| RequestError::Invalid { field, why: e.to_string() }),
+                None => Ok(ctx.default_storage.cloned()),
+            }
+        };
+    let file_storage = match c.files.first() {
+        Some((_, _, own)) => storage(own.as_ref(), "file_outputs")?,
+        None => None,
+    };
+    let segments_storage = match c.segments_storage.first() {
+        Some(own) => storage(own.as_ref(), "segment_outputs")?,
+        None if !c.segments.is_empty() => storage(None, "segment_outputs")?,
+        None => None,
+    };
+    let images_storage = (0..c.images.len())
+        .map(|i| storage(c.images_storage.get(i).and_then(|s| s.as_ref()), "image_outputs"))
+        .collect::<Result<Vec<_>, _>>()?;
     if c.audio_mixing != proto::AudioMixing::DefaultMixing as i32 {
         let name = proto::AudioMixing::try_from(c.audio_mixing).map(|m| m.as_str_name()).unwrap_or("unknown");
         return Err(RequestError::Unimplemented(format!(
@@ -325,12 +504,16 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
     };
     Ok(Plan {
         manifest_dir,
-        room_name: c.room_name.clone(),
+        room_name: if c.web.is_some() { String::new() } else { c.room_name.clone() },
+        source,
         layout,
         audio_only: c.audio_only,
         video_only: c.video_only,
         encoding,
         file,
+        file_storage,
+        segments_storage,
+        images_storage,
         streams: c.streams.clone(),
         images,
         segments,
@@ -378,9 +561,6 @@ fn segments_plan(
     ctx: &PlanContext,
     g: &proto::SegmentedFileOutput,
 ) -> Result<crate::output::segments::SegmentsPlan, RequestError> {
-    if g.output.is_some() {
-        return Err(RequestError::Unimplemented("uploads of segments are not implemented yet".into()));
-    }
     let duration_s = if g.segment_duration == 0 { 6 } else { g.segment_duration };
     if duration_s > 600 {
         return Err(invalid("segment_duration", format!("{duration_s} s is longer than 600 s")));
@@ -417,9 +597,6 @@ fn images_plan(
     i: &proto::ImageOutput,
 ) -> Result<crate::output::images::ImagesPlan, RequestError> {
     use crate::output::images::ImageNaming;
-    if i.output.is_some() {
-        return Err(RequestError::Unimplemented("uploads of images are not implemented yet".into()));
-    }
     if i.image_codec != proto::ImageCodec::IcDefault as i32 && i.image_codec != proto::ImageCodec::IcJpeg as i32 {
         return Err(invalid("image_codec", format!("{} is not an image codec; JPEG is", i.image_codec)));
     }
@@ -611,7 +788,14 @@ mod tests {
     fn ctx(dir: &Path) -> PlanContext<'_> {
         static LAYOUTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
         let layouts = LAYOUTS.get_or_init(|| vec!["grid".into(), "speaker".into()]);
-        PlanContext { output_dir: dir, api_key: "devkey", layouts, now: chrono::Utc::now() }
+        PlanContext {
+            output_dir: dir,
+            api_key: "devkey",
+            layouts,
+            now: chrono::Utc::now(),
+            storage: None,
+            default_storage: None,
+        }
     }
 
     fn file_req(path: &str) -> proto::RoomCompositeEgressRequest {

@@ -4,6 +4,7 @@
 //! thread, so a slow disk never holds up the recording.
 
 use crate::frame::{PixelFormat, VideoFrame};
+use crate::upload::queue::Uploader;
 use ffmpeg::{codec, encoder, format, software::scaling};
 use ffmpeg_next as ffmpeg;
 use livekit_protocol as proto;
@@ -58,16 +59,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ImageSink {
-    pub fn new(plan: ImagesPlan) -> Arc<Self> {
+    /// Starts the image thread, named `thread_name` (the job's); each image written is
+    /// handed to `uploader` when there is one.
+    pub fn new(plan: ImagesPlan, thread_name: &str, uploader: Option<Uploader>) -> Arc<Self> {
         let (tx, rx) = sync_channel::<(VideoFrame, i64)>(1);
         let progress = Arc::new(Mutex::new(Progress::default()));
         let (p, worker_plan) = (progress.clone(), plan.clone());
         let worker = std::thread::Builder::new()
-            .name(std::thread::current().name().unwrap_or("images").to_string())
+            .name(if thread_name.is_empty() { "images".to_string() } else { thread_name.to_string() })
             .spawn(move || {
                 let mut enc: Option<JpegEncoder> = None;
                 for (frame, pts_us) in rx {
-                    if let Err(e) = write_one(&worker_plan, &mut enc, &frame, pts_us, &p) {
+                    if let Err(e) = write_one(&worker_plan, &mut enc, &frame, pts_us, &p, uploader.as_ref()) {
                         tracing::warn!(error = %e, "image output failed");
                         lock(&p).error = Some(e);
                         return;
@@ -210,6 +213,7 @@ fn write_one(
     frame: &VideoFrame,
     pts_us: i64,
     progress: &Mutex<Progress>,
+    uploader: Option<&Uploader>,
 ) -> Result<(), String> {
     if enc.is_none() {
         std::fs::create_dir_all(&plan.dir).map_err(|e| format!("{}: {e}", plan.dir.display()))?;
@@ -231,6 +235,9 @@ fn write_one(
     std::fs::write(&tmp, &jpeg)
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(u) = uploader {
+        u.put(&path, true);
+    }
     let mut p = lock(progress);
     if p.count == 0 {
         p.started_at = crate::recorder::control::unix_ns();

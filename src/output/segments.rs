@@ -15,6 +15,7 @@ use super::OutputError;
 use super::mux::MuxWriter;
 use super::stream::PacketSink;
 use crate::encode::{EncodedPacket, StreamKind, StreamSpec};
+use crate::upload::queue::Uploader;
 use livekit_protocol as proto;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -51,6 +52,8 @@ struct Segment {
 
 struct State {
     plan: SegmentsPlan,
+    /// Where closed segments and rewritten playlists go, when they are uploaded.
+    uploader: Option<Uploader>,
     specs: Vec<StreamSpec>,
     writer: Option<MuxWriter>,
     current: Option<(String, i64)>,
@@ -79,9 +82,12 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl SegmentSink {
-    pub fn new(plan: SegmentsPlan) -> Self {
+    /// With an uploader, each segment is handed over as it closes (then removed locally
+    /// once up), followed by the rewritten playlists.
+    pub fn new(plan: SegmentsPlan, uploader: Option<Uploader>) -> Self {
         Self(Mutex::new(State {
             plan,
+            uploader,
             specs: Vec::new(),
             writer: None,
             current: None,
@@ -102,7 +108,11 @@ impl SegmentSink {
     /// SegmentsInfo as EgressInfo reports it.
     pub fn info(&self) -> proto::SegmentsInfo {
         let s = lock(&self.0);
-        let dir = |n: &str| s.plan.dir.join(n).to_string_lossy().into_owned();
+        // Where the playlist is: its upload once it is up, else the local file.
+        let dir = |n: &str| {
+            let p = s.plan.dir.join(n);
+            s.uploader.as_ref().and_then(|u| u.location_of(&p)).unwrap_or_else(|| p.to_string_lossy().into_owned())
+        };
         proto::SegmentsInfo {
             playlist_name: s.plan.playlist_name.clone(),
             live_playlist_name: s.plan.live_playlist_name.clone(),
@@ -190,18 +200,33 @@ impl State {
 
     fn finalise(&mut self, w: MuxWriter, name: String, start_us: i64, end_us: i64) -> Result<(), OutputError> {
         w.finish()?;
-        self.bytes += std::fs::metadata(self.plan.dir.join(&name)).map(|m| m.len() as i64).unwrap_or(0);
+        let path = self.plan.dir.join(&name);
+        self.bytes += std::fs::metadata(&path).map(|m| m.len() as i64).unwrap_or(0);
+        if let Some(u) = &self.uploader {
+            u.put(&path, true);
+        }
         self.done.push(Segment { name, start_us, duration_us: (end_us - start_us).max(0) });
         Ok(())
     }
 
+    /// Rewrites the playlists (and hands them to the uploader: the final ones are then
+    /// removed locally once up).
     fn write_playlists(&self, ended: bool) -> Result<(), OutputError> {
         let full = self.playlist(&self.done, 0, true, ended);
-        write_atomic(&self.plan.dir.join(&self.plan.playlist), &full)?;
+        let path = self.plan.dir.join(&self.plan.playlist);
+        write_atomic(&path, &full)?;
+        let mut written = vec![path];
         if let Some(live) = &self.plan.live_playlist {
             let first = self.done.len().saturating_sub(LIVE_WINDOW);
             let text = self.playlist(&self.done[first..], first, false, ended);
-            write_atomic(&self.plan.dir.join(live), &text)?;
+            let path = self.plan.dir.join(live);
+            write_atomic(&path, &text)?;
+            written.push(path);
+        }
+        if let Some(u) = &self.uploader {
+            for p in &written {
+                u.put(p, ended);
+            }
         }
         Ok(())
     }
@@ -313,6 +338,10 @@ impl PacketSink for SegmentSink {
             }
         }
         s.ended_at = crate::recorder::control::unix_ns();
+    }
+
+    fn active(&self) -> bool {
+        lock(&self.0).failed.is_none()
     }
 
     /// A keyframe at every segment boundary (media time), so each segment starts on one.

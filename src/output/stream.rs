@@ -32,6 +32,11 @@ pub trait PacketSink: Send + Sync {
     fn keyframe_wanted(&self, _next_pts_us: i64) -> bool {
         false
     }
+    /// Whether it still takes packets (a stream URL that has not failed, segments being
+    /// cut): a failing file then ends only itself.
+    fn active(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -50,6 +55,8 @@ pub struct StreamSet(Mutex<Inner>, std::sync::atomic::AtomicBool);
 
 #[derive(Default)]
 struct Inner {
+    /// Name of the threads (the job's, so its CPU can be told apart).
+    thread_name: String,
     specs: Option<Vec<StreamSpec>>,
     streams: Vec<Stream>,
     finished: bool,
@@ -110,8 +117,10 @@ pub fn redact(url: &str) -> String {
 }
 
 impl StreamSet {
-    pub fn new(urls: &[String]) -> Result<Arc<Self>, StreamError> {
+    /// The URLs of one job; each gets a thread named `thread_name` (the job's).
+    pub fn new(urls: &[String], thread_name: &str) -> Result<Arc<Self>, StreamError> {
         let set = Arc::new(Self::default());
+        lock(&set.0).thread_name = thread_name.to_string();
         for u in urls {
             set.add(u)?;
         }
@@ -132,7 +141,7 @@ impl StreamSet {
         }));
         let mut s = Stream { url: url.to_string(), info, tx: None, resync: false, worker: None };
         if let Some(specs) = inner.specs.clone() {
-            spawn(&mut s, specs);
+            spawn(&mut s, specs, &inner.thread_name);
             // A receiver added mid-way starts at once rather than at the next scheduled keyframe.
             self.1.store(true, std::sync::atomic::Ordering::SeqCst);
         }
@@ -175,9 +184,10 @@ impl PacketSink for StreamSet {
     fn start(&self, specs: &[StreamSpec]) {
         let mut inner = lock(&self.0);
         inner.specs = Some(specs.to_vec());
+        let name = inner.thread_name.clone();
         for s in inner.streams.iter_mut().filter(|s| s.worker.is_none() && s.tx.is_none()) {
             if Status::try_from(lock(&s.info).status) == Ok(Status::Active) {
-                spawn(s, specs.to_vec());
+                spawn(s, specs.to_vec(), &name);
             }
         }
     }
@@ -209,6 +219,10 @@ impl PacketSink for StreamSet {
         self.1.swap(false, std::sync::atomic::Ordering::SeqCst)
     }
 
+    fn active(&self) -> bool {
+        self.live() > 0
+    }
+
     fn finish(&self) {
         let workers: Vec<_> = {
             let mut inner = lock(&self.0);
@@ -238,11 +252,11 @@ impl PacketSink for StreamSet {
     }
 }
 
-fn spawn(s: &mut Stream, specs: Vec<StreamSpec>) {
+fn spawn(s: &mut Stream, specs: Vec<StreamSpec>, thread_name: &str) {
     let (tx, rx) = sync_channel(QUEUE);
     let (url, info) = (s.url.clone(), s.info.clone());
     match std::thread::Builder::new()
-        .name(std::thread::current().name().unwrap_or("stream").to_string())
+        .name(if thread_name.is_empty() { "stream".to_string() } else { thread_name.to_string() })
         .spawn(move || run(&url, &specs, rx, &info))
     {
         Ok(h) => {

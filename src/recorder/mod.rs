@@ -139,7 +139,7 @@ impl StopHandle {
         self.0.0.load(Ordering::SeqCst)
     }
 
-    async fn wait(&self) {
+    pub async fn wait(&self) {
         loop {
             let notified = self.0.1.notified();
             if self.stopped() {

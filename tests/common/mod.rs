@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: decoding outputs with the real FFmpeg.
 #![allow(dead_code)]
 
+pub mod service;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -136,4 +138,29 @@ pub fn amplitude(x: &[f32], rate: f32, freq: f32) -> f32 {
     }
     let power = s1 * s1 + s2 * s2 - k * s1 * s2;
     2.0 * power.max(0.0).sqrt() / wsum.max(1e-9)
+}
+
+/// Beep onsets (seconds) in 48 kHz mono: where the 1 kHz amplitude rises through
+/// half the beep's after at least 200 ms without one.
+pub fn beeps(audio: &[f32]) -> Vec<f64> {
+    let (win, hop) = (480, 48);
+    let mut out = Vec::new();
+    let mut quiet_since = 0usize;
+    let mut i = 0;
+    while i + win <= audio.len() {
+        let a = amplitude(&audio[i..i + win], 48_000.0, 1000.0);
+        let t = (i + win / 2) as f64 / 48_000.0;
+        if a < 0.05 {
+            if quiet_since == 0 {
+                quiet_since = i.max(1);
+            }
+        } else if a > 0.15 && quiet_since > 0 && i - quiet_since >= 9_600 {
+            out.push(t);
+            quiet_since = 0;
+        } else if a > 0.15 {
+            quiet_since = 0;
+        }
+        i += hop;
+    }
+    out
 }

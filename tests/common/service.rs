@@ -1,0 +1,164 @@
+//! `tessera serve` and devroom for the service tests: the real binary with a YAML config,
+//! driven through LiveKit's own server SDKs (tests/peers/egress_node.mjs, egress_py.py).
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tessera::devroom::impair::Impairment;
+use tessera::devroom::synthetic::{self, SyntheticOptions};
+use tessera::devroom::{DevRoom, DevRoomConfig};
+
+pub const KEY: &str = "devkey";
+pub const SECRET: &str = "egress-test-secret-egress-test-secret";
+
+pub async fn devroom() -> DevRoom {
+    DevRoom::start(DevRoomConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        api_key: KEY.into(),
+        api_secret: SECRET.into(),
+        empty_timeout: Duration::from_secs(2),
+        impair: Impairment::default(),
+    })
+    .await
+    .unwrap()
+}
+
+pub fn participants(room: &DevRoom, name: &str, count: usize) -> tokio::task::JoinHandle<()> {
+    participants_for(room, name, count, Duration::from_secs(90))
+}
+
+/// Synthetic participants who leave after `stay`.
+pub fn participants_for(room: &DevRoom, name: &str, count: usize, stay: Duration) -> tokio::task::JoinHandle<()> {
+    let o = SyntheticOptions {
+        url: room.url(),
+        api_key: KEY.into(),
+        api_secret: SECRET.into(),
+        room: name.into(),
+        count,
+        duration: Some(stay),
+        ..Default::default()
+    };
+    tokio::spawn(async move {
+        let _ = synthetic::run(o).await;
+    })
+}
+
+/// `tessera serve` as a child process, killed when dropped.
+pub struct Serve {
+    pub child: Child,
+    pub url: String,
+    pub out: PathBuf,
+}
+
+impl Serve {
+    pub fn start(dir: &Path, extra_yaml: &str) -> Serve {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = dir.join("rec");
+        let cfg = dir.join("tessera.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "api_key: {KEY}\napi_secret: {SECRET}\nlisten: 127.0.0.1:0\noutput_dir: {}\nrenderer: cpu\nlog_level: debug\n{extra_yaml}",
+                out.display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            match lines.next() {
+                Some(Ok(l)) => {
+                    if let Some(a) = l.strip_prefix("tessera serve: listening on ") {
+                        break a.to_string();
+                    }
+                }
+                _ => panic!("tessera serve did not start: {}", log(dir)),
+            }
+        };
+        Serve { child, url: format!("http://{addr}"), out }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Sdk {
+    Node,
+    Python,
+}
+
+/// One call through LiveKit's SDK: Ok(result) or Err({code, message, status}).
+pub async fn call(sdk: Sdk, url: &str, secret: &str, method: &str, args: Value) -> Result<Value, Value> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = match sdk {
+        Sdk::Node => {
+            let mut c = tokio::process::Command::new("node");
+            c.arg(root.join("tests/peers/egress_node.mjs"));
+            c
+        }
+        Sdk::Python => {
+            let mut c = tokio::process::Command::new(root.join("target/peers-venv/bin/python"));
+            c.arg(root.join("tests/peers/egress_py.py"));
+            c
+        }
+    };
+    let out = cmd
+        .arg(method)
+        .arg(args.to_string())
+        .env("LIVEKIT_URL", url)
+        .env("LIVEKIT_API_KEY", KEY)
+        .env("LIVEKIT_API_SECRET", secret)
+        .output()
+        .await
+        .expect("the SDK driver runs (make test installs the SDKs)");
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(line.trim()).unwrap_or_else(|_| {
+        panic!("{sdk:?} {method}: {line} / {}", String::from_utf8_lossy(&out.stderr));
+    });
+    if let Some(e) = v.get("error") { Err(e.clone()) } else { Ok(v["ok"].clone()) }
+}
+
+pub fn status(info: &Value) -> &str {
+    // The SDKs leave out default values: no status is EGRESS_STARTING.
+    info["status"].as_str().unwrap_or("EGRESS_STARTING")
+}
+
+/// Polls ListEgress for one egress until `pred` holds.
+pub async fn wait_for(sdk: Sdk, url: &str, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = call(sdk, url, SECRET, "listEgress", json!({ "egressId": id })).await.unwrap();
+        if let Some(info) = list.as_array().and_then(|l| l.first())
+            && pred(info)
+        {
+            return info.clone();
+        }
+        assert!(Instant::now() < deadline, "egress {id} never became {what}: {list}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

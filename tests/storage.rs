@@ -1,0 +1,559 @@
+//! Uploads end to end: `tessera serve` records devroom rooms to S3 (moto's server), Azure
+//! Blob (Azurite) and Google Cloud Storage (gcp-storage-emulator), each started here on
+//! loopback; the buckets are read back with each provider's own client
+//! (tests/peers/storage.py) and every object is decoded.
+
+mod common;
+
+use common::service::*;
+use common::{decode_errors, probe, stream, workdir};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A server process, killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start on port {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The three emulators, each on a free port.
+struct Clouds {
+    s3: String,
+    azure: String,
+    gcs: String,
+    _procs: Vec<Proc>,
+}
+
+impl Clouds {
+    fn start(dir: &Path) -> Clouds {
+        let venv = root().join("target/storage-venv/bin");
+        let (s3_port, az_port, gcs_port) = (free_port(), free_port(), free_port());
+        let log = |n: &str| Stdio::from(std::fs::File::create(dir.join(n)).unwrap());
+        let moto = Command::new(venv.join("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &s3_port.to_string()])
+            .stdout(log("moto.log"))
+            .stderr(log("moto.err"))
+            .spawn()
+            .expect("moto_server (make test installs it)");
+        let azurite = Command::new(root().join("target/peers-node/node_modules/.bin/azurite-blob"))
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &az_port.to_string(), "--inMemoryPersistence"])
+            .args(["--skipApiVersionCheck", "--loose", "--silent"])
+            .stdout(log("azurite.log"))
+            .stderr(log("azurite.err"))
+            .spawn()
+            .expect("azurite (make test installs it)");
+        let gcs = Command::new(venv.join("gcp-storage-emulator"))
+            .args(["start", "--host", "127.0.0.1", "--port", &gcs_port.to_string(), "--in-memory"])
+            .stdout(log("gcs.log"))
+            .stderr(log("gcs.err"))
+            .spawn()
+            .expect("gcp-storage-emulator (make test installs it)");
+        let procs = vec![Proc(moto), Proc(azurite), Proc(gcs)];
+        wait_port(s3_port, "moto");
+        wait_port(az_port, "azurite");
+        wait_port(gcs_port, "gcp-storage-emulator");
+        Clouds {
+            s3: format!("http://127.0.0.1:{s3_port}"),
+            azure: format!("http://127.0.0.1:{az_port}/devstoreaccount1"),
+            gcs: format!("http://127.0.0.1:{gcs_port}"),
+            _procs: procs,
+        }
+    }
+}
+
+/// One call of tests/peers/storage.py: its stdout, or its exit code.
+fn bucket(provider: &str, endpoint: &str, args: &[&str]) -> Result<String, i32> {
+    let out = Command::new(root().join("target/storage-venv/bin/python"))
+        .arg(root().join("tests/peers/storage.py"))
+        .args([provider, endpoint])
+        .args(args)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        let code = out.status.code().unwrap_or(-1);
+        if code != 4 {
+            panic!("storage.py {provider} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Err(code)
+    }
+}
+
+fn create(provider: &str, endpoint: &str, name: &str) {
+    bucket(provider, endpoint, &["create", name]).unwrap();
+}
+
+fn list(provider: &str, endpoint: &str, name: &str) -> BTreeMap<String, u64> {
+    serde_json::from_str(&bucket(provider, endpoint, &["list", name]).unwrap()).unwrap()
+}
+
+/// Downloads an object; its content type, or None if it is not there.
+fn get(provider: &str, endpoint: &str, name: &str, key: &str, to: &Path) -> Option<String> {
+    let out = bucket(provider, endpoint, &["get", name, key, to.to_str().unwrap()]).ok()?;
+    let v: Value = serde_json::from_str(&out).unwrap();
+    Some(v["content_type"].as_str().unwrap_or("").to_string())
+}
+
+/// The storage block for one provider (the service config's YAML, or a request's JSON).
+fn storage_yaml(provider: &str, c: &Clouds, bucket: &str) -> String {
+    match provider {
+        "s3" => format!(
+            "  s3:\n    access_key: test\n    secret: test-secret-never-shown\n    region: us-east-1\n    endpoint: {}\n    bucket: {bucket}\n    force_path_style: true\n",
+            c.s3
+        ),
+        "azure" => format!(
+            "  azure:\n    account_name: devstoreaccount1\n    account_key: {AZURITE_KEY}\n    container_name: {bucket}\n    endpoint: {}\n",
+            c.azure
+        ),
+        _ => format!("  gcp:\n    bucket: {bucket}\n    endpoint: {}\n", c.gcs),
+    }
+}
+
+fn storage_json(provider: &str, c: &Clouds, bucket: &str) -> (&'static str, Value) {
+    match provider {
+        "s3" => (
+            "s3",
+            json!({ "accessKey": "test", "secret": "test-secret", "region": "us-east-1", "endpoint": c.s3, "bucket": bucket, "forcePathStyle": true }),
+        ),
+        "azure" => {
+            ("azure", json!({ "accountName": "devstoreaccount1", "accountKey": AZURITE_KEY, "containerName": bucket }))
+        }
+        _ => ("gcp", json!({ "bucket": bucket })),
+    }
+}
+
+fn endpoint<'a>(provider: &str, c: &'a Clouds) -> &'a str {
+    match provider {
+        "s3" => &c.s3,
+        "azure" => &c.azure,
+        _ => &c.gcs,
+    }
+}
+
+/// A small recording's encoding (640x360 at 15 fps).
+fn small() -> Value {
+    json!({ "width": 640, "height": 360, "framerate": 15, "videoBitrate": 1200 })
+}
+
+/// Checks a downloaded MP4: H.264 and AAC, as long as reported, decodes clean.
+fn check_mp4(path: &Path, reported_s: f64) {
+    let p = probe(path);
+    assert_eq!(stream(&p, "video")["codec_name"], "h264");
+    assert_eq!(stream(&p, "audio")["codec_name"], "aac");
+    let d = common::f64_of(&p["format"]["duration"]);
+    assert!((d - reported_s).abs() < 0.5, "{path:?}: {d} s, reported {reported_s} s");
+    let (ok, errors) = decode_errors(path);
+    assert!(ok && errors.is_empty(), "{path:?}: {errors}");
+}
+
+fn secs(v: &Value) -> f64 {
+    v.as_str().and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0) / 1e9
+}
+
+async fn record_for(url: &str, args: Value, run: Duration) -> Value {
+    let info = call(Sdk::Node, url, SECRET, "startRoomComposite", args).await.unwrap_or_else(|e| panic!("{e}"));
+    let id = info["egressId"].as_str().unwrap().to_string();
+    wait_for(Sdk::Node, url, &id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+    tokio::time::sleep(run).await;
+    call(Sdk::Node, url, SECRET, "stopEgress", json!({ "egressId": id })).await.unwrap();
+    wait_for(Sdk::Node, url, &id, "ended", |i| {
+        !matches!(status(i), "EGRESS_STARTING" | "EGRESS_ACTIVE" | "EGRESS_ENDING")
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_cloud_takes_a_recording_configured_in_the_service_and_in_the_request() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("storage-clouds");
+    let clouds = Clouds::start(&dir);
+    let room = devroom().await;
+    let pubs = participants(&room, "cloud", 2);
+    for provider in ["s3", "azure", "gcs"] {
+        let ep = endpoint(provider, &clouds);
+        create(provider, ep, "from-config");
+        create(provider, ep, "from-request");
+        let serve = Serve::start(
+            &dir.join(provider),
+            &format!(
+                "ws_url: {}\nstorage:\n  prefix: tessera\n{}",
+                room.url(),
+                storage_yaml(provider, &clouds, "from-config")
+            ),
+        );
+        let (kind, own) = storage_json(provider, &clouds, "from-request");
+        let configured = json!({ "roomName": "cloud", "file": { "filepath": format!("rec/{provider}-config.mp4") }, "advanced": small() });
+        let requested = json!({ "roomName": "cloud", "file": { "filepath": format!("rec/{provider}-request.mp4"), kind: own }, "advanced": small() });
+        let (a, b) = tokio::join!(
+            record_for(&serve.url, configured, Duration::from_secs(4)),
+            record_for(&serve.url, requested, Duration::from_secs(4))
+        );
+        for (info, name, key) in [
+            (a, "from-config", format!("tessera/rec/{provider}-config.mp4")),
+            (b, "from-request", format!("tessera/rec/{provider}-request.mp4")),
+        ] {
+            assert_eq!(status(&info), "EGRESS_COMPLETE", "{provider} {name}: {info}\n{}", log(&dir.join(provider)));
+            let f = &info["fileResults"][0];
+            let location = f["location"].as_str().unwrap();
+            // Where the object is, as LiveKit words it: the endpoint (path style), the bucket, the key.
+            let expected = match provider {
+                "s3" => format!("{}/{name}/{key}", clouds.s3),
+                "azure" => format!("{}/{name}/{key}", clouds.azure),
+                _ => format!("{}/{name}/{key}", clouds.gcs),
+            };
+            assert_eq!(location, expected, "{provider}: {info}");
+            let local = dir.join("tmp").join(format!("{provider}-{name}.mp4"));
+            std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+            let ct =
+                get(provider, ep, name, &key, &local).unwrap_or_else(|| panic!("{key} is not in {provider} {name}"));
+            assert_eq!(ct, "video/mp4", "{provider} content type");
+            check_mp4(&local, secs(&f["duration"]));
+            assert_eq!(f["size"].as_str().unwrap().parse::<u64>().unwrap(), std::fs::metadata(&local).unwrap().len());
+            // Uploaded and confirmed: the local copy is gone.
+            let kept = serve.out.join(format!("rec/{}", key.rsplit('/').next().unwrap()));
+            assert!(!kept.exists(), "{kept:?} was kept after its upload");
+            let manifest = info["manifestLocation"].as_str().unwrap();
+            assert!(manifest.starts_with(&expected[..expected.len() - key.len()]), "manifest at {manifest}");
+        }
+    }
+    pubs.abort();
+}
+
+/// A TCP relay to `target` that can be switched off (listener closed, connections cut) and on
+/// again at the same port: storage that goes away and comes back.
+struct Relay {
+    port: u16,
+    up: Arc<AtomicBool>,
+}
+
+impl Relay {
+    async fn start(target: String) -> Relay {
+        let port = free_port();
+        let up = Arc::new(AtomicBool::new(true));
+        let flag = up.clone();
+        tokio::spawn(async move {
+            loop {
+                while !flag.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let Ok(listener) = tokio::net::TcpListener::bind(("127.0.0.1", port)).await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let mut conns = Vec::new();
+                while flag.load(Ordering::SeqCst) {
+                    if let Ok(Ok((mut inbound, _))) =
+                        tokio::time::timeout(Duration::from_millis(50), listener.accept()).await
+                    {
+                        let t = target.clone();
+                        conns.push(tokio::spawn(async move {
+                            if let Ok(mut out) = tokio::net::TcpStream::connect(t).await {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                            }
+                        }));
+                    }
+                }
+                for c in conns {
+                    c.abort();
+                }
+            }
+        });
+        wait_port(port, "the relay");
+        Relay { port, up }
+    }
+
+    fn set(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+    }
+}
+
+fn playlist_segments(text: &str) -> Vec<String> {
+    text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).map(String::from).collect()
+}
+
+/// Follows the uploaded playlist while the egress runs: every version seen names only segments
+/// already in the bucket. Returns how many distinct versions were seen.
+async fn follow_playlist(c: &Clouds, key: &str, dir: &Path, until: Instant) -> usize {
+    let mut seen = Vec::new();
+    let tmp = dir.join("live.m3u8");
+    while Instant::now() < until {
+        if get("s3", &c.s3, "hls", key, &tmp).is_some() {
+            let text = std::fs::read_to_string(&tmp).unwrap();
+            let objects = list("s3", &c.s3, "hls");
+            let prefix = &key[..key.rfind('/').map(|i| i + 1).unwrap_or(0)];
+            for s in playlist_segments(&text) {
+                assert!(
+                    objects.contains_key(&format!("{prefix}{s}")),
+                    "the playlist names {s} before it is in the bucket"
+                );
+            }
+            if seen.last() != Some(&text) {
+                seen.push(text);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    seen.len()
+}
+
+/// Downloads a playlist and its segments and checks the whole plays: segments within a frame of
+/// their duration, the sum close to `expect_s`, every one decoding.
+fn check_uploaded_hls(c: &Clouds, key: &str, dir: &Path, expect_s: f64) {
+    let local = dir.join("hls");
+    std::fs::create_dir_all(&local).unwrap();
+    let pl = local.join("final.m3u8");
+    assert_eq!(get("s3", &c.s3, "hls", key, &pl).as_deref(), Some("application/x-mpegurl"));
+    let text = std::fs::read_to_string(&pl).unwrap();
+    assert!(text.contains("#EXT-X-ENDLIST"), "{text}");
+    let prefix = &key[..key.rfind('/').map(|i| i + 1).unwrap_or(0)];
+    let segs = playlist_segments(&text);
+    for s in &segs {
+        let ct =
+            get("s3", &c.s3, "hls", &format!("{prefix}{s}"), &local.join(s)).unwrap_or_else(|| panic!("{s} missing"));
+        assert_eq!(ct, "video/mp2t");
+    }
+    let total: f64 = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|v| v.trim_end_matches(',').parse::<f64>().unwrap())
+        .sum();
+    assert!((total - expect_s).abs() < 1.5, "segments hold {total} s, the recording {expect_s} s");
+    let (ok, errors) = decode_errors(&pl);
+    assert!(ok && errors.is_empty(), "the uploaded playlist plays: {errors}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_segments_images_and_the_manifest_reach_s3_as_they_are_made() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("storage-hls");
+    let clouds = Clouds::start(&dir);
+    create("s3", &clouds.s3, "hls");
+    let room = devroom().await;
+    let pubs = participants(&room, "live", 2);
+    let serve =
+        Serve::start(&dir, &format!("ws_url: {}\nstorage:\n{}", room.url(), storage_yaml("s3", &clouds, "hls")));
+    let args = json!({
+        "roomName": "live",
+        "outputs": {
+            "segments": { "filenamePrefix": "show/seg", "playlistName": "show.m3u8", "livePlaylistName": "live.m3u8", "segmentDuration": 2 },
+            "images": { "filenamePrefix": "thumbs/img", "captureInterval": 2, "width": 320, "height": 180 },
+        },
+        "advanced": small(),
+    });
+    let info = call(Sdk::Node, &serve.url, SECRET, "startRoomComposite", args).await.unwrap();
+    let id = info["egressId"].as_str().unwrap().to_string();
+    wait_for(Sdk::Node, &serve.url, &id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+    let versions = follow_playlist(&clouds, "show/show.m3u8", &dir, Instant::now() + Duration::from_secs(10)).await;
+    assert!(versions >= 3, "the uploaded playlist grew {versions} times in 10 s");
+    call(Sdk::Node, &serve.url, SECRET, "stopEgress", json!({ "egressId": id })).await.unwrap();
+    let done = wait_for(Sdk::Node, &serve.url, &id, "complete", |i| status(i) == "EGRESS_COMPLETE").await;
+    let g = &done["segmentResults"][0];
+    assert_eq!(g["playlistLocation"].as_str().unwrap(), format!("{}/hls/show/show.m3u8", clouds.s3), "{done}");
+    assert_eq!(g["livePlaylistLocation"].as_str().unwrap(), format!("{}/hls/show/live.m3u8", clouds.s3));
+    check_uploaded_hls(&clouds, "show/show.m3u8", &dir, secs(&g["duration"]));
+    // Every image the manifest lists, and the manifest itself, are in the bucket.
+    let objects = list("s3", &clouds.s3, "hls");
+    let manifest_key = format!("show/{id}.json");
+    assert_eq!(done["manifestLocation"].as_str().unwrap(), format!("{}/hls/{manifest_key}", clouds.s3));
+    let m = dir.join("manifest.json");
+    assert_eq!(get("s3", &clouds.s3, "hls", &manifest_key, &m).as_deref(), Some("application/json"));
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&m).unwrap()).unwrap();
+    let images = manifest["images"][0]["images"].as_array().unwrap();
+    assert!(images.len() >= 5, "{manifest}");
+    for im in images {
+        let key = format!("thumbs/{}", im["name"].as_str().unwrap());
+        let local = dir.join(key.replace('/', "_"));
+        assert_eq!(get("s3", &clouds.s3, "hls", &key, &local).as_deref(), Some("image/jpeg"), "{key}: {objects:?}");
+        let p = probe(&local);
+        assert_eq!(
+            (stream(&p, "video")["width"].as_u64(), stream(&p, "video")["height"].as_u64()),
+            (Some(320), Some(180))
+        );
+    }
+    assert_eq!(done["imageResults"][0]["imageCount"].as_str().unwrap().parse::<usize>().unwrap(), images.len());
+    // Local copies went once uploaded.
+    let left: Vec<_> = walk(&serve.out);
+    assert!(left.is_empty(), "local files kept after upload: {left:?}");
+    pubs.abort();
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_gone_for_30_s_mid_recording_loses_nothing_and_the_recording_never_pauses() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("storage-outage");
+    let clouds = Clouds::start(&dir);
+    create("s3", &clouds.s3, "hls");
+    let relay = Relay::start(clouds.s3.trim_start_matches("http://").to_string()).await;
+    let via = format!("http://127.0.0.1:{}", relay.port);
+    let room = devroom().await;
+    let pubs = participants(&room, "outage", 2);
+    let serve = Serve::start(
+        &dir,
+        &format!(
+            "ws_url: {}\nstorage:\n  s3:\n    access_key: test\n    secret: test\n    endpoint: {via}\n    bucket: hls\n    force_path_style: true\n",
+            room.url()
+        ),
+    );
+    let args = json!({
+        "roomName": "outage",
+        "segments": { "filenamePrefix": "out/seg", "playlistName": "out.m3u8", "segmentDuration": 2 },
+        "advanced": small(),
+    });
+    let info = call(Sdk::Node, &serve.url, SECRET, "startRoomComposite", args).await.unwrap();
+    let id = info["egressId"].as_str().unwrap().to_string();
+    wait_for(Sdk::Node, &serve.url, &id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    relay.set(false);
+    let before = list("s3", &clouds.s3, "hls").len();
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    // Meanwhile the recording goes on: segments keep closing, and the egress says uploads are failing.
+    let mid = wait_for(Sdk::Node, &serve.url, &id, "reporting", |_| true).await;
+    assert_eq!(status(&mid), "EGRESS_ACTIVE");
+    assert!(mid["details"].as_str().unwrap_or("").contains("failing"), "{mid}");
+    let closed_mid = mid["segmentResults"][0]["segmentCount"].as_str().unwrap_or("0").parse::<u64>().unwrap();
+    assert!(closed_mid >= 8, "segments kept closing during the outage: {closed_mid}");
+    assert_eq!(list("s3", &clouds.s3, "hls").len(), before, "nothing reached the bucket while it was away");
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    relay.set(true);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    call(Sdk::Node, &serve.url, SECRET, "stopEgress", json!({ "egressId": id })).await.unwrap();
+    let done = wait_for(Sdk::Node, &serve.url, &id, "complete", |i| status(i) == "EGRESS_COMPLETE").await;
+    let g = &done["segmentResults"][0];
+    let count = g["segmentCount"].as_str().unwrap().parse::<usize>().unwrap();
+    assert!(count >= 20, "{count} segments for about 43 s");
+    check_uploaded_hls(&clouds, "out/out.m3u8", &dir, secs(&g["duration"]));
+    let uploaded = list("s3", &clouds.s3, "hls").keys().filter(|k| k.ends_with(".ts")).count();
+    assert_eq!(uploaded, count, "every segment is in the bucket");
+    assert!(walk(&serve.out).is_empty(), "all uploaded, nothing left on disk");
+    pubs.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_primary_down_everything_lands_in_the_backup_and_egress_info_says_so() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("storage-backup");
+    let clouds = Clouds::start(&dir);
+    create("azure", &clouds.azure, "backup");
+    let room = devroom().await;
+    let pubs = participants(&room, "backup", 2);
+    let dead = free_port();
+    let serve = Serve::start(
+        &dir,
+        &format!(
+            "ws_url: {}\nstorage:\n  s3:\n    access_key: a\n    secret: b\n    endpoint: http://127.0.0.1:{dead}\n    bucket: gone\n    force_path_style: true\nbackup:\n{}",
+            room.url(),
+            storage_yaml("azure", &clouds, "backup")
+        ),
+    );
+    let args = json!({
+        "roomName": "backup",
+        "outputs": {
+            "file": { "filepath": "b/take.mp4" },
+            "segments": { "filenamePrefix": "b/seg", "playlistName": "b.m3u8", "segmentDuration": 2 },
+            "images": { "filenamePrefix": "b/img", "captureInterval": 2 },
+        },
+        "advanced": small(),
+    });
+    let done = record_for(&serve.url, args, Duration::from_secs(6)).await;
+    assert_eq!(status(&done), "EGRESS_COMPLETE", "{done}\n{}", log(&dir));
+    assert_eq!(done["backupStorageUsed"], true, "{done}");
+    let f = &done["fileResults"][0];
+    assert_eq!(f["location"].as_str().unwrap(), format!("{}/backup/b/take.mp4", clouds.azure));
+    let objects = list("azure", &clouds.azure, "backup");
+    let local = dir.join("take.mp4");
+    get("azure", &clouds.azure, "backup", "b/take.mp4", &local).expect("the file is in the backup");
+    check_mp4(&local, secs(&f["duration"]));
+    let segments = objects.keys().filter(|k| k.ends_with(".ts")).count();
+    let images = objects.keys().filter(|k| k.ends_with(".jpeg")).count();
+    assert_eq!(segments as u64, done["segmentResults"][0]["segmentCount"].as_str().unwrap().parse::<u64>().unwrap());
+    assert_eq!(images as u64, done["imageResults"][0]["imageCount"].as_str().unwrap().parse::<u64>().unwrap());
+    assert!(
+        objects.contains_key("b/b.m3u8")
+            && objects.contains_key(&format!("b/{}.json", done["egressId"].as_str().unwrap())),
+        "{objects:?}"
+    );
+    pubs.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_fail_naming_the_storage_without_the_secret_and_keep_the_file() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("storage-credentials");
+    let clouds = Clouds::start(&dir);
+    create("azure", &clouds.azure, "locked");
+    let room = devroom().await;
+    let pubs = participants(&room, "creds", 1);
+    let wrong = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ==";
+    let serve = Serve::start(
+        &dir,
+        &format!(
+            "ws_url: {}\nstorage:\n  azure:\n    account_name: devstoreaccount1\n    account_key: {wrong}\n    container_name: locked\n    endpoint: {}\n",
+            room.url(),
+            clouds.azure
+        ),
+    );
+    let done = record_for(
+        &serve.url,
+        json!({ "roomName": "creds", "file": { "filepath": "kept/take.mp4" }, "advanced": small() }),
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(status(&done), "EGRESS_FAILED", "{done}");
+    let error = done["error"].as_str().unwrap();
+    assert!(error.contains("Azure container \"locked\"") && error.contains("403"), "{error}");
+    assert!(!done.to_string().contains(wrong) && !log(&dir).contains(wrong), "the key shows: {done}");
+    let kept = serve.out.join("kept/take.mp4");
+    assert!(error.contains(&kept.display().to_string()), "{error}");
+    check_mp4(&kept, secs(&done["fileResults"][0]["duration"]));
+    assert!(list("azure", &clouds.azure, "locked").is_empty());
+    // A request whose storage is incomplete is refused, naming the field.
+    let e = call(
+        Sdk::Node,
+        &serve.url,
+        SECRET,
+        "startRoomComposite",
+        json!({ "roomName": "creds", "file": { "filepath": "x.mp4", "s3": { "region": "x" } } }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e["code"], "invalid_argument", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("s3.bucket"), "{e}");
+    pubs.abort();
+}
