@@ -32,14 +32,14 @@ start_room_and_serve
 trap 'kill $devroom_pid $serve_pid $site_pid 2>/dev/null || true' EXIT
 sleep 4
 
-now_ms() { date +%s%3N; }
 # One recording; prints "cpu_per_s pss_mib rss_mib startup_ms".
 measure() {
   local args=$1 id t0 t1 c0 c1 mem
-  t0=$(now_ms)
-  id=$(sdk startRoomComposite "$args" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ok"]["egressId"])')
+  # From the egress's creation (its first updatedAt, ns) to its first frame (startedAt).
+  read -r id t0 < <(sdk startRoomComposite "$args" | python3 -c 'import json,sys; i=json.load(sys.stdin)["ok"]; print(i["egressId"], int(i["updatedAt"]) // 1000000)')
   until sdk listEgress "{\"egressId\":\"$id\"}" | grep -q EGRESS_ACTIVE; do sleep 0.05; done
-  t1=$(now_ms)
+  # The first frame's time as the egress reports it (startedAt, ns), not when polling saw it.
+  t1=$(sdk listEgress "{\"egressId\":\"$id\"}" | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["ok"][0]["startedAt"]) // 1000000)')
   sleep 3 # past the start
   c0=$(python3 bench/proctree.py cpu $serve_pid)
   mem=$(python3 bench/proctree.py watch $serve_pid "$SECS")
@@ -62,7 +62,7 @@ cat <<MD
 x264 veryfast zerolatency 3000 kbps, one path after the other in one \`tessera serve\`. CPU and memory are
 of \`tessera serve\` and every process under it.
 
-| path | CPU-s per recorded s | peak memory PSS (RSS) | start: Start call to first frame encoded |
+| path | CPU-s per recorded s | peak memory PSS (RSS) | start: egress created to first frame encoded |
 |---|---|---|---|
 | native: hidden subscriber, CPU compositor | ${n_cpu} | ${n_pss} MiB (${n_rss} MiB) | ${n_start} ms |
 | Chromium: test template (livekit-client), Xvfb, PulseAudio, x11grab + pulse capture | ${b_cpu} | ${b_pss} MiB (${b_rss} MiB) | ${b_start} ms |
