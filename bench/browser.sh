@@ -10,19 +10,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${SECS:-60}
-work=${BENCH_DIR:-target/bench}/browser
-rm -rf "$work" && mkdir -p "$work/site"
-work=$(cd "$work" && pwd)
-cargo build --release -q
-scripts/test-peers.sh
-bin=target/release/tessera
-export TESSERA_LOG=warn
+source bench/lib.sh
+prepare browser
+mkdir -p "$work/site"
 room_port=${BENCH_PORT:-7946}
 api_port=$((room_port + 1)) site_port=$((room_port + 2))
-key=devkey secret=bench-secret-bench-secret-bench-secret
 participants=4
 serve_yaml=$'cpu_cost:\n  cpus: 8'
-source bench/lib.sh
 # The template and livekit-client, served as a template host would.
 ln -s "$PWD/fixtures/template" "$work/site/template"
 ln -s "$PWD/target/peers-node/node_modules/livekit-client/dist/livekit-client.umd.js" "$work/site/livekit-client.umd.js"

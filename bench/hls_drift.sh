@@ -8,18 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${SECS:-1800}
-work=${BENCH_DIR:-target/bench}/hls-drift
-rm -rf "$work" && mkdir -p "$work"
-work=$(cd "$work" && pwd)
-cargo build --release -q
-scripts/test-peers.sh
-bin=target/release/tessera
-export TESSERA_LOG=warn
+source bench/lib.sh
+prepare hls-drift
 room_port=${BENCH_PORT:-7956}
 api_port=$((room_port + 1))
-key=devkey secret=bench-secret-bench-secret-bench-secret
 participants=${PARTICIPANTS:-2}
-source bench/lib.sh
 start_room_and_serve
 trap 'kill $devroom_pid $serve_pid 2>/dev/null || true' EXIT
 sleep 3

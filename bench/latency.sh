@@ -12,17 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${SECS:-60}
-work=${BENCH_DIR:-target/bench}/latency
-rm -rf "$work" && mkdir -p "$work"
-work=$(cd "$work" && pwd)
-cargo build --release -q
-scripts/test-peers.sh
-bin=target/release/tessera
-export TESSERA_LOG=warn
-base_port=${BENCH_PORT:-7966}
-key=devkey secret=bench-secret-bench-secret-bench-secret
-participants=1 devroom_flags=--wall-clock-marks
 source bench/lib.sh
+prepare latency
+base_port=${BENCH_PORT:-7966}
+participants=1 devroom_flags=--wall-clock-marks
 devroom_pid="" serve_pid="" src=""
 trap 'kill $devroom_pid $serve_pid $src 2>/dev/null || true' EXIT
 

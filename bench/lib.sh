@@ -2,7 +2,20 @@
 # `participants` says otherwise; `devroom_flags` adds flags) in room "bench" and
 # `tessera serve` recording from it, plus the helpers that drive and measure them.
 # `serve_yaml` adds lines to the service's config.
-# Needs: bin, work (absolute or relative), room_port, api_port, key, secret.
+# Needs (prepare sets the first four): bin, work, key, secret, room_port, api_port.
+
+# The common start: the release build and the test peers, a fresh work directory
+# target/bench/$1 (absolute, in `work`), `bin`, and the API key and secret.
+prepare() {
+  work=${BENCH_DIR:-target/bench}/$1
+  rm -rf "$work" && mkdir -p "$work"
+  work=$(cd "$work" && pwd)
+  cargo build --release -q
+  scripts/test-peers.sh
+  bin=target/release/tessera
+  export TESSERA_LOG=warn
+  key=devkey secret=bench-secret-bench-secret-bench-secret
+}
 
 # Starts both; sets devroom_pid and serve_pid (the caller sets its own trap).
 start_room_and_serve() {

@@ -9,18 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${SECS:-20}
-work=${BENCH_DIR:-target/bench}/outputs
-rm -rf "$work" && mkdir -p "$work/nginx-rec" "$work/nginx-logs"
-work=$(cd "$work" && pwd) # nginx wants absolute paths
-cargo build --release -q
-scripts/test-peers.sh
-bin=target/release/tessera
-export TESSERA_LOG=warn
+source bench/lib.sh
+prepare outputs
+mkdir -p "$work/nginx-rec" "$work/nginx-logs"
 room_port=${BENCH_PORT:-7976}
 api_port=$((room_port + 1)) rtmp_port=$((room_port + 2)) srt_port=$((room_port + 3))
-key=devkey secret=bench-secret-bench-secret-bench-secret
-
-source bench/lib.sh
 start_room_and_serve
 cat >"$work/nginx.conf" <<EOF
 load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;

@@ -12,17 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${SECS:-30}
 JOBS=${JOBS:-3}
-work=${BENCH_DIR:-target/bench}/serve
-rm -rf "$work" && mkdir -p "$work"
-cargo build --release -q
-scripts/test-peers.sh
-bin=target/release/tessera
-export TESSERA_LOG=warn
+source bench/lib.sh
+prepare serve
 room_port=${BENCH_PORT:-7978}
 api_port=$((room_port + 1))
-key=devkey secret=bench-secret-bench-secret-bench-secret
-
-source bench/lib.sh
 start_room_and_serve
 trap 'kill $devroom_pid $serve_pid 2>/dev/null || true' EXIT
 sleep 3 # the room has video before the recordings start

@@ -7,7 +7,6 @@
 use crate::config::{EncodingOptions, H264Profile, Preset};
 use crate::upload::config::{StorageConfig, StorageSpec};
 use livekit_protocol as proto;
-use proto::room_composite_egress_request::{Options, Output};
 use std::path::{Component, Path, PathBuf};
 use thiserror::Error;
 
@@ -152,32 +151,40 @@ impl V1Outputs<'_> {
     }
 }
 
-impl CompositeRequest {
-    pub fn from_room_composite(r: &proto::RoomCompositeEgressRequest) -> Result<Self, RequestError> {
+/// A v1 request's outputs and encoding. Room composite and web requests have the same
+/// fields, each with oneof types of its own (`$kind` is the request's proto module).
+macro_rules! v1_outputs {
+    ($r:expr, $kind:ident) => {{
+        use proto::$kind::{Options as O, Output as Out};
         #[allow(deprecated)]
-        let (legacy_file, legacy_stream, legacy_segments) = match &r.output {
-            Some(Output::File(f)) => (Some(f), None, None),
-            Some(Output::Stream(s)) => (None, Some(s), None),
-            Some(Output::Segments(s)) => (None, None, Some(s)),
+        let (legacy_file, legacy_stream, legacy_segments) = match &$r.output {
+            Some(Out::File(f)) => (Some(f), None, None),
+            Some(Out::Stream(s)) => (None, Some(s), None),
+            Some(Out::Segments(s)) => (None, None, Some(s)),
             None => (None, None, None),
         };
-        let (preset, advanced) = match &r.options {
-            Some(Options::Preset(p)) => (Some(*p), None),
-            Some(Options::Advanced(a)) => (None, Some(*a)),
+        let (preset, advanced) = match &$r.options {
+            Some(O::Preset(p)) => (Some(*p), None),
+            Some(O::Advanced(a)) => (None, Some(*a)),
             None => (None, None),
         };
-        let outputs = V1Outputs {
+        V1Outputs {
             legacy_file,
             legacy_stream,
             legacy_segments,
-            file_outputs: &r.file_outputs,
-            stream_outputs: &r.stream_outputs,
-            segment_outputs: &r.segment_outputs,
-            image_outputs: &r.image_outputs,
+            file_outputs: &$r.file_outputs,
+            stream_outputs: &$r.stream_outputs,
+            segment_outputs: &$r.segment_outputs,
+            image_outputs: &$r.image_outputs,
             preset,
             advanced,
-            webhooks: &r.webhooks,
-        };
+            webhooks: &$r.webhooks,
+        }
+    }};
+}
+
+impl CompositeRequest {
+    pub fn from_room_composite(r: &proto::RoomCompositeEgressRequest) -> Result<Self, RequestError> {
         Ok(Self {
             room_name: r.room_name.clone(),
             layout: r.layout.clone(),
@@ -185,42 +192,17 @@ impl CompositeRequest {
             video_only: r.video_only,
             custom_base_url: r.custom_base_url.clone(),
             audio_mixing: r.audio_mixing,
-            ..outputs.into_request()
+            ..v1_outputs!(r, room_composite_egress_request).into_request()
         })
     }
 
     /// StartWebEgress: any page, through Chromium.
     pub fn from_web(r: &proto::WebEgressRequest) -> Result<Self, RequestError> {
-        use proto::web_egress_request::{Options as O, Output as Out};
-        #[allow(deprecated)]
-        let (legacy_file, legacy_stream, legacy_segments) = match &r.output {
-            Some(Out::File(f)) => (Some(f), None, None),
-            Some(Out::Stream(s)) => (None, Some(s), None),
-            Some(Out::Segments(s)) => (None, None, Some(s)),
-            None => (None, None, None),
-        };
-        let (preset, advanced) = match &r.options {
-            Some(O::Preset(p)) => (Some(*p), None),
-            Some(O::Advanced(a)) => (None, Some(*a)),
-            None => (None, None),
-        };
-        let outputs = V1Outputs {
-            legacy_file,
-            legacy_stream,
-            legacy_segments,
-            file_outputs: &r.file_outputs,
-            stream_outputs: &r.stream_outputs,
-            segment_outputs: &r.segment_outputs,
-            image_outputs: &r.image_outputs,
-            preset,
-            advanced,
-            webhooks: &r.webhooks,
-        };
         Ok(Self {
             web: Some(WebSource { url: r.url.clone(), await_start_signal: r.await_start_signal }),
             audio_only: r.audio_only,
             video_only: r.video_only,
-            ..outputs.into_request()
+            ..v1_outputs!(r, web_egress_request).into_request()
         })
     }
 
@@ -784,6 +766,7 @@ pub fn confine(output_dir: &Path, filename: &str) -> Result<PathBuf, RequestErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proto::room_composite_egress_request::{Options, Output};
 
     fn ctx(dir: &Path) -> PlanContext<'_> {
         static LAYOUTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
