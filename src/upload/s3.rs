@@ -17,6 +17,23 @@ use std::time::Duration;
 const SINGLE_PUT_MAX: u64 = 64 << 20;
 const MIN_PART: u64 = 16 << 20;
 
+/// The object's bucket, key and headers (content type, LiveKit's `inline` disposition unless
+/// configured, metadata, tagging) on a PutObject or CreateMultipartUpload request: two builder
+/// types with the same setters and no trait in common.
+macro_rules! with_object_headers {
+    ($request:expr, $c:expr, $key:expr, $content_type:expr) => {{
+        let disposition = if $c.content_disposition.is_empty() { "inline" } else { &$c.content_disposition };
+        let mut r = $request.bucket(&$c.bucket).key($key).content_type($content_type).content_disposition(disposition);
+        for (k, v) in &$c.metadata {
+            r = r.metadata(k, v);
+        }
+        if !$c.tagging.is_empty() {
+            r = r.tagging(&$c.tagging);
+        }
+        r
+    }};
+}
+
 pub struct S3Store {
     client: aws_sdk_s3::Client,
     c: S3Config,
@@ -102,38 +119,11 @@ impl S3Store {
         key: &str,
         content_type: &str,
     ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
-        let disposition = if self.c.content_disposition.is_empty() { "inline" } else { &self.c.content_disposition };
-        let mut r = self
-            .client
-            .put_object()
-            .bucket(&self.c.bucket)
-            .key(key)
-            .content_type(content_type)
-            .content_disposition(disposition);
-        for (k, v) in &self.c.metadata {
-            r = r.metadata(k, v);
-        }
-        if !self.c.tagging.is_empty() {
-            r = r.tagging(&self.c.tagging);
-        }
-        r
+        with_object_headers!(self.client.put_object(), self.c, key, content_type)
     }
 
     async fn multipart(&self, key: &str, path: &Path, size: u64, content_type: &str) -> Result<(), UploadError> {
-        let disposition = if self.c.content_disposition.is_empty() { "inline" } else { &self.c.content_disposition };
-        let mut create = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.c.bucket)
-            .key(key)
-            .content_type(content_type)
-            .content_disposition(disposition);
-        for (k, v) in &self.c.metadata {
-            create = create.metadata(k, v);
-        }
-        if !self.c.tagging.is_empty() {
-            create = create.tagging(&self.c.tagging);
-        }
+        let create = with_object_headers!(self.client.create_multipart_upload(), self.c, key, content_type);
         let created = create.send().await.map_err(|e| self.fail("starting a multipart upload", e))?;
         let id = created.upload_id().unwrap_or_default().to_string();
         let part = MIN_PART.max(size.div_ceil(9_000));
