@@ -139,6 +139,11 @@ async fn a_custom_template_records_the_room_with_its_participants_and_their_audi
     .await;
     let active = wait_for(Sdk::Node, &serve.url, &id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
     assert_eq!(active["roomName"], "tpl");
+    // A template's layout is its own: UpdateLayout says it does not reach it.
+    let e = call(Sdk::Node, &serve.url, SECRET, "updateLayout", json!({ "egressId": id, "layout": "speaker" }))
+        .await
+        .unwrap_err();
+    assert_eq!(e["code"], "unimplemented", "{e}");
     tokio::time::sleep(Duration::from_secs(8)).await;
     call(Sdk::Node, &serve.url, SECRET, "stopEgress", json!({ "egressId": id })).await.unwrap();
     let done = ended(&serve.url, &id).await;

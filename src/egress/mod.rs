@@ -349,6 +349,14 @@ impl Manager {
 
     pub fn update_layout(&self, req: proto::UpdateLayoutRequest) -> Result<proto::EgressInfo, EgressError> {
         let job = self.find_active(&req.egress_id, "its layout cannot change")?;
+        if job.layout.is_none() {
+            // LiveKit's server delivers it to a template as the recorder's participant metadata.
+            return Err(RequestError::Unimplemented(format!(
+                "egress {} records a page in Chromium, whose layout is the page's own: UpdateLayout does not reach custom templates yet",
+                job.id
+            ))
+            .into());
+        }
         let name = if req.layout.is_empty() { "grid".to_string() } else { req.layout.clone() };
         let layout = self.layouts.resolve(&name).map_err(|_| RequestError::Invalid {
             field: "layout",
