@@ -461,3 +461,57 @@ async fn a_room_can_be_closed_and_everyone_is_told() {
     }
     drained(&room).await;
 }
+
+/// The next ParticipantUpdate about `identity` that carries `metadata` (within 5 s).
+async fn metadata_update(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    identity: &str,
+) -> Option<String> {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Ok(r) = proto::SignalResponse::decode(m.into_data().as_ref())
+                && let Some(proto::signal_response::Message::Update(u)) = r.message
+                && let Some(p) = u.participants.iter().find(|p| p.identity == identity && !p.metadata.is_empty())
+            {
+                return Some(p.metadata.clone());
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_participant_sets_metadata_that_the_participant_and_the_room_hear() {
+    let room = start().await;
+    let mut rec = join_ws(&room, "recorder", "meta").await;
+    let mut other = join_ws(&room, "other", "meta").await;
+    let admin = |room_name: &str| {
+        AccessToken::with_api_key(KEY, SECRET)
+            .with_grants(VideoGrants { room_admin: true, room: room_name.into(), ..Default::default() })
+            .to_jwt()
+            .unwrap()
+    };
+    let body = r#"{"room":"meta","identity":"recorder","metadata":"{\"layout\":\"speaker\"}"}"#;
+    let (code, reply) = twirp(room.addr, "UpdateParticipant", &admin("elsewhere"), body).await;
+    assert_eq!(code, 403, "{reply}");
+    assert!(reply.contains("roomAdmin"), "{reply}");
+    let (code, reply) =
+        twirp(room.addr, "UpdateParticipant", &admin("meta"), r#"{"room":"meta","identity":"nobody"}"#).await;
+    assert_eq!(code, 404, "{reply}");
+    assert!(reply.contains("nobody"), "{reply}");
+    let (code, reply) = twirp(room.addr, "UpdateParticipant", &admin("meta"), "{not json").await;
+    assert_eq!(code, 400, "{reply}");
+    let (code, reply) = twirp(room.addr, "UpdateParticipant", &admin("meta"), body).await;
+    assert_eq!(code, 200, "{reply}");
+    let info: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(info["metadata"], r#"{"layout":"speaker"}"#, "{reply}");
+    // The participant itself hears it (a template learns its layout so), and so does the room.
+    assert_eq!(metadata_update(&mut rec, "recorder").await.as_deref(), Some(r#"{"layout":"speaker"}"#));
+    assert_eq!(metadata_update(&mut other, "recorder").await.as_deref(), Some(r#"{"layout":"speaker"}"#));
+    rec.close(None).await.unwrap();
+    other.close(None).await.unwrap();
+    drained(&room).await;
+}

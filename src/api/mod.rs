@@ -51,7 +51,7 @@ async fn handle(s: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) ->
     let info = match method {
         "StartRoomCompositeEgress" => m.start_room_composite(enc.decode(body)?),
         "StartEgress" => m.start_egress(enc.decode(body)?),
-        "UpdateLayout" => m.update_layout(enc.decode(body)?),
+        "UpdateLayout" => m.update_layout(enc.decode(body)?).await,
         "UpdateStream" => m.update_stream(enc.decode(body)?),
         "StopEgress" => m.stop(&enc.decode::<proto::StopEgressRequest>(body)?),
         "ListEgress" => return Ok(enc.encode(&m.list(&enc.decode::<proto::ListEgressRequest>(body)?))),

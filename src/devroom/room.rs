@@ -275,6 +275,32 @@ impl Registry {
         if ok { parked.remove(sid) } else { None }
     }
 
+    /// Sets what RoomService.UpdateParticipant may change (metadata, name, attributes) on
+    /// `identity` in `room` and tells everyone, the participant itself included, as LiveKit
+    /// does: a recorder's template learns its new layout this way. None: no such participant.
+    pub fn update_participant(&self, req: &proto::UpdateParticipantRequest) -> Option<proto::ParticipantInfo> {
+        let r = self.room(&req.room)?;
+        let mut st = state(&r);
+        let (sid, p) = st.participants.iter_mut().find(|(_, p)| p.info.identity == req.identity)?;
+        let sid = sid.clone();
+        if !req.metadata.is_empty() {
+            p.info.metadata = req.metadata.clone();
+        }
+        if !req.name.is_empty() {
+            p.info.name = req.name.clone();
+        }
+        for (k, v) in &req.attributes {
+            // An empty value deletes the attribute, as in LiveKit.
+            if v.is_empty() {
+                p.info.attributes.remove(k);
+            } else {
+                p.info.attributes.insert(k.clone(), v.clone());
+            }
+        }
+        Room::publish_change(&mut st, &sid);
+        st.participants.get(&sid).map(|p| p.info.clone())
+    }
+
     /// Drops the signal connection of `identity` in `room` as a network failure would.
     pub fn drop_signal(&self, room: &str, identity: &str) -> bool {
         let Some(r) = self.room(room) else { return false };

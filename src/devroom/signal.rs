@@ -1,5 +1,6 @@
 //! The signal endpoint: `/rtc` WebSocket, `/rtc/validate`, and `/rtc/v1` answered
-//! with 404 so LiveKit's SDKs fall back to two peer connections (v0).
+//! with 404 so LiveKit's SDKs fall back to two peer connections (v0); and the two RoomService
+//! calls the egress side needs (DeleteRoom, UpdateParticipant).
 
 use super::room::{self, Outbound, PROTOCOL_VERSION, Registry, Room};
 use crate::auth::{AuthError, Keys};
@@ -31,6 +32,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/rtc/v1", get(single_pc_not_supported))
         .route("/rtc/v1/validate", get(single_pc_not_supported))
         .route("/twirp/livekit.RoomService/DeleteRoom", axum::routing::post(delete_room))
+        .route("/twirp/livekit.RoomService/UpdateParticipant", axum::routing::post(update_participant))
         .with_state(server)
 }
 
@@ -71,32 +73,101 @@ async fn single_pc_not_supported() -> Response {
         .into_response()
 }
 
-/// RoomService.DeleteRoom (Twirp, JSON): closes a room, as LiveKit's server does;
-/// everyone in it is told to leave. Needs a token with the roomCreate grant.
-async fn delete_room(State(s): State<Arc<Server>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let twirp = |status: StatusCode, code: &str, msg: String| {
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            serde_json::json!({ "code": code, "msg": msg }).to_string(),
-        )
-            .into_response()
-    };
-    let claims = match s.keys.verify(token(&headers, &HashMap::new())) {
-        Ok(c) => c,
-        Err(e) => return twirp(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()),
-    };
-    if !claims.video.room_create {
-        return twirp(StatusCode::FORBIDDEN, "permission_denied", "the token does not grant roomCreate".into());
+/// A Twirp error as LiveKit's server writes it.
+struct TwirpError {
+    status: StatusCode,
+    code: &'static str,
+    msg: String,
+}
+
+impl TwirpError {
+    fn new(status: StatusCode, code: &'static str, msg: impl Into<String>) -> Self {
+        Self { status, code, msg: msg.into() }
     }
-    let req: proto::DeleteRoomRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return twirp(StatusCode::BAD_REQUEST, "malformed", format!("DeleteRoomRequest: {e}")),
-    };
-    if !s.registry.close(&req.room) {
-        return twirp(StatusCode::NOT_FOUND, "not_found", format!("room {:?} does not exist", req.room));
+}
+
+impl IntoResponse for TwirpError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "code": self.code, "msg": self.msg }).to_string();
+        (self.status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
     }
-    ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
+}
+
+/// A RoomService call: the caller's verified claims and its request, read as protobuf or
+/// JSON by Content-Type (LiveKit's server SDKs send either); the answer goes back the same way.
+struct RoomServiceCall<T> {
+    claims: livekit_api::access_token::Claims,
+    req: T,
+    protobuf: bool,
+}
+
+impl<T: prost::Message + Default + serde::de::DeserializeOwned> RoomServiceCall<T> {
+    fn read(s: &Server, headers: &HeaderMap, body: &[u8], what: &str) -> Result<Self, TwirpError> {
+        let claims = s
+            .keys
+            .verify(token(headers, &HashMap::new()))
+            .map_err(|e| TwirpError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()))?;
+        let protobuf = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/protobuf"));
+        let req = if protobuf {
+            T::decode(body).map_err(|e| e.to_string())
+        } else {
+            serde_json::from_slice(body).map_err(|e| e.to_string())
+        }
+        .map_err(|e| TwirpError::new(StatusCode::BAD_REQUEST, "malformed", format!("{what}: {e}")))?;
+        Ok(Self { claims, req, protobuf })
+    }
+
+    fn reply<R: prost::Message + serde::Serialize>(&self, r: &R) -> Response {
+        if self.protobuf {
+            ([(header::CONTENT_TYPE, "application/protobuf")], r.encode_to_vec()).into_response()
+        } else {
+            let json = serde_json::to_string(r).unwrap_or_else(|_| "{}".into());
+            ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+        }
+    }
+}
+
+/// RoomService.DeleteRoom: closes a room, as LiveKit's server does; everyone in it is
+/// told to leave. Needs a token with the roomCreate grant.
+async fn delete_room(
+    State(s): State<Arc<Server>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, TwirpError> {
+    let call = RoomServiceCall::<proto::DeleteRoomRequest>::read(&s, &headers, &body, "DeleteRoomRequest")?;
+    if !call.claims.video.room_create {
+        return Err(TwirpError::new(StatusCode::FORBIDDEN, "permission_denied", "the token does not grant roomCreate"));
+    }
+    if !s.registry.close(&call.req.room) {
+        let msg = format!("room {:?} does not exist", call.req.room);
+        return Err(TwirpError::new(StatusCode::NOT_FOUND, "not_found", msg));
+    }
+    Ok(call.reply(&proto::DeleteRoomResponse {}))
+}
+
+/// RoomService.UpdateParticipant: metadata, name and attributes of a participant, sent to
+/// everyone in the room. Needs roomAdmin for that room. LiveKit's egress service uses it to
+/// hand a template its new layout (`{"layout": ...}` as the recorder's metadata).
+async fn update_participant(
+    State(s): State<Arc<Server>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, TwirpError> {
+    let call =
+        RoomServiceCall::<proto::UpdateParticipantRequest>::read(&s, &headers, &body, "UpdateParticipantRequest")?;
+    let (v, req) = (&call.claims.video, &call.req);
+    if !v.room_admin || v.room != req.room {
+        let msg = format!("the token does not grant roomAdmin for room {:?}", req.room);
+        return Err(TwirpError::new(StatusCode::FORBIDDEN, "permission_denied", msg));
+    }
+    let info = s.registry.update_participant(req).ok_or_else(|| {
+        let msg = format!("participant {:?} is not in room {:?}", req.identity, req.room);
+        TwirpError::new(StatusCode::NOT_FOUND, "not_found", msg)
+    })?;
+    Ok(call.reply(&info))
 }
 
 async fn rtc(

@@ -219,9 +219,10 @@ impl Job {
         info
     }
 
-    /// Sets the layout of the running recording and records it in the request.
-    pub fn set_layout(&self, name: &str, layout: crate::layout::Layout) -> proto::EgressInfo {
-        if let Some(l) = &self.layout {
+    /// Sets the layout of the running recording (a template's is set in the room, so it
+    /// comes without one) and records it in the request.
+    pub fn set_layout(&self, name: &str, layout: Option<crate::layout::Layout>) -> proto::EgressInfo {
+        if let (Some(l), Some(layout)) = (&self.layout, layout) {
             l.set(layout);
         }
         let mut i = self.lock();

@@ -4,6 +4,7 @@
 
 pub mod job;
 pub mod request;
+pub mod room_service;
 pub mod webhook;
 
 use crate::browser::BrowserJob;
@@ -347,15 +348,26 @@ impl Manager {
         Ok(job)
     }
 
-    pub fn update_layout(&self, req: proto::UpdateLayoutRequest) -> Result<proto::EgressInfo, EgressError> {
+    /// Switches a native recording at its next frame. A custom template is told as LiveKit's
+    /// server tells it: the recorder participant's metadata becomes `{"layout": ...}` (the
+    /// page's layouts are its own, so any name goes). A web page has no layout.
+    pub async fn update_layout(&self, req: proto::UpdateLayoutRequest) -> Result<proto::EgressInfo, EgressError> {
         let job = self.find_active(&req.egress_id, "its layout cannot change")?;
         if job.layout.is_none() {
-            // LiveKit's server delivers it to a template as the recorder's participant metadata.
-            return Err(RequestError::Unimplemented(format!(
-                "egress {} records a page in Chromium, whose layout is the page's own: UpdateLayout does not reach custom templates yet",
-                job.id
-            ))
-            .into());
+            let room = job.info().room_name;
+            if room.is_empty() {
+                return Err(RequestError::Invalid {
+                    field: "egress_id",
+                    why: format!("egress {} records a web page, which has no layout", job.id),
+                }
+                .into());
+            }
+            let c = &self.cfg;
+            room_service::set_template_layout(&c.ws_url, &c.api_key, &c.api_secret, &room, &job.id, &req.layout)
+                .await
+                .map_err(|e| EgressError::Internal(format!("cannot hand the template its layout: {e}")))?;
+            tracing::info!(egress_id = %job.id, layout = %req.layout, "template's layout updated");
+            return Ok(job.set_layout(&req.layout, None));
         }
         let name = if req.layout.is_empty() { "grid".to_string() } else { req.layout.clone() };
         let layout = self.layouts.resolve(&name).map_err(|_| RequestError::Invalid {
@@ -363,7 +375,7 @@ impl Manager {
             why: format!("{name:?} is unknown; valid layouts: {}", self.layout_names.join(", ")),
         })?;
         tracing::info!(egress_id = %job.id, layout = %name, "layout updated");
-        Ok(job.set_layout(&name, layout))
+        Ok(job.set_layout(&name, Some(layout)))
     }
 
     pub fn update_stream(&self, req: proto::UpdateStreamRequest) -> Result<proto::EgressInfo, EgressError> {
