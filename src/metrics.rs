@@ -51,19 +51,35 @@ fn gather(m: &Manager) -> Result<String, prometheus::Error> {
     gauge("accepting_jobs", "1 when the service would take a default room composite now", m.can_accept() as u8 as f64)?;
 
     let labels = &["egress_id"];
-    let cpu = GaugeVec::new(Opts::new("job_cpu_seconds", "CPU seconds used by a running job's live threads"), labels)?;
+    let cpu = GaugeVec::new(
+        Opts::new("job_cpu_seconds", "CPU seconds used by a running job's live threads and the processes it started"),
+        labels,
+    )?;
+    let child_memory = IntGaugeVec::new(
+        Opts::new(
+            "job_child_resident_memory_bytes",
+            "Resident memory of the processes a job started (Chromium, Xvfb, PulseAudio); 0 for a native job",
+        ),
+        labels,
+    )?;
     let frames = IntGaugeVec::new(Opts::new("job_frames_rendered", "Composite frames encoded"), labels)?;
     let skipped = IntGaugeVec::new(Opts::new("job_frames_skipped", "Ticks without a frame to encode"), labels)?;
     let late = IntGaugeVec::new(Opts::new("job_frames_late", "Ticks rendered more than a frame late"), labels)?;
     let speed =
         GaugeVec::new(Opts::new("job_encoder_speed", "Frames encoded per frame of wall time (1 = real time)"), labels)?;
     let bytes = IntGaugeVec::new(Opts::new("job_bytes_written", "Bytes of the job's file so far"), labels)?;
-    let uploaded = IntGaugeVec::new(Opts::new("job_bytes_uploaded", "Bytes uploaded (no uploads yet: 0)"), labels)?;
+    let uploaded = IntGaugeVec::new(Opts::new("job_bytes_uploaded", "Bytes uploaded to storage so far"), labels)?;
     let by_thread = crate::usage::cpu_seconds_by_thread_name();
+    // Only browser jobs start processes; a scrape of native jobs reads no /proc tree.
+    let processes =
+        jobs.iter().any(|j| j.is_active() && !j.stats.children().is_empty()).then(crate::usage::ProcessTable::read);
     let now = crate::egress::unix_ns();
     for j in jobs.iter().filter(|j| j.is_active()) {
         let l = [j.id.as_str()];
-        cpu.with_label_values(&l).set(by_thread.get(&j.thread_name).copied().unwrap_or(0.0));
+        let tree = processes.as_ref().map(|p| p.usage(&j.stats.children())).unwrap_or_default();
+        let threads = by_thread.get(&j.thread_name).copied().unwrap_or(0.0);
+        cpu.with_label_values(&l).set(threads + tree.cpu_seconds);
+        child_memory.with_label_values(&l).set(tree.rss_bytes as i64);
         let n = j.stats.frames.load(Ordering::Relaxed);
         frames.with_label_values(&l).set(n as i64);
         skipped.with_label_values(&l).set(j.stats.skipped.load(Ordering::Relaxed) as i64);
@@ -74,12 +90,12 @@ fn gather(m: &Manager) -> Result<String, prometheus::Error> {
         }
         let size = j.path.as_ref().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len()).unwrap_or(0);
         bytes.with_label_values(&l).set(size as i64);
-        uploaded.with_label_values(&l).set(0);
+        uploaded.with_label_values(&l).set(j.uploaded_bytes() as i64);
     }
     for c in [cpu, speed] {
         r.register(Box::new(c))?;
     }
-    for c in [frames, skipped, late, bytes, uploaded] {
+    for c in [frames, skipped, late, bytes, uploaded, child_memory] {
         r.register(Box::new(c))?;
     }
     let mut out = Vec::new();

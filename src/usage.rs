@@ -44,3 +44,86 @@ pub fn cpu_seconds_by_thread_name() -> std::collections::HashMap<String, f64> {
     }
     by_name
 }
+
+/// What a tree of child processes uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TreeUsage {
+    /// CPU seconds (user + system) of the live processes, plus what their reaped children used.
+    pub cpu_seconds: f64,
+    /// Resident memory of the live processes, bytes (shared pages count in each).
+    pub rss_bytes: u64,
+}
+
+/// A snapshot of every process's parent, CPU and memory, from /proc. A browser job's
+/// Chromium, Xvfb and PulseAudio are other processes, so the job's threads miss them.
+pub struct ProcessTable {
+    procs: std::collections::HashMap<u32, (f64, u64)>,
+    children: std::collections::HashMap<u32, Vec<u32>>,
+}
+
+impl ProcessTable {
+    pub fn read() -> Self {
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64;
+        let mut procs = std::collections::HashMap::new();
+        let mut children: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+            let Some(close) = stat.rfind(')') else { continue };
+            let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            // The state is field 3 of stat, the first after the name: field n is f[n - 3].
+            let num = |n: usize| f.get(n - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            // utime, stime, and cutime, cstime: what its reaped children used.
+            let cpu = (num(14) + num(15) + num(16) + num(17)) / ticks;
+            procs.insert(pid, (cpu, num(24) as u64 * page));
+            children.entry(num(4) as u32).or_default().push(pid);
+        }
+        Self { procs, children }
+    }
+
+    /// CPU and memory of the processes `roots` and all their descendants.
+    pub fn usage(&self, roots: &[u32]) -> TreeUsage {
+        let mut usage = TreeUsage::default();
+        let mut seen = std::collections::HashSet::new();
+        let mut todo: Vec<u32> = roots.to_vec();
+        while let Some(pid) = todo.pop() {
+            let Some((cpu, rss)) = self.procs.get(&pid) else { continue };
+            if !seen.insert(pid) {
+                continue;
+            }
+            usage.cpu_seconds += cpu;
+            usage.rss_bytes += rss;
+            todo.extend(self.children.get(&pid).into_iter().flatten());
+        }
+        usage
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_tree_counts_its_descendants_cpu_and_memory() {
+        // A shell that burns CPU in a child of its own.
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "sh -c 'i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done' & wait; exec sleep 5"])
+            .spawn()
+            .unwrap();
+        let mut used = TreeUsage::default();
+        for _ in 0..100 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            used = ProcessTable::read().usage(&[sh.id()]);
+            if used.cpu_seconds >= 0.1 {
+                break;
+            }
+        }
+        let _ = sh.kill();
+        let _ = sh.wait();
+        assert!(used.cpu_seconds >= 0.1, "{used:?}");
+        assert!(used.rss_bytes > 0, "{used:?}");
+        assert_eq!(ProcessTable::read().usage(&[u32::MAX]), TreeUsage::default());
+    }
+}

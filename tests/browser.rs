@@ -155,8 +155,12 @@ async fn a_custom_template_records_the_room_with_its_participants_and_their_audi
     .await;
     let active = wait_for(Sdk::Node, &serve.url, &id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
     assert_eq!(active["roomName"], "tpl");
-    // UpdateLayout reaches the page as LiveKit's server sends it: the recorder's metadata.
     tokio::time::sleep(Duration::from_secs(4)).await;
+    // The job's CPU and memory include the processes it started (Chromium, Xvfb, PulseAudio).
+    let cpu = job_metric(&serve.url, "job_cpu_seconds", &id).await;
+    let memory = job_metric(&serve.url, "job_child_resident_memory_bytes", &id).await;
+    assert!(cpu > 1.0 && memory > 100e6, "a Chromium job: {cpu} CPU-s, {memory} bytes resident");
+    // UpdateLayout reaches the page as LiveKit's server sends it: the recorder's metadata.
     let switched =
         call(Sdk::Node, &serve.url, SECRET, "updateLayout", json!({ "egressId": id, "layout": "single-speaker" }))
             .await

@@ -721,15 +721,9 @@ async fn audio_only_composites_write_ogg_and_mp3_with_every_participants_tone_an
     // Everyone speaks in 3 s turns: 10 s hold each participant's turn.
     tokio::time::sleep(Duration::from_secs(10)).await;
     // No video work: no frames rendered or encoded, and the job's threads nearly idle.
-    let metrics = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
     for id in &ids {
-        assert!(metrics.contains(&format!("tessera_job_frames_rendered{{egress_id=\"{id}\"}} 0")), "{metrics}");
-        let cpu: f64 = metrics
-            .lines()
-            .find(|l| l.starts_with(&format!("tessera_job_cpu_seconds{{egress_id=\"{id}\"}}")))
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no CPU for {id}: {metrics}"));
+        assert_eq!(job_metric(&url, "job_frames_rendered", id).await, 0.0);
+        let cpu = job_metric(&url, "job_cpu_seconds", id).await;
         assert!(cpu < 1.0, "an audio-only job used {cpu} CPU-s in 10 s");
     }
     for id in &ids {

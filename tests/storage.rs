@@ -371,6 +371,8 @@ async fn hls_segments_images_and_the_manifest_reach_s3_as_they_are_made() {
     wait_for(Sdk::Node, &serve.url, &id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
     let versions = follow_playlist(&clouds, "show/show.m3u8", &dir, Instant::now() + Duration::from_secs(10)).await;
     assert!(versions >= 3, "the uploaded playlist grew {versions} times in 10 s");
+    let uploaded = job_metric(&serve.url, "job_bytes_uploaded", &id).await;
+    assert!(uploaded > 50_000.0, "{uploaded} bytes uploaded while segments went up");
     call(Sdk::Node, &serve.url, SECRET, "stopEgress", json!({ "egressId": id })).await.unwrap();
     let done = wait_for(Sdk::Node, &serve.url, &id, "complete", |i| status(i) == "EGRESS_COMPLETE").await;
     let g = &done["segmentResults"][0];

@@ -15,6 +15,10 @@ pub struct Display {
 }
 
 impl Display {
+    pub fn pid(&self) -> u32 {
+        self._xvfb.pid()
+    }
+
     /// A screen of `width` x `height` (24-bit).
     pub fn start(width: u32, height: u32) -> Result<Self, BrowserError> {
         let mut fds = [0; 2];

@@ -203,6 +203,8 @@ async fn run(job: BrowserJob, stop: StopHandle) -> Result<RecordSummary, Browser
     let audio = if job.video_only { None } else { Some(pulse::Pulse::start(&job.work_dir)?) };
     let env = audio.as_ref().map(|a| a.client_env(&job.work_dir)).unwrap_or_default();
     let mut chrome = chrome::Chrome::start(&display.name, w, h, &job.work_dir, &env, job.insecure)?;
+    let children = [Some(display.pid()), audio.as_ref().map(|a| a.pid()), Some(chrome.process.pid())];
+    job.stats.set_children(children.into_iter().flatten().collect());
     let ws = chrome.page_ws().await?;
     let (cdp, mut events) = Cdp::connect(&ws).await.map_err(|e| BrowserError::Setup(e.to_string()))?;
     let setup = |e: cdp::CdpError| BrowserError::Setup(e.to_string());

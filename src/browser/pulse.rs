@@ -18,6 +18,10 @@ pub struct Pulse {
 }
 
 impl Pulse {
+    pub fn pid(&self) -> u32 {
+        self._daemon.pid()
+    }
+
     /// Starts the daemon with its files under `dir`.
     pub fn start(dir: &Path) -> Result<Self, BrowserError> {
         let runtime = dir.join("pulse");

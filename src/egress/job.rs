@@ -219,6 +219,11 @@ impl Job {
         info
     }
 
+    /// Bytes this job has uploaded so far, all its outputs together.
+    pub fn uploaded_bytes(&self) -> u64 {
+        self.uploads.all().map(Uploader::uploaded_bytes).sum()
+    }
+
     /// Sets the layout of the running recording (a template's is set in the room, so it
     /// comes without one) and records it in the request.
     pub fn set_layout(&self, name: &str, layout: Option<crate::layout::Layout>) -> proto::EgressInfo {

@@ -37,12 +37,23 @@ pub struct LiveStats {
     /// When the output started (Unix ns), 0 before.
     started_at_ns: AtomicI64,
     started: tokio::sync::Notify,
+    /// Processes the job started (a browser job's Chromium, Xvfb, PulseAudio), whose CPU
+    /// and memory are the job's too.
+    children: Mutex<Vec<u32>>,
 }
 
 impl LiveStats {
     pub fn mark_started(&self) {
         self.started_at_ns.store(unix_ns(), Ordering::SeqCst);
         self.started.notify_waiters();
+    }
+
+    pub fn set_children(&self, pids: Vec<u32>) {
+        *self.children.lock().unwrap_or_else(|e| e.into_inner()) = pids;
+    }
+
+    pub fn children(&self) -> Vec<u32> {
+        self.children.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn started_at_ns(&self) -> Option<i64> {

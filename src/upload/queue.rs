@@ -56,6 +56,7 @@ struct State {
     primary_failed: bool,
     backup_used: bool,
     uploaded: u64,
+    uploaded_bytes: u64,
     queued: u64,
     /// After this, failing uploads are no longer retried (set when the job finishes).
     deadline: Option<Instant>,
@@ -124,6 +125,11 @@ impl Uploader {
         lock(&self.state).backup_used
     }
 
+    /// Bytes uploaded so far (a playlist uploaded again counts again).
+    pub fn uploaded_bytes(&self) -> u64 {
+        lock(&self.state).uploaded_bytes
+    }
+
     /// The storage this output uploads to (for logs and errors; no credentials).
     pub fn describe(&self) -> &str {
         &self.primary
@@ -190,10 +196,13 @@ impl Worker {
                 (Some(b), true) => b,
                 _ => &self.primary,
             };
+            // Taken before the upload: a local copy may be removed right after it.
+            let size = std::fs::metadata(local).map(|m| m.len()).unwrap_or(0);
             match target.put(&rel, local).await {
                 Ok(location) => {
                     let mut s = lock(&self.state);
                     s.uploaded += 1;
+                    s.uploaded_bytes += size;
                     s.last_error = None;
                     if use_backup {
                         s.backup_used = true;

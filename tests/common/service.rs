@@ -159,6 +159,17 @@ pub async fn wait_for(sdk: Sdk, url: &str, id: &str, what: &str, pred: impl Fn(&
     }
 }
 
+/// One egress's value of a Prometheus metric from `/metrics` (`tessera_` and the name).
+pub async fn job_metric(url: &str, name: &str, id: &str) -> f64 {
+    let metrics = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+    let key = format!("tessera_{name}{{egress_id=\"{id}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} for {id}: {metrics}"))
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
