@@ -24,23 +24,48 @@ pub fn rss_bytes() -> u64 {
     pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64
 }
 
+/// One `/proc/.../stat` line: the name, and the numeric fields by their number in proc(5).
+struct Stat<'a> {
+    name: &'a str,
+    /// The fields after the name, from field 3 (the state) on.
+    rest: Vec<&'a str>,
+}
+
+impl<'a> Stat<'a> {
+    /// "pid (name) state ..." where the name may hold spaces and parentheses.
+    fn parse(stat: &'a str) -> Option<Self> {
+        let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+        Some(Self { name: &stat[open + 1..close], rest: stat[close + 1..].split_whitespace().collect() })
+    }
+
+    /// Field `n` of proc(5) (1-based), as a number; 0 when absent.
+    fn field(&self, n: usize) -> f64 {
+        self.rest.get(n - 3).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    }
+
+    /// utime + stime, in clock ticks.
+    fn cpu_ticks(&self) -> f64 {
+        self.field(14) + self.field(15)
+    }
+}
+
+/// Clock ticks per second, the unit of CPU times in `stat`.
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+}
+
 /// CPU seconds used by this process's live threads, summed by thread name. Threads
 /// inherit their creator's name, so naming a job's threads after the job (FFmpeg's
 /// workers included) gives that job's CPU.
 pub fn cpu_seconds_by_thread_name() -> std::collections::HashMap<String, f64> {
     let mut by_name = std::collections::HashMap::new();
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let ticks = ticks_per_second();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return by_name };
     for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
-        // "tid (name) state ..." where the name may hold spaces and parentheses.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-        let name = stat[open + 1..close].to_string();
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of stat; 11 and 12 after the name.
-        let t = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        *by_name.entry(name).or_insert(0.0) += (t(11) + t(12)) / ticks;
+        let Ok(text) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        let Some(stat) = Stat::parse(&text) else { continue };
+        *by_name.entry(stat.name.to_string()).or_insert(0.0) += stat.cpu_ticks() / ticks;
     }
     by_name
 }
@@ -63,22 +88,19 @@ pub struct ProcessTable {
 
 impl ProcessTable {
     pub fn read() -> Self {
+        let ticks = ticks_per_second();
         // SAFETY: sysconf has no preconditions.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64;
         let mut procs = std::collections::HashMap::new();
         let mut children: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
-            let Some(close) = stat.rfind(')') else { continue };
-            let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-            // The state is field 3 of stat, the first after the name: field n is f[n - 3].
-            let num = |n: usize| f.get(n - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            // utime, stime, and cutime, cstime: what its reaped children used.
-            let cpu = (num(14) + num(15) + num(16) + num(17)) / ticks;
-            procs.insert(pid, (cpu, num(24) as u64 * page));
-            children.entry(num(4) as u32).or_default().push(pid);
+            let Ok(text) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+            let Some(stat) = Stat::parse(&text) else { continue };
+            // Its own CPU, and cutime + cstime: what its reaped children used.
+            let cpu = (stat.cpu_ticks() + stat.field(16) + stat.field(17)) / ticks;
+            procs.insert(pid, (cpu, stat.field(24) as u64 * page));
+            children.entry(stat.field(4) as u32).or_default().push(pid);
         }
         Self { procs, children }
     }
