@@ -16,11 +16,13 @@ fn main() {
     // The demo prints its own summary; its room's comings and goings would drown it.
     let mut default_log =
         if matches!(cli.command, Command::Demo(_)) { "warn" } else { "warn,tessera=info" }.to_string();
-    // serve reads its log level from its configuration, so that is loaded first.
+    // serve reads its log level and format from its configuration, so that is loaded first.
+    let mut json = false;
     let serve_config = match &cli.command {
         Command::Serve(a) => match load_service_config(a) {
             Ok(c) => {
-                default_log = format!("warn,tessera={}", c.config.log_level.to_ascii_lowercase());
+                default_log = format!("warn,tessera={}", c.config.log_level());
+                json = c.config.logging.json;
                 Some(c)
             }
             Err(e) => {
@@ -30,12 +32,16 @@ fn main() {
         },
         _ => None,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| default_log.as_str().into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| default_log.as_str().into());
+    // Colour only on a terminal: a log file or a pipeline gets plain text (or JSON lines).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    if json {
+        fmt.json().flatten_event(true).init()
+    } else {
+        fmt.init()
+    }
     let result = match cli.command {
         Command::Preview(a) => preview_cmd(*a),
         Command::Layouts(a) => layouts_cmd(a),

@@ -163,7 +163,8 @@ impl EncodePipeline {
         // Streams get a keyframe every 4 s unless told otherwise (LiveKit's default); files every 2 s.
         let gop = opts.gop_frames(if outputs.sinks.is_empty() { 2.0 } else { 4.0 });
         let venc = if video { Some(VideoEncoder::new(opts, gop, low_latency)?) } else { None };
-        let aenc = if audio { Some(AudioEncoder::with_codec(format.audio_codec(), opts)?) } else { None };
+        let codec = if format == FileFormat::Mp4 && opts.opus_in_mp4 { AudioCodec::Opus } else { format.audio_codec() };
+        let aenc = if audio { Some(AudioEncoder::with_codec(codec, opts)?) } else { None };
         let mut specs = Vec::new();
         specs.extend(venc.as_ref().map(|v| v.spec()));
         specs.extend(aenc.as_ref().map(|a| a.spec()));

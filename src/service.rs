@@ -29,7 +29,10 @@ pub async fn serve(loaded: Loaded, layouts: LayoutSet) -> anyhow::Result<()> {
         Source::Defaults => tracing::info!("no configuration given; using defaults"),
     }
     for k in &unknown_keys {
-        tracing::warn!(key = %k, "unknown configuration key ignored");
+        match crate::config::service::why_unused(k) {
+            Some(why) => tracing::warn!(key = %k, why, "a LiveKit egress key with no effect in Tessera"),
+            None => tracing::warn!(key = %k, "unknown configuration key ignored"),
+        }
     }
     for k in config.legacy_keys() {
         tracing::warn!(

@@ -183,7 +183,8 @@ async fn livekit_sdks_start_list_switch_layout_and_stop_a_room_composite_with_we
     // Python asked for video only: no audio track at all.
     check_file_with(&py_done, &serve.out, w, h, false);
     assert!((9.0..16.0).contains(&secs), "recorded {secs} s");
-    let started: i64 = done["startedAt"].as_str().unwrap().parse().unwrap();
+    // The file's own start is when its media began (EgressInfo.started_at is when the egress was accepted).
+    let started: i64 = done["fileResults"][0]["startedAt"].as_str().unwrap().parse().unwrap();
     let switch_s = (switched_at - started) as f64 / 1e9;
     let video = frames(&node_file, w, h);
     let at = |t: f64| &video[((t * 15.0) as usize).min(video.len() - 1)];
@@ -259,40 +260,6 @@ async fn livekit_sdks_start_list_switch_layout_and_stop_a_room_composite_with_we
     assert!(log(&dir).contains("draining"), "{}", log(&dir));
     pubs.abort();
     let _ = hook.kill().await;
-}
-
-/// A raw Twirp call: (HTTP status, Content-Type, body).
-async fn raw(
-    url: &str,
-    method: &str,
-    token: Option<&str>,
-    content_type: &str,
-    body: Vec<u8>,
-) -> (u16, String, Vec<u8>) {
-    let mut req = reqwest::Client::new()
-        .post(format!("{url}/twirp/livekit.Egress/{method}"))
-        .header("Content-Type", content_type)
-        .body(body);
-    if let Some(t) = token {
-        req = req.header("Authorization", format!("Bearer {t}"));
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    (status, ct, resp.bytes().await.unwrap().to_vec())
-}
-
-fn record_token(secret: &str, grants: livekit_api::access_token::VideoGrants, ttl: Duration) -> String {
-    livekit_api::access_token::AccessToken::with_api_key(KEY, secret)
-        .with_identity("caller")
-        .with_ttl(ttl)
-        .with_grants(grants)
-        .to_jwt()
-        .unwrap()
-}
-
-fn recorder_grant() -> livekit_api::access_token::VideoGrants {
-    livekit_api::access_token::VideoGrants { room_record: true, ..Default::default() }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -977,7 +944,9 @@ async fn one_egress_streams_to_rtmp_and_srt_beside_its_file_and_update_stream_ch
         m["playlists"][0]["segments"].as_array().unwrap().len(),
         count(&done["segmentResults"][0]["segmentCount"])
     );
-    assert_eq!(m["images"][0]["images"].as_array().unwrap().len(), count(&done["imageResults"][0]["imageCount"]));
+    // LiveKit's schema: one list of images, each with its file name and time.
+    assert_eq!(m["images"].as_array().unwrap().len(), count(&done["imageResults"][0]["imageCount"]));
+    assert!(m["images"][0]["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{m}");
 
     // Same content: the SRT stream and the file show the same frames (one encode, written twice;
     // both begin with the first encoded frame).

@@ -49,35 +49,23 @@ async fn handle(s: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) ->
     authorize(&s.keys, headers)?;
     let m = &s.manager;
     let info = match method {
-        "StartRoomCompositeEgress" => m.start_room_composite(enc.decode(body)?),
-        "StartEgress" => m.start_egress(enc.decode(body)?),
+        "StartRoomCompositeEgress" => m.start_room_composite(enc.decode(body)?).await,
+        "StartEgress" => m.start_egress(enc.decode(body)?).await,
         "UpdateLayout" => m.update_layout(enc.decode(body)?).await,
         "UpdateStream" => m.update_stream(enc.decode(body)?),
         "StopEgress" => m.stop(&enc.decode::<proto::StopEgressRequest>(body)?),
-        "ListEgress" => return Ok(enc.encode(&m.list(&enc.decode::<proto::ListEgressRequest>(body)?))),
-        "StartWebEgress" => m.start_web(enc.decode(body)?),
-        "StartParticipantEgress" => unimplemented::<proto::ParticipantEgressRequest>(enc, body, "participant")?,
-        "StartTrackCompositeEgress" => {
-            unimplemented::<proto::TrackCompositeEgressRequest>(enc, body, "track composite")?
+        "ListEgress" => {
+            return m.list(&enc.decode::<proto::ListEgressRequest>(body)?).map(|l| enc.encode(&l)).map_err(to_twirp);
         }
-        "StartTrackEgress" => unimplemented::<proto::TrackEgressRequest>(enc, body, "track")?,
+        "StartWebEgress" => m.start_web(enc.decode(body)?).await,
+        "StartParticipantEgress" => m.start_other(proto::egress_info::Request::Participant(enc.decode(body)?)),
+        "StartTrackCompositeEgress" => m.start_other(proto::egress_info::Request::TrackComposite(enc.decode(body)?)),
+        "StartTrackEgress" => m.start_other(proto::egress_info::Request::Track(enc.decode(body)?)),
         other => {
             return Err(TwirpError::new(Code::BadRoute, format!("no method {other:?} in service livekit.Egress")));
         }
     };
     info.map(|i| enc.encode(&i)).map_err(to_twirp)
-}
-
-fn unimplemented<T: prost::Message + serde::de::DeserializeOwned + Default>(
-    enc: Encoding,
-    body: &[u8],
-    kind: &str,
-) -> Result<Result<proto::EgressInfo, EgressError>, TwirpError> {
-    let _: T = enc.decode(body)?;
-    Ok(Err(RequestError::Unimplemented(format!(
-        "{kind} egress is not implemented yet; this service records room composites"
-    ))
-    .into()))
 }
 
 /// A bearer token signed by a known key whose video grant has `roomRecord`.

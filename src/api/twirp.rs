@@ -108,7 +108,10 @@ impl Encoding {
                 serde_path_to_error::deserialize(de).map_err(|e| {
                     let path = e.path().to_string();
                     let at = if path == "." { String::new() } else { format!(" at {path}") };
-                    TwirpError::new(Code::Malformed, format!("the JSON body could not be decoded{at}: {}", e.inner()))
+                    TwirpError::new(
+                        Code::Malformed,
+                        format!("the JSON body could not be decoded{at}: {}", without_strings(&e.inner().to_string())),
+                    )
                 })
             }
             Encoding::Protobuf => T::decode(body)
@@ -129,5 +132,42 @@ impl Encoding {
         let mut r = (StatusCode::OK, body).into_response();
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
         r
+    }
+}
+
+/// A decoder's message without the strings it quotes (`invalid type: string "...", expected
+/// ...`): a misplaced credential must not come back in the error.
+fn without_strings(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find("string \"") {
+        out.push_str(&rest[..i]);
+        out.push_str("a string");
+        let after = &rest[i + "string \"".len()..];
+        // The quoted text ends at the next unescaped quote.
+        let mut end = None;
+        let mut escaped = false;
+        for (k, ch) in after.char_indices() {
+            match ch {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    end = Some(k);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        rest = end.map_or("", |k| &after[k + 1..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decode_errors_do_not_quote_strings() {
+        let m = super::without_strings(r#"invalid type: string "AKIA-secret", expected i32 at line 1"#);
+        assert_eq!(m, "invalid type: a string, expected i32 at line 1");
     }
 }

@@ -22,6 +22,9 @@ pub const MIN_SIDE: u32 = 16;
 pub const MAX_SIDE: u32 = 4096;
 
 /// Checks an output size the way the API will: even, 16..=4096 on each side.
+/// The sample rates AAC and MP3 both take; the 48 kHz mix is resampled to any of them.
+pub const AUDIO_RATES: [u32; 9] = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
+
 pub fn check_size(width: u32, height: u32) -> Result<(), ConfigError> {
     let bad = |why| Err(ConfigError::BadSize { width, height, why });
     if width < MIN_SIDE || height < MIN_SIDE {
@@ -155,6 +158,9 @@ pub struct EncodingOptions {
     pub audio_frequency: u32,
     /// x264 speed preset; LiveKit uses veryfast.
     pub x264_preset: String,
+    /// Opus instead of AAC in an MP4 file (LiveKit's `audio_codec: OPUS`); other files and
+    /// every stream and segment carry their own codec.
+    pub opus_in_mp4: bool,
 }
 
 impl Default for EncodingOptions {
@@ -169,6 +175,7 @@ impl Default for EncodingOptions {
             audio_bitrate_kbps: 128,
             audio_frequency: 44100,
             x264_preset: "veryfast".into(),
+            opus_in_mp4: false,
         }
     }
 }
@@ -190,8 +197,8 @@ impl EncodingOptions {
         range(
             "audio_frequency",
             self.audio_frequency.to_string(),
-            [44100, 48000].contains(&self.audio_frequency),
-            "44100 or 48000 Hz",
+            AUDIO_RATES.contains(&self.audio_frequency),
+            "8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100 or 48000 Hz",
         )?;
         range(
             "audio_bitrate",

@@ -54,14 +54,10 @@ pub struct ServiceConfig {
     pub redis: Option<serde_yaml_ng::Value>,
     /// Chromium without web security, for template pages (LiveKit's key).
     pub insecure: bool,
-    // Accepted for compatibility: they tune parts of LiveKit's deployment Tessera does not have.
-    pub cluster_id: String,
-    pub template_base: String,
-    pub template_port: u16,
-    pub debug_handler_port: u16,
-    pub enable_chrome_sandbox: bool,
-    pub location: String,
-    pub logging: Option<serde_yaml_ng::Value>,
+    /// LiveKit's `logging` block: the level and JSON lines.
+    pub logging: Logging,
+    /// Refuse requests whose outputs would stay on this machine (LiveKit's key).
+    pub disallow_local_storage: bool,
     /// LiveKit's latency keys, with the recorder's meanings (see `Latency`).
     pub latency: Latency,
 
@@ -105,14 +101,9 @@ impl Default for ServiceConfig {
             gcp: None,
             alioss: None,
             redis: None,
-            cluster_id: String::new(),
-            template_base: String::new(),
-            template_port: 0,
-            debug_handler_port: 0,
             insecure: false,
-            enable_chrome_sandbox: false,
-            location: String::new(),
-            logging: None,
+            logging: Logging::default(),
+            disallow_local_storage: false,
             latency: Latency::default(),
             listen: "127.0.0.1:7980".into(),
             output_dir: PathBuf::from("recordings"),
@@ -124,6 +115,76 @@ impl Default for ServiceConfig {
             keep_finished: Some(Duration::from_secs(24 * 3600)),
         }
     }
+}
+
+/// LiveKit's `logging` block. `level` (when set) wins over the top-level `log_level`; `json`
+/// writes one JSON object a line, for log pipelines. LiveKit's sampling keys are accepted and
+/// warned about (Tessera does not sample its logs).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Logging {
+    pub json: bool,
+    pub level: String,
+}
+
+/// The LiveKit egress keys Tessera reads but that have no effect here, each with why; a
+/// config written for LiveKit's egress starts, and the log says what was not used.
+const UNUSED_LIVEKIT_KEYS: [(&str, &str); 36] = [
+    ("cluster_id", "fleet mode (psrpc) is not built yet"),
+    ("template_base", "the built-in layouts are rendered natively; custom templates come as custom_base_url"),
+    ("template_port", "there is no built-in template server: the layouts are rendered natively"),
+    ("debug_handler_port", "Tessera has no per-job handler processes"),
+    ("enable_chrome_sandbox", "Chromium runs without its sandbox (as root in a display of its own)"),
+    ("location", "not used by Tessera"),
+    ("logging.sample", "logs are not sampled"),
+    ("logging.sample_initial", "logs are not sampled"),
+    ("logging.sample_interval", "logs are not sampled"),
+    ("logging.item_sample_seconds", "logs are not sampled"),
+    ("logging.item_sample_initial", "logs are not sampled"),
+    ("logging.item_sample_interval", "logs are not sampled"),
+    ("logging.component_levels", "use TESSERA_LOG (tracing's filter syntax) for per-module levels"),
+    ("max_upload_queue", "uploads are queued per job without a limit"),
+    ("io_create_timeout", "fleet mode (psrpc) is not built yet"),
+    ("io_update_timeout", "fleet mode (psrpc) is not built yet"),
+    ("io_selection_timeout", "fleet mode (psrpc) is not built yet"),
+    ("io_workers", "fleet mode (psrpc) is not built yet"),
+    ("s3_assume_role_key", "S3 AssumeRole is not supported"),
+    ("s3_assume_role_secret", "S3 AssumeRole is not supported"),
+    ("s3_assume_role_arn", "S3 AssumeRole is not supported"),
+    ("s3_assume_role_external_id", "S3 AssumeRole is not supported"),
+    ("debug", "LiveKit's debug uploads (GStreamer dot files, track dumps) do not exist here"),
+    ("chrome_flags", "Chromium's flags are Tessera's own"),
+    ("latency_overrides", "one latency block serves every kind of egress"),
+    ("video_encoder_threads", "x264 picks its threads"),
+    ("enable_one_shot_sender_report_sync", "the recorder always syncs on every sender report"),
+    ("enable_sync_engine", "the recorder always syncs on every sender report"),
+    ("audio_tempo_controller", "audio is placed on the room clock, not tempo-adjusted"),
+    ("test_overrides", "LiveKit's fault injection; Tessera's tests use devroom's"),
+    ("pulse_sink_reap_grace_sec", "each Chromium job has its own PulseAudio, removed with the job"),
+    ("cpu_cost.max_memory", "admission counts CPU only"),
+    ("cpu_cost.memory_cost", "admission counts CPU only"),
+    ("cpu_cost.sdk_audio_room_composite_memory_cost", "admission counts CPU only"),
+    ("cpu_cost.max_pulse_clients", "each Chromium job has its own PulseAudio"),
+    ("session_limits.file_output_max_size", "files are limited by duration only"),
+];
+
+/// Why a key the config parser did not use was not used: a LiveKit key with no effect here
+/// (and why), or an unknown key.
+pub fn why_unused(key: &str) -> Option<&'static str> {
+    let extra = [
+        ("cpu_cost.memory_source", "admission counts CPU only"),
+        ("cpu_cost.memory_kill_grace_sec", "admission counts CPU only"),
+        ("cpu_cost.cpu_kill_grace_sec", "jobs are admitted by cost, not killed for using more"),
+        ("latency.old_packet_threshold", "the jitter buffer's wait (jitter_buffer_latency) bounds old packets"),
+        ("latency.rtpmaxallowedtsdiff", "the recorder places media by sender reports, not by RTP drift"),
+        ("latency.rtpmaxdriftadjustment", "the recorder places media by sender reports, not by RTP drift"),
+        ("latency.rtpdriftadjustmentwindowpercent", "the recorder places media by sender reports, not by RTP drift"),
+    ];
+    UNUSED_LIVEKIT_KEYS
+        .iter()
+        .chain(extra.iter())
+        .find(|(k, _)| key == *k || key.starts_with(&format!("{k}.")))
+        .map(|(_, why)| *why)
 }
 
 /// LiveKit's session limits: an output kind's longest recording (none when unset).
@@ -154,6 +215,9 @@ pub struct CpuCost {
     pub participant_cpu_cost: f64,
     pub track_composite_cpu_cost: f64,
     pub track_cpu_cost: f64,
+    /// An audio-only room composite recorded from the SDK (no layout, no template); LiveKit's
+    /// default is `audio_room_composite_cpu_cost`.
+    pub sdk_audio_room_composite_cpu_cost: Option<f64>,
     pub max_cpu_utilization: f64,
     /// Cores the budget counts; 0 means every core the machine has.
     pub cpus: f64,
@@ -169,6 +233,7 @@ impl Default for CpuCost {
             participant_cpu_cost: 0.5,
             track_composite_cpu_cost: 0.5,
             track_cpu_cost: 0.1,
+            sdk_audio_room_composite_cpu_cost: None,
             max_cpu_utilization: 0.8,
             cpus: 0.0,
         }
@@ -310,8 +375,10 @@ impl ServiceConfig {
         if !["auto", "cpu", "gpu"].contains(&self.renderer.as_str()) {
             return Err(invalid("renderer", format!("{:?}: choose auto, cpu or gpu", self.renderer)));
         }
-        if !["debug", "info", "warn", "error", "trace"].contains(&self.log_level.to_ascii_lowercase().as_str()) {
-            return Err(invalid("log_level", format!("{:?}: choose debug, info, warn or error", self.log_level)));
+        for (key, level) in [("log_level", &self.log_level), ("logging.level", &self.logging.level)] {
+            if !["", "debug", "info", "warn", "error", "trace"].contains(&level.to_ascii_lowercase().as_str()) {
+                return Err(invalid(key, format!("{level:?}: choose debug, info, warn or error")));
+            }
         }
         let c = &self.cpu_cost;
         if !(c.max_cpu_utilization > 0.0 && c.max_cpu_utilization <= 1.0) {
@@ -390,6 +457,12 @@ impl ServiceConfig {
         .filter(|(_, used)| *used)
         .map(|(k, _)| k)
         .collect()
+    }
+
+    /// The log level: `logging.level`, else `log_level`.
+    pub fn log_level(&self) -> String {
+        let l = if self.logging.level.is_empty() { &self.log_level } else { &self.logging.level };
+        if l.is_empty() { "info".into() } else { l.to_ascii_lowercase() }
     }
 
     /// The key webhooks are signed with, and its secret.

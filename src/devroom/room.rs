@@ -165,6 +165,13 @@ impl Registry {
         self.lock().get(name).cloned()
     }
 
+    /// RoomService.ListRooms: the open rooms (those named, or all).
+    pub fn list(&self, names: &[String]) -> Vec<proto::Room> {
+        let rooms: Vec<Arc<Room>> =
+            self.lock().values().filter(|r| names.is_empty() || names.contains(&r.name)).cloned().collect();
+        rooms.iter().map(|r| r.info(state(r).participants.len())).collect()
+    }
+
     /// Adds a participant to its room (created if needed) and builds its JoinResponse.
     // `ParticipantPermission::recorder` is deprecated but still read by older SDKs.
     #[allow(deprecated)]

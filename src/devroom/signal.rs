@@ -1,6 +1,6 @@
 //! The signal endpoint: `/rtc` WebSocket, `/rtc/validate`, and `/rtc/v1` answered
-//! with 404 so LiveKit's SDKs fall back to two peer connections (v0); and the two RoomService
-//! calls the egress side needs (DeleteRoom, UpdateParticipant).
+//! with 404 so LiveKit's SDKs fall back to two peer connections (v0); and the three RoomService
+//! calls the egress side needs (ListRooms, DeleteRoom, UpdateParticipant).
 
 use super::room::{self, Outbound, PROTOCOL_VERSION, Registry, Room};
 use crate::auth::{AuthError, Keys};
@@ -32,6 +32,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/rtc/v1", get(single_pc_not_supported))
         .route("/rtc/v1/validate", get(single_pc_not_supported))
         .route("/twirp/livekit.RoomService/DeleteRoom", axum::routing::post(delete_room))
+        .route("/twirp/livekit.RoomService/ListRooms", axum::routing::post(list_rooms))
         .route("/twirp/livekit.RoomService/UpdateParticipant", axum::routing::post(update_participant))
         .with_state(server)
 }
@@ -128,6 +129,19 @@ impl<T: prost::Message + Default + serde::de::DeserializeOwned> RoomServiceCall<
             ([(header::CONTENT_TYPE, "application/json")], json).into_response()
         }
     }
+}
+
+/// RoomService.ListRooms: the open rooms, as LiveKit's server lists them (roomList grant).
+async fn list_rooms(
+    State(s): State<Arc<Server>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, TwirpError> {
+    let call = RoomServiceCall::<proto::ListRoomsRequest>::read(&s, &headers, &body, "ListRoomsRequest")?;
+    if !call.claims.video.room_list {
+        return Err(TwirpError::new(StatusCode::FORBIDDEN, "permission_denied", "the token does not grant roomList"));
+    }
+    Ok(call.reply(&proto::ListRoomsResponse { rooms: s.registry.list(&call.req.names) }))
 }
 
 /// RoomService.DeleteRoom: closes a room, as LiveKit's server does; everyone in it is

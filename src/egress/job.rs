@@ -1,7 +1,7 @@
 //! One egress: its EgressInfo, its recording and the way its status moves
 //! (STARTING -> ACTIVE -> ENDING -> COMPLETE, or FAILED, ABORTED, LIMIT_REACHED).
 
-use super::request::Plan;
+use super::request::{ManifestVia, Plan, PlanSource};
 use super::unix_ns;
 use super::webhook::Notifier;
 use crate::browser::{BrowserError, BrowserJob};
@@ -62,9 +62,13 @@ impl Uploads {
         self.file.iter().chain(self.segments.iter()).chain(self.images.iter().flatten())
     }
 
-    /// The uploader of the first output, which also takes the manifest.
-    fn first(&self) -> Option<&Uploader> {
-        self.all().next()
+    /// The uploader of the output the manifest goes with (none: it stays local).
+    fn of(&self, via: ManifestVia) -> Option<&Uploader> {
+        match via {
+            ManifestVia::File => self.file.as_ref(),
+            ManifestVia::Segments => self.segments.as_ref(),
+            ManifestVia::Images(n) => self.images.get(n).and_then(Option::as_ref),
+        }
     }
 }
 
@@ -80,7 +84,15 @@ pub struct Job {
     pub segments: Option<Arc<SegmentSink>>,
     pub images: Vec<Arc<ImageSink>>,
     uploads: Uploads,
-    manifest_dir: Option<PathBuf>,
+    manifest: Option<(PathBuf, ManifestVia)>,
+    /// The local names it writes (see `Plan::local_claims`); no other running job may write them.
+    pub claims: Vec<PathBuf>,
+    /// What it records: the room natively, a template or a web page.
+    pub source: PlanSource,
+    /// Where its uploaded outputs are staged; removed once they are all up.
+    staging_dir: PathBuf,
+    /// Why it was asked to stop, in LiveKit's words ("StopEgress API", ...).
+    stop_reason: Mutex<Option<&'static str>>,
     pub fps: u32,
     info: Mutex<proto::EgressInfo>,
     stop: StopHandle,
@@ -113,7 +125,11 @@ impl Job {
             segments: outputs.segments,
             images: outputs.images,
             uploads: outputs.uploads,
-            manifest_dir: plan.manifest_dir.clone(),
+            manifest: plan.manifest.clone(),
+            claims: plan.local_claims(),
+            source: plan.source.clone(),
+            staging_dir: plan.staging_dir.clone(),
+            stop_reason: Mutex::new(None),
             fps: plan.encoding.framerate,
             info: Mutex::new(info),
             stop: StopHandle::default(),
@@ -146,14 +162,18 @@ impl Job {
             }
             _ => {}
         }
+        if self.uploads.all().any(|u| u.backup_used()) {
+            i.backup_storage_used = true;
+        }
+        // Once ended, details hold LiveKit's "End reason: ..." (set by the end itself).
+        if i.ended_at != 0 {
+            return;
+        }
         if let Some(e) = self.segments.as_ref().and_then(|g| g.error()) {
             i.details = format!("the HLS output failed: {e}");
         }
         if let Some(e) = self.images.iter().find_map(|g| g.error()) {
             i.details = format!("the image output failed: {e}");
-        }
-        if self.uploads.all().any(|u| u.backup_used()) {
-            i.backup_storage_used = true;
         }
         if let Some(e) = self.uploads.all().find_map(|u| u.last_error()) {
             i.details = format!("uploads are failing and being retried: {e}");
@@ -175,12 +195,10 @@ impl Job {
         }
         if self.path.is_none() && self.segments.is_none() && self.images.is_empty() && self.streams.live() == 0 {
             tracing::info!(egress_id = %self.id, "its last stream was removed: ending");
-            return Ok(self.request_stop());
+            return Ok(self.request_stop("All streams stopped"));
         }
-        let mut i = self.lock();
-        i.updated_at = unix_ns();
-        drop(i);
-        Ok(self.info())
+        // LiveKit reports stream changes as an update.
+        Ok(self.update("egress_updated", |_| {}))
     }
 
     fn lock(&self) -> MutexGuard<'_, proto::EgressInfo> {
@@ -208,8 +226,10 @@ impl Job {
         info
     }
 
-    /// StopEgress: the recording finalises its file and the job completes.
-    pub fn request_stop(&self) -> proto::EgressInfo {
+    /// Stops the recording (`reason` in LiveKit's words: "StopEgress API", "All streams
+    /// stopped", "Process killed"); it finalises its outputs and the job completes.
+    pub fn request_stop(&self, reason: &'static str) -> proto::EgressInfo {
+        self.stop_reason.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(reason);
         let info = if self.status() == S::EgressEnding {
             self.info()
         } else {
@@ -243,6 +263,22 @@ impl Job {
         i.clone()
     }
 
+    /// Each stream's status, start and retries: what makes a stream update worth reporting.
+    fn stream_states(&self) -> Vec<(i32, bool, u32)> {
+        self.streams.infos().iter().map(|s| (s.status, s.started_at != 0, s.retries)).collect()
+    }
+
+    /// Why the recording ended, in LiveKit's words (`EgressInfo.details`).
+    fn end_reason(&self, ended_by: &str) -> String {
+        let asked = *self.stop_reason.lock().unwrap_or_else(|e| e.into_inner());
+        match (ended_by, asked) {
+            ("stopped", Some(r)) => format!("End reason: {r}"),
+            ("stopped", None) => "End reason: StopEgress API".into(),
+            ("the duration ended", _) => "End reason: Session limit reached".into(),
+            (other, _) => format!("End reason: Source closed ({other})"),
+        }
+    }
+
     /// Resolves once the job has ended.
     pub async fn ended(&self) {
         let mut rx = self.done.subscribe();
@@ -262,17 +298,25 @@ impl Job {
             }
         });
         let mut active = false;
+        // A stream that connects, retries or fails is an update, as LiveKit sends one.
+        let mut streams_seen = self.stream_states();
+        let mut poll = tokio::time::interval(std::time::Duration::from_millis(500));
         let outcome = loop {
             tokio::select! {
                 _ = stats.wait_started(), if !active => {
                     active = true;
                     if self.status() == S::EgressStarting {
-                        let at = stats.started_at_ns().unwrap_or_else(unix_ns);
-                        self.update("egress_updated", |i| {
-                            i.status = S::EgressActive as i32;
-                            i.started_at = at;
-                        });
+                        // EgressInfo.started_at is when the egress was accepted (LiveKit's);
+                        // each output's started_at is when its media began.
+                        self.update("egress_updated", |i| i.status = S::EgressActive as i32);
                         tracing::info!(egress_id = %self.id, "recording");
+                    }
+                }
+                _ = poll.tick() => {
+                    let now = self.stream_states();
+                    if now != streams_seen && self.is_active() {
+                        streams_seen = now;
+                        self.update("egress_updated", |_| {});
                     }
                 }
                 r = &mut recording => break r,
@@ -308,9 +352,12 @@ impl Job {
                 let _ = std::fs::remove_file(&s.file.path);
             }
             self.drain_uploads().await;
+            let details = self.end_reason(&s.ended_by);
             return self.update("egress_ended", |i| {
                 i.status = S::EgressAborted as i32;
                 i.error = "the room never became recordable: the egress ended before any media arrived".into();
+                i.error_code = 412;
+                i.details = details;
                 i.ended_at = now;
                 i.file_results.clear();
                 i.result = None;
@@ -352,6 +399,8 @@ impl Job {
         self.fill_streams(&mut info);
         // The manifest lists where everything went, so it is written once the rest is up.
         failed.extend(self.write_manifest(&mut info).await);
+        self.remove_staging();
+        let details = self.end_reason(&s.ended_by);
         self.update("egress_ended", |i| {
             i.room_id = info.room_id.clone();
             i.ended_at = now;
@@ -363,7 +412,7 @@ impl Job {
                     i.result = Some(proto::egress_info::Result::File(f.clone()));
                 }
             }
-            i.details = format!("ended: {}", s.ended_by);
+            i.details = details;
             if let Some(e) = &s.file.file_error {
                 // The other outputs went on; the file is what it was when it failed.
                 i.status = S::EgressFailed as i32;
@@ -374,12 +423,15 @@ impl Job {
                 i.error = upload_failure(&failed);
             } else if all_failed {
                 i.status = S::EgressFailed as i32;
+                // LiveKit: the last stream failing is Unavailable.
+                i.error_code = 503;
                 i.error = format!(
                     "every stream failed: {}",
                     streams.iter().map(|st| format!("{} ({})", st.url, st.error)).collect::<Vec<_>>().join("; ")
                 );
             } else if limited {
                 i.status = S::EgressLimitReached as i32;
+                i.error_code = 413;
                 i.error = format!(
                     "session limit reached: file_output_max_duration is {}",
                     humantime::format_duration(limit.unwrap_or_default())
@@ -400,39 +452,64 @@ impl Job {
         failed
     }
 
-    /// `{egress_id}.json` beside the outputs: the files, playlists (with their segments) and
-    /// images with their times and locations, as the EgressInfo reports them; uploaded with
-    /// the first output's storage. Returns the upload failure, if any.
+    /// `{egress_id}.json` beside the first output that keeps its manifest, in LiveKit's schema
+    /// (`egress_id`, `room_id`, `room_name`, `started_at`, `ended_at`, `files`, `playlists`
+    /// with their `segments`, `images` with their `timestamp`), with Tessera's extras beside
+    /// (sizes, durations, media times); uploaded through that output's storage only. Returns
+    /// the upload failure, if any.
     async fn write_manifest(&self, i: &mut proto::EgressInfo) -> Vec<(PathBuf, String)> {
-        let Some(dir) = &self.manifest_dir else { return Vec::new() };
-        let segments: Vec<_> = self.segments.iter().map(|g| {
-            let info = g.info();
-            serde_json::json!({
-                "playlist_name": info.playlist_name,
-                "playlist_location": info.playlist_location,
-                "live_playlist_name": info.live_playlist_name,
-                "live_playlist_location": info.live_playlist_location,
-                "segments": g.segments().iter().map(|(name, start, dur)| serde_json::json!({ "name": name, "start_s": start, "duration_s": dur })).collect::<Vec<_>>(),
+        use serde_json::json;
+        let Some((dir, via)) = &self.manifest else { return Vec::new() };
+        let playlists: Vec<_> = self
+            .segments
+            .iter()
+            .map(|g| {
+                let info = g.info();
+                let dir = info.playlist_name.rsplit_once('/').map(|(d, _)| format!("{d}/")).unwrap_or_default();
+                let base = info.playlist_location.rsplit_once('/').map(|(d, _)| format!("{d}/")).unwrap_or_default();
+                json!({
+                    "name": info.playlist_name,
+                    "location": info.playlist_location,
+                    "live_playlist_name": info.live_playlist_name,
+                    "live_playlist_location": info.live_playlist_location,
+                    "segments": g.segments().iter().map(|(name, start, dur)| json!({
+                        "filename": format!("{dir}{name}"),
+                        "location": format!("{base}{name}"),
+                        "start_s": start,
+                        "duration_s": dur,
+                    })).collect::<Vec<_>>(),
+                })
             })
-        }).collect();
-        let images: Vec<_> = self.images.iter().map(|im| {
-            serde_json::json!({
-                "filename_prefix": im.info().filename_prefix,
-                "images": im.written().iter().map(|(name, t)| serde_json::json!({ "name": name, "media_time_s": t })).collect::<Vec<_>>(),
+            .collect();
+        let images: Vec<_> = self
+            .images
+            .iter()
+            .flat_map(|im| {
+                let prefix = im.info().filename_prefix;
+                let dir = prefix.rsplit_once('/').map(|(d, _)| format!("{d}/")).unwrap_or_default();
+                let started = im.info().started_at;
+                im.written().into_iter().map(move |(name, t)| {
+                    let at = chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(started + (t * 1e9) as i64);
+                    json!({
+                        "filename": format!("{dir}{name}"),
+                        "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                        "media_time_s": t,
+                    })
+                })
             })
-        }).collect();
-        let manifest = serde_json::json!({
+            .collect();
+        let manifest = json!({
             "egress_id": i.egress_id,
-            "room_name": i.room_name,
             "room_id": i.room_id,
+            "room_name": i.room_name,
             "started_at": i.started_at,
             "ended_at": i.ended_at,
             "backup_storage_used": i.backup_storage_used,
-            "files": i.file_results.iter().map(|f| serde_json::json!({
+            "files": i.file_results.iter().map(|f| json!({
                 "filename": f.filename, "location": f.location, "size": f.size,
                 "duration_ns": f.duration, "started_at": f.started_at, "ended_at": f.ended_at,
             })).collect::<Vec<_>>(),
-            "playlists": segments,
+            "playlists": playlists,
             "images": images,
         });
         let path = dir.join(format!("{}.json", self.id));
@@ -443,7 +520,7 @@ impl Job {
             return Vec::new();
         }
         i.manifest_location = path.to_string_lossy().into_owned();
-        let Some(u) = self.uploads.first() else { return Vec::new() };
+        let Some(u) = self.uploads.of(*via) else { return Vec::new() };
         u.put(&path, true);
         let report = u.finish(UPLOAD_GRACE).await;
         if let Some(at) = u.location_of(&path) {
@@ -453,14 +530,34 @@ impl Job {
         report.failed.into_iter().filter(|(p, _)| *p == path).collect()
     }
 
+    /// Removes the staging directory's empty folders once its files are up (a file whose
+    /// upload failed stays, named in the error).
+    fn remove_staging(&self) {
+        fn prune(dir: &std::path::Path) -> bool {
+            let Ok(entries) = std::fs::read_dir(dir) else { return false };
+            let mut empty = true;
+            for e in entries.flatten() {
+                let p = e.path();
+                empty &= p.is_dir() && prune(&p);
+            }
+            empty && std::fs::remove_dir(dir).is_ok()
+        }
+        prune(&self.staging_dir);
+        if let Some(parent) = self.staging_dir.parent() {
+            let _ = std::fs::remove_dir(parent); // `.staging` itself, when no other egress uses it
+        }
+    }
+
     async fn fail(&self, why: &str, code: i32) -> proto::EgressInfo {
         // What was already handed over (segments, images) still goes up.
         self.drain_uploads().await;
+        self.remove_staging();
         let now = unix_ns();
         self.update("egress_ended", |i| {
             i.status = S::EgressFailed as i32;
             i.error = why.into();
             i.error_code = code;
+            i.details = "End reason: Failure".into();
             i.ended_at = now;
         })
     }
@@ -471,6 +568,7 @@ impl Job {
         if let Some(p) = &self.path {
             let _ = std::fs::remove_file(p);
         }
+        self.remove_staging();
         let now = unix_ns();
         self.update("egress_ended", |i| {
             i.status = S::EgressAborted as i32;

@@ -3,6 +3,7 @@
 //! budget, lists, updates and stops them, and keeps finished ones listed for a while.
 
 pub mod job;
+pub mod redact;
 pub mod request;
 pub mod room_service;
 pub mod webhook;
@@ -12,7 +13,7 @@ use crate::config::service::ServiceConfig;
 use crate::layout::LayoutSet;
 use crate::output::images::ImageSink;
 use crate::output::segments::SegmentSink;
-use crate::output::stream::{StreamSet, redact};
+use crate::output::stream::StreamSet;
 use crate::recorder::{RecordJob, token};
 use crate::render::Backend;
 use crate::upload::config::{StorageConfig, StorageSpec};
@@ -133,22 +134,66 @@ impl Manager {
             && self.committed() + self.cfg.cpu_cost.room_composite_cpu_cost <= self.budget() + 1e-9
     }
 
-    pub fn start_room_composite(
+    pub async fn start_room_composite(
         &self,
         req: proto::RoomCompositeEgressRequest,
     ) -> Result<proto::EgressInfo, EgressError> {
-        let c = CompositeRequest::from_room_composite(&req)?;
+        let mut c = CompositeRequest::from_room_composite(&req)?;
+        c.room_id = self.room_sid(&c.room_name).await;
         self.start(c, proto::egress_info::Request::RoomComposite(req))
     }
 
-    pub fn start_web(&self, req: proto::WebEgressRequest) -> Result<proto::EgressInfo, EgressError> {
+    pub async fn start_web(&self, req: proto::WebEgressRequest) -> Result<proto::EgressInfo, EgressError> {
         let c = CompositeRequest::from_web(&req)?;
         self.start(c, proto::egress_info::Request::Web(req))
     }
 
-    pub fn start_egress(&self, req: proto::StartEgressRequest) -> Result<proto::EgressInfo, EgressError> {
-        let c = CompositeRequest::from_start_egress(&req)?;
+    pub async fn start_egress(&self, req: proto::StartEgressRequest) -> Result<proto::EgressInfo, EgressError> {
+        let mut c = CompositeRequest::from_start_egress(&req)?;
+        if c.web.is_none() {
+            c.room_id = self.room_sid(&c.room_name).await;
+        }
         self.start(c, proto::egress_info::Request::Egress(req))
+    }
+
+    /// The room's sid from the server (`ws_url`'s RoomService), as LiveKit's server knows it
+    /// when it hands out an egress; empty when the room is not open yet or the server does
+    /// not answer within a second (the recorder learns it on joining).
+    async fn room_sid(&self, room: &str) -> String {
+        if room.trim().is_empty() {
+            return String::new();
+        }
+        let c = &self.cfg;
+        let lookup = room_service::room_sid(&c.ws_url, &c.api_key, &c.api_secret, room);
+        match tokio::time::timeout(Duration::from_secs(1), lookup).await {
+            Ok(Ok(Some(sid))) => sid,
+            Ok(Ok(None)) => {
+                tracing::debug!(room, "the room is not open yet: its id comes when the recorder joins");
+                String::new()
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(room, error = %e, "cannot look the room's id up");
+                String::new()
+            }
+            Err(_) => String::new(),
+        }
+    }
+
+    /// The request kinds Tessera does not record yet (participant, track composite, track):
+    /// refused, naming the request, and echoing nothing of it.
+    pub fn start_other(&self, req: proto::egress_info::Request) -> Result<proto::EgressInfo, EgressError> {
+        use proto::egress_info::Request as R;
+        let kind = match req {
+            R::Participant(_) => "participant egress",
+            R::TrackComposite(_) => "track composite egress",
+            R::Track(_) => "track egress",
+            R::Replay(_) => "replay export",
+            R::RoomComposite(_) | R::Web(_) | R::Egress(_) => "this request",
+        };
+        Err(RequestError::Unimplemented(format!(
+            "{kind} is not implemented yet; this service records room composites and web pages"
+        ))
+        .into())
     }
 
     fn start(
@@ -159,28 +204,46 @@ impl Manager {
         if self.draining.load(Ordering::SeqCst) {
             return Err(EgressError::Draining);
         }
-        let ctx = PlanContext {
+        let id = new_egress_id();
+        // Outputs that are uploaded are written first in a directory of this egress's own
+        // (LiveKit's per-egress directory), so two egresses given the same names never share
+        // a local file; their objects still get the asked keys.
+        let staging_dir = self.output_dir.join(STAGING).join(&id);
+        let own_dir = self.output_dir.join(&id);
+        let ctx = |local_dir| PlanContext {
             output_dir: &self.output_dir,
+            local_dir,
+            staging_dir: &staging_dir,
             api_key: &self.cfg.api_key,
             layouts: &self.layout_names,
             now: chrono::Utc::now(),
             storage: self.storage_block.as_ref(),
             default_storage: self.default_storage.as_ref(),
+            disallow_local: self.cfg.disallow_local_storage,
         };
-        let plan = request::plan(&c, &ctx)?;
-        let cost = self.cost(&plan);
-        let id = new_egress_id();
+        let mut plan = request::plan(&c, &ctx(&self.output_dir))?;
+        // From here to the job's registration the job list is held, so that two requests can
+        // neither take the same local names nor both take the last cores.
+        let mut jobs = self.jobs();
+        let claims = plan.local_claims();
+        if let Some(other) = jobs.iter().find(|j| j.is_active() && j.claims.iter().any(|p| claims.contains(p))) {
+            // A running egress writes these names already: this one writes under its own id.
+            tracing::info!(egress_id = %id, other = %other.id, dir = %own_dir.display(), "local output names in use; writing in the egress's own directory");
+            plan = request::plan(&c, &ctx(&own_dir))?;
+        }
+        let cost = self.cost(&plan, source_type(&c) == proto::EgressSourceType::Sdk);
         // Thread names hold 15 bytes: "EG_" and 12 characters.
         let thread_name: String = id.chars().take(15).collect();
         let uploader = |spec: &Option<StorageSpec>| {
-            spec.clone().map(|s| Uploader::start(s, self.backup_storage.clone(), &self.output_dir, &id))
+            spec.clone().map(|s| Uploader::start(s, self.backup_storage.clone(), &plan.staging_dir, &id))
         };
         let uploads = job::Uploads {
             file: uploader(&plan.file_storage),
             segments: uploader(&plan.segments_storage),
             images: plan.images_storage.iter().map(uploader).collect(),
         };
-        let request = redact_request(request);
+        // The request leaves the service only inside EgressInfo, so it is redacted here, once.
+        let request = redact::request(request);
         let streams = StreamSet::new(&plan.streams, &thread_name)
             .map_err(|e| RequestError::Invalid { field: "stream_outputs", why: e.to_string() })?;
         let mut sinks: Vec<Arc<dyn crate::output::stream::PacketSink>> = vec![streams.clone()];
@@ -267,9 +330,11 @@ impl Manager {
         let info = proto::EgressInfo {
             egress_id: id.clone(),
             room_name: plan.room_name.clone(),
-            // LiveKit reports room composites as web-sourced (its template runs in a browser).
-            source_type: proto::EgressSourceType::Web as i32,
+            room_id: c.room_id.clone(),
+            source_type: source_type(&c) as i32,
             status: proto::EgressStatus::EgressStarting as i32,
+            // LiveKit's started_at is when the egress was accepted; each output has its own.
+            started_at: now,
             updated_at: now,
             file_results: file.into_iter().collect(),
             stream_results,
@@ -281,23 +346,23 @@ impl Manager {
         };
         // Admission and registration under one lock, so two requests cannot both take the last cores.
         let job = {
-            let mut jobs = self.jobs();
             let committed: f64 = jobs.iter().filter(|j| j.is_active()).map(|j| j.cost).fold(0.0, |a, b| a + b);
             let budget = self.budget();
             if committed + cost > budget + 1e-9 {
                 self.counters.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(EgressError::Exhausted { need: cost, free: (budget - committed).max(0.0), budget });
             }
-            let own = webhook::Notifier::start(&plan.webhooks, &self.cfg.api_key, &self.cfg.api_secret);
+            let own = webhook::Notifier::start_filtered(&plan.webhooks, &self.cfg.api_key, &self.cfg.api_secret);
             let outputs = job::JobOutputs { streams, segments, images, uploads };
             let job = Job::new(info.clone(), &plan, &recording, outputs, cost, self.webhooks.clone().with(own));
             self.forget_old(&mut jobs);
             jobs.push(job.clone());
+            drop(jobs);
             job
         };
         self.counters.started.fetch_add(1, Ordering::Relaxed);
         let file = plan.file.as_ref().map(|f| f.filename.as_str()).unwrap_or("-");
-        let redacted: Vec<String> = plan.streams.iter().map(|u| redact(u)).collect();
+        let redacted: Vec<String> = plan.streams.iter().map(|u| crate::output::stream::redact(u)).collect();
         tracing::info!(egress_id = %id, room = %plan.room_name, layout = %plan.layout, file, streams = ?redacted, "egress starting");
         tokio::spawn(job.run(recording, self.session_limit(&plan)));
         Ok(info)
@@ -315,11 +380,15 @@ impl Manager {
 
     /// Tessera's measured cost: the configured room composite cost at 720p30 (a page in
     /// Chromium: the web cost), scaled by pixels per second.
-    fn cost(&self, plan: &request::Plan) -> f64 {
+    fn cost(&self, plan: &request::Plan, sdk: bool) -> f64 {
         let c = &self.cfg.cpu_cost;
         let browser = plan.source != PlanSource::Native;
         if plan.audio_only {
-            return if browser { c.audio_web_cpu_cost } else { c.audio_room_composite_cpu_cost };
+            return match (browser, sdk) {
+                (true, _) => c.audio_web_cpu_cost,
+                (false, true) => c.sdk_audio_room_composite_cpu_cost.unwrap_or(c.audio_room_composite_cpu_cost),
+                (false, false) => c.audio_room_composite_cpu_cost,
+            };
         }
         let e = &plan.encoding;
         let scale = (e.width as f64 * e.height as f64 * e.framerate as f64) / (1280.0 * 720.0 * 30.0);
@@ -355,7 +424,7 @@ impl Manager {
         let job = self.find_active(&req.egress_id, "its layout cannot change")?;
         if job.layout.is_none() {
             let room = job.info().room_name;
-            if room.is_empty() {
+            if matches!(job.source, PlanSource::Web { .. }) {
                 return Err(RequestError::Invalid {
                     field: "egress_id",
                     why: format!("egress {} records a web page, which has no layout", job.id),
@@ -385,7 +454,15 @@ impl Manager {
         Ok(info)
     }
 
-    pub fn list(&self, req: &proto::ListEgressRequest) -> proto::ListEgressResponse {
+    /// Every egress in one page (a page token this service never gave is refused).
+    pub fn list(&self, req: &proto::ListEgressRequest) -> Result<proto::ListEgressResponse, EgressError> {
+        if req.page_token.as_ref().is_some_and(|t| !t.token.is_empty()) {
+            return Err(RequestError::Invalid {
+                field: "page_token",
+                why: "this service answers ListEgress in one page and gives no page tokens".into(),
+            }
+            .into());
+        }
         let items = self
             .jobs()
             .iter()
@@ -394,13 +471,13 @@ impl Manager {
             .map(|j| j.info())
             .filter(|i| req.room_name.is_empty() || i.room_name == req.room_name)
             .collect();
-        proto::ListEgressResponse { items, next_page_token: None }
+        Ok(proto::ListEgressResponse { items, next_page_token: None })
     }
 
     pub fn stop(&self, req: &proto::StopEgressRequest) -> Result<proto::EgressInfo, EgressError> {
         let job = self.find_active(&req.egress_id, "it cannot be stopped")?;
         tracing::info!(egress_id = %job.id, "stop requested");
-        Ok(job.request_stop())
+        Ok(job.request_stop("StopEgress API"))
     }
 
     /// Takes no new jobs from now on.
@@ -415,7 +492,7 @@ impl Manager {
     /// Stops every running job.
     pub fn stop_all(&self) {
         for j in self.jobs().iter().filter(|j| j.is_active()) {
-            j.request_stop();
+            j.request_stop("Process killed");
         }
     }
 
@@ -428,28 +505,18 @@ impl Manager {
     }
 }
 
-/// The request as EgressInfo shows it: stream keys hidden, as LiveKit does.
-fn redact_request(mut r: proto::egress_info::Request) -> proto::egress_info::Request {
-    let hide = |urls: &mut Vec<String>| urls.iter_mut().for_each(|u| *u = redact(u));
-    match &mut r {
-        proto::egress_info::Request::RoomComposite(rc) => {
-            rc.stream_outputs.iter_mut().for_each(|s| hide(&mut s.urls));
-            #[allow(deprecated)]
-            if let Some(proto::room_composite_egress_request::Output::Stream(s)) = &mut rc.output {
-                hide(&mut s.urls);
-            }
-        }
-        proto::egress_info::Request::Egress(e) => {
-            for o in &mut e.outputs {
-                if let Some(proto::output::Config::Stream(s)) = &mut o.config {
-                    hide(&mut s.urls);
-                }
-            }
-        }
-        _ => {}
+/// LiveKit's source type: a room composite recorded from the SDK (audio only, no layout, no
+/// template) is SDK-sourced; the rest of room composites and web egress run a page: WEB.
+fn source_type(c: &CompositeRequest) -> proto::EgressSourceType {
+    if c.web.is_none() && c.audio_only && c.layout.is_empty() && c.custom_base_url.is_empty() {
+        proto::EgressSourceType::Sdk
+    } else {
+        proto::EgressSourceType::Web
     }
-    r
 }
+
+/// The directory under `output_dir` where uploaded outputs are staged, one directory per egress.
+pub const STAGING: &str = ".staging";
 
 /// A custom template's URL: the base with `layout`, `url` (the LiveKit server) and `token`
 /// (a hidden recorder's) set in its query, the base's own parameters kept.

@@ -5,6 +5,7 @@
 //! directory.
 
 use crate::config::{EncodingOptions, H264Profile, Preset};
+pub use crate::egress::webhook::EventFilter;
 use crate::upload::config::{StorageConfig, StorageSpec};
 use livekit_protocol as proto;
 use std::path::{Component, Path, PathBuf};
@@ -57,15 +58,15 @@ impl FileType {
 #[derive(Debug, Clone, Default)]
 pub struct CompositeRequest {
     pub room_name: String,
+    /// The room's sid when the server knows the room (it names `{room_id}`); empty: not yet.
+    pub room_id: String,
     pub layout: String,
     pub audio_only: bool,
     pub video_only: bool,
     pub custom_base_url: String,
-    /// (file_type, filepath, the request's own storage for it)
-    pub files: Vec<(i32, String, Option<proto::StorageConfig>)>,
-    /// Stream URLs (RTMP, RTMPS, SRT), and whether any asked for websocket.
-    pub streams: Vec<String>,
-    pub websocket: bool,
+    pub files: Vec<FileRequest>,
+    /// Each stream output's protocol and URLs.
+    pub streams: Vec<(i32, Vec<String>)>,
     pub segments: Vec<proto::SegmentedFileOutput>,
     /// Each segments output's own storage.
     pub segments_storage: Vec<Option<proto::StorageConfig>>,
@@ -74,13 +75,21 @@ pub struct CompositeRequest {
     pub images_storage: Vec<Option<proto::StorageConfig>>,
     pub preset: Option<i32>,
     pub advanced: Option<proto::EncodingOptions>,
-    /// Extra webhooks for this egress: (url, signing key).
-    pub webhooks: Vec<(String, String)>,
+    /// Extra webhooks for this egress.
+    pub webhooks: Vec<proto::WebhookConfig>,
     pub audio_mixing: i32,
-    /// Each file, segments and images output's `disable_manifest`.
-    pub no_manifest: Vec<bool>,
     /// A web egress: the page, instead of a room.
     pub web: Option<WebSource>,
+}
+
+/// A file output, from either request shape.
+#[derive(Debug, Clone, Default)]
+pub struct FileRequest {
+    pub file_type: i32,
+    pub filepath: String,
+    /// The request's own storage for it.
+    pub storage: Option<proto::StorageConfig>,
+    pub disable_manifest: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -121,31 +130,25 @@ impl V1Outputs<'_> {
         CompositeRequest {
             files: files
                 .iter()
-                .map(|f| (f.file_type, f.filepath.clone(), f.output.clone().map(file_storage)))
+                .map(|f| FileRequest {
+                    file_type: f.file_type,
+                    filepath: f.filepath.clone(),
+                    storage: f.output.clone().map(file_storage),
+                    disable_manifest: f.disable_manifest,
+                })
                 .collect(),
             streams: if self.stream_outputs.is_empty() {
-                self.legacy_stream.map(|s| s.urls.clone()).unwrap_or_default()
+                self.legacy_stream.iter().map(|s| (s.protocol, s.urls.clone())).collect()
             } else {
-                self.stream_outputs.iter().flat_map(|s| s.urls.clone()).collect()
+                self.stream_outputs.iter().map(|s| (s.protocol, s.urls.clone())).collect()
             },
-            websocket: self
-                .stream_outputs
-                .iter()
-                .chain(self.legacy_stream)
-                .any(|s| s.protocol == proto::StreamProtocol::Websocket as i32),
             segments_storage: segments.iter().map(|g| g.output.clone().map(segments_storage)).collect(),
-            no_manifest: files
-                .iter()
-                .map(|f| f.disable_manifest)
-                .chain(segments.iter().map(|g| g.disable_manifest))
-                .chain(self.image_outputs.iter().map(|i| i.disable_manifest))
-                .collect(),
             segments,
             images: self.image_outputs.to_vec(),
             images_storage: self.image_outputs.iter().map(|i| i.output.clone().map(image_storage)).collect(),
             preset: self.preset,
             advanced: self.advanced,
-            webhooks: self.webhooks.iter().map(|w| (w.url.clone(), w.signing_key.clone())).collect(),
+            webhooks: self.webhooks.to_vec(),
             ..CompositeRequest::default()
         }
     }
@@ -219,6 +222,8 @@ impl CompositeRequest {
                 ..Self::default()
             },
             Some(Source::Web(w)) => Self {
+                // A v2 web egress may name a room (LiveKit keeps it in EgressInfo).
+                room_name: r.room_name.clone(),
                 web: Some(WebSource { url: w.url.clone(), await_start_signal: w.await_start_signal }),
                 audio_only: w.audio_only,
                 video_only: w.video_only,
@@ -238,7 +243,7 @@ impl CompositeRequest {
     fn with_v2_outputs(mut self, r: &proto::StartEgressRequest) -> Result<Self, RequestError> {
         use proto::output::Config;
         use proto::start_egress_request::Encoding;
-        self.webhooks = r.webhooks.iter().map(|w| (w.url.clone(), w.signing_key.clone())).collect();
+        self.webhooks = r.webhooks.clone();
         match r.encoding {
             Some(Encoding::Preset(p)) => self.preset = Some(p),
             Some(Encoding::Advanced(a)) => self.advanced = Some(a),
@@ -247,21 +252,18 @@ impl CompositeRequest {
         for o in &r.outputs {
             let storage = o.storage.clone().or_else(|| r.storage.clone());
             match &o.config {
-                Some(Config::File(f)) => {
-                    self.files.push((f.file_type, f.filepath.clone(), storage));
-                    self.no_manifest.push(f.disable_manifest);
-                }
-                Some(Config::Stream(st)) => {
-                    self.streams.extend(st.urls.iter().cloned());
-                    self.websocket |= st.protocol == proto::StreamProtocol::Websocket as i32;
-                }
+                Some(Config::File(f)) => self.files.push(FileRequest {
+                    file_type: f.file_type,
+                    filepath: f.filepath.clone(),
+                    storage,
+                    disable_manifest: f.disable_manifest,
+                }),
+                Some(Config::Stream(st)) => self.streams.push((st.protocol, st.urls.clone())),
                 Some(Config::Segments(g)) => {
-                    self.no_manifest.push(g.disable_manifest);
                     self.segments.push(g.clone());
                     self.segments_storage.push(storage);
                 }
                 Some(Config::Images(i)) => {
-                    self.no_manifest.push(i.disable_manifest);
                     self.images.push(i.clone());
                     self.images_storage.push(storage);
                 }
@@ -295,6 +297,11 @@ v1_storage!(image_storage, image_output);
 /// What the service gives every plan.
 pub struct PlanContext<'a> {
     pub output_dir: &'a Path,
+    /// Where local outputs (those not uploaded) are written: the output directory, or a
+    /// directory of the egress's own when a running egress already writes the same names.
+    pub local_dir: &'a Path,
+    /// Where uploaded outputs are written until they are up; their keys are relative to it.
+    pub staging_dir: &'a Path,
     /// The API key webhooks can be signed with.
     pub api_key: &'a str,
     pub layouts: &'a [String],
@@ -303,6 +310,8 @@ pub struct PlanContext<'a> {
     /// where outputs go when a request names none.
     pub storage: Option<&'a StorageConfig>,
     pub default_storage: Option<&'a StorageSpec>,
+    /// LiveKit's `disallow_local_storage`: every file, segments and images output must upload.
+    pub disallow_local: bool,
 }
 
 /// What is recorded.
@@ -342,11 +351,38 @@ pub struct Plan {
     pub streams: Vec<String>,
     pub segments: Option<crate::output::segments::SegmentsPlan>,
     pub images: Vec<crate::output::images::ImagesPlan>,
-    /// Where `{egress_id}.json` goes: beside the first file, playlist or images (none when
-    /// every such output disables it, or there are only streams).
-    pub manifest_dir: Option<PathBuf>,
-    /// The request's own webhook URLs.
-    pub webhooks: Vec<String>,
+    /// Where `{egress_id}.json` goes and the output whose storage takes it: the first output
+    /// that keeps its manifest (none when every output disables it, or there are only streams).
+    pub manifest: Option<(PathBuf, ManifestVia)>,
+    /// The request's own webhooks: (URL, the events to send or all).
+    pub webhooks: Vec<(String, EventFilter)>,
+    /// Where uploaded outputs are staged (the uploads' keys are relative to it).
+    pub staging_dir: PathBuf,
+}
+
+impl Plan {
+    /// The local names this plan writes outside its staging directory: its file, and its
+    /// segments' and images' prefixes and playlists. Two running egresses may not share one.
+    pub fn local_claims(&self) -> Vec<PathBuf> {
+        let local = |p: &Path| !p.starts_with(&self.staging_dir);
+        let mut claims: Vec<PathBuf> = self.file.iter().map(|f| f.path.clone()).collect();
+        if let Some(g) = &self.segments {
+            claims.push(g.dir.join(&g.prefix));
+            claims.push(g.dir.join(&g.playlist));
+            claims.extend(g.live_playlist.as_ref().map(|l| g.dir.join(l)));
+        }
+        claims.extend(self.images.iter().map(|i| i.dir.join(&i.prefix)));
+        claims.retain(|p| local(p));
+        claims
+    }
+}
+
+/// The output a manifest is uploaded with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestVia {
+    File,
+    Segments,
+    Images(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -380,6 +416,8 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
             }
         }
     };
+    // The room EgressInfo names (a v2 web egress may give one).
+    let room_name = c.room_name.clone();
     // A web egress has no room: its files are named `web-{time}`, as LiveKit names them.
     let web_named;
     let c = if c.web.is_some() {
@@ -402,14 +440,7 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
     if c.files.len() > 1 {
         return Err(invalid("file_outputs", format!("{} file outputs given; at most one is allowed", c.files.len())));
     }
-    if c.websocket {
-        return Err(RequestError::Unimplemented(
-            "websocket streams are not implemented; use rtmp://, rtmps:// or srt://".into(),
-        ));
-    }
-    for url in &c.streams {
-        crate::output::stream::check_url(url).map_err(|e| invalid("stream_outputs", e.to_string()))?;
-    }
+    let streams = stream_urls(&c.streams)?;
     if c.segments.len() > 1 {
         return Err(invalid(
             "segment_outputs",
@@ -429,7 +460,7 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
             }
         };
     let file_storage = match c.files.first() {
-        Some((_, _, own)) => storage(own.as_ref(), "file_outputs")?,
+        Some(f) => storage(f.storage.as_ref(), "file_outputs")?,
         None => None,
     };
     let segments_storage = match c.segments_storage.first() {
@@ -440,28 +471,36 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
     let images_storage = (0..c.images.len())
         .map(|i| storage(c.images_storage.get(i).and_then(|s| s.as_ref()), "image_outputs"))
         .collect::<Result<Vec<_>, _>>()?;
+    if ctx.disallow_local {
+        let local = [("file_outputs", !c.files.is_empty() && file_storage.is_none())]
+            .into_iter()
+            .chain([("segment_outputs", !c.segments.is_empty() && segments_storage.is_none())])
+            .chain(images_storage.iter().map(|s| ("image_outputs", s.is_none())));
+        if let Some((field, _)) = local.into_iter().find(|(_, l)| *l) {
+            return Err(invalid(
+                field,
+                "this service keeps no recordings locally (disallow_local_storage): give it a storage",
+            ));
+        }
+    }
     if c.audio_mixing != proto::AudioMixing::DefaultMixing as i32 {
         let name = proto::AudioMixing::try_from(c.audio_mixing).map(|m| m.as_str_name()).unwrap_or("unknown");
         return Err(RequestError::Unimplemented(format!(
             "audio_mixing {name} is not implemented; every participant is mixed into both channels (DEFAULT_MIXING)"
         )));
     }
-    for (url, key) in &c.webhooks {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(invalid("webhooks", format!("{url:?} must be an http:// or https:// URL")));
-        }
-        if !key.is_empty() && key != ctx.api_key {
-            return Err(invalid("webhooks", format!("signing_key {key:?} is not this service's API key")));
-        }
-    }
+    let webhooks = c.webhooks.iter().map(|w| webhook(w, ctx.api_key)).collect::<Result<Vec<_>, _>>()?;
     let encoding = encoding(c)?;
+    // Each output is written where it lives for good (the local directory), or staged in the
+    // egress's own directory until it is uploaded.
+    let root = |s: &Option<StorageSpec>| if s.is_some() { ctx.staging_dir } else { ctx.local_dir };
     let file = match c.files.first() {
-        Some((file_type, filepath, _)) => Some(file_plan(c, ctx, *file_type, filepath)?),
+        Some(f) => Some(file_plan(c, ctx, root(&file_storage), f.file_type, &f.filepath)?),
         None => None,
     };
     if let Some(f) = &file
         && f.file_type != FileType::Mp4
-        && !c.streams.is_empty()
+        && !streams.is_empty()
     {
         return Err(invalid(
             "stream_outputs",
@@ -471,22 +510,64 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
             ),
         ));
     }
-    let images: Vec<_> = c.images.iter().map(|i| images_plan(c, ctx, i)).collect::<Result<_, _>>()?;
+    if encoding.opus_in_mp4 && !streams.is_empty() {
+        return Err(invalid(
+            "advanced.audio_codec",
+            "OPUS cannot go in RTMP or SRT streams (they carry AAC); use AAC or leave it unset",
+        ));
+    }
+    if c.room_id.is_empty() && c.web.is_none() {
+        let prefixes = c.segments.iter().flat_map(|g| [&g.filename_prefix, &g.playlist_name, &g.live_playlist_name]);
+        if prefixes.chain(c.images.iter().map(|i| &i.filename_prefix)).any(|p| p.contains("{room_id}")) {
+            return Err(invalid(
+                "filename_prefix",
+                "{room_id} names the room's id, and the room is not open yet; start the egress once it is",
+            ));
+        }
+    }
+    let images: Vec<_> =
+        c.images.iter().zip(&images_storage).map(|(i, s)| images_plan(c, ctx, root(s), i)).collect::<Result<_, _>>()?;
     let segments = match c.segments.first() {
-        Some(g) => Some(segments_plan(c, ctx, g)?),
+        Some(g) => {
+            if let Some(a) = &c.advanced
+                && a.audio_codec == proto::AudioCodec::Opus as i32
+            {
+                return Err(invalid(
+                    "advanced.audio_codec",
+                    "OPUS cannot go in HLS segments (MPEG-TS carries AAC here, as in LiveKit); use AAC or leave it unset",
+                ));
+            }
+            Some(segments_plan(c, ctx, root(&segments_storage), g)?)
+        }
         None => None,
     };
-    let manifest_dir = if !c.no_manifest.is_empty() && c.no_manifest.iter().all(|d| *d) {
-        None
-    } else {
-        file.as_ref()
-            .and_then(|f| f.path.parent().map(Path::to_path_buf))
-            .or_else(|| segments.as_ref().map(|g| g.dir.clone()))
-            .or_else(|| images.first().map(|i| i.dir.clone()))
-    };
+    // LiveKit writes `{egress_id}.json` beside the outputs that keep their manifest; it goes
+    // beside the first of them, and up through that output's storage only.
+    let manifest = c
+        .files
+        .first()
+        .zip(file.as_ref())
+        .filter(|(f, _)| !f.disable_manifest)
+        .and_then(|(_, p)| p.path.parent().map(|d| (d.to_path_buf(), ManifestVia::File)))
+        .or_else(|| {
+            c.segments
+                .first()
+                .zip(segments.as_ref())
+                .filter(|(g, _)| !g.disable_manifest)
+                .map(|(_, p)| (p.dir.clone(), ManifestVia::Segments))
+        })
+        .or_else(|| {
+            c.images
+                .iter()
+                .zip(&images)
+                .enumerate()
+                .find(|(_, (i, _))| !i.disable_manifest)
+                .map(|(n, (_, p))| (p.dir.clone(), ManifestVia::Images(n)))
+        });
     Ok(Plan {
-        manifest_dir,
-        room_name: if c.web.is_some() { String::new() } else { c.room_name.clone() },
+        manifest,
+        staging_dir: ctx.staging_dir.to_path_buf(),
+        room_name,
         source,
         layout,
         audio_only: c.audio_only,
@@ -496,16 +577,84 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
         file_storage,
         segments_storage,
         images_storage,
-        streams: c.streams.clone(),
+        streams,
         images,
         segments,
-        webhooks: c.webhooks.iter().map(|(u, _)| u.clone()).collect(),
+        webhooks,
     })
+}
+
+/// The stream URLs, each checked against its output's protocol as LiveKit checks them (a
+/// scheme that is not the protocol's is refused), `mux://` resolved to Mux's ingest.
+fn stream_urls(outputs: &[(i32, Vec<String>)]) -> Result<Vec<String>, RequestError> {
+    use proto::StreamProtocol as P;
+    let mut urls = Vec::new();
+    for (protocol, list) in outputs {
+        let protocol = P::try_from(*protocol)
+            .map_err(|_| invalid("stream_outputs.protocol", format!("{protocol} is not a stream protocol")))?;
+        if list.is_empty() {
+            return Err(invalid("stream_outputs.urls", "a stream output needs at least one URL"));
+        }
+        for url in list {
+            let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase()).unwrap_or_default();
+            let of_scheme = match scheme.as_str() {
+                "rtmp" | "rtmps" | "mux" | "twitch" => Some(P::Rtmp),
+                "srt" => Some(P::Srt),
+                "ws" | "wss" => Some(P::Websocket),
+                _ => None,
+            };
+            let shown = crate::output::stream::redact(url);
+            match (protocol, of_scheme) {
+                (_, None) => {
+                    return Err(invalid(
+                        "stream_outputs.urls",
+                        format!("invalid url {shown}: use rtmp://, rtmps://, srt://, mux:// or twitch://"),
+                    ));
+                }
+                (P::DefaultProtocol, Some(_)) => {}
+                (p, Some(s)) if p != s => {
+                    return Err(invalid(
+                        "stream_outputs.protocol",
+                        format!("invalid url {shown}: invalid scheme for protocol {}", p.as_str_name()),
+                    ));
+                }
+                _ => {}
+            }
+            if of_scheme == Some(P::Websocket) {
+                return Err(RequestError::Unimplemented(
+                    "websocket streams (raw audio) are not implemented; use rtmp://, rtmps:// or srt://".into(),
+                ));
+            }
+            let url = crate::output::stream::resolve(url).map_err(|e| invalid("stream_outputs.urls", e.to_string()))?;
+            crate::output::stream::check_url(&url).map_err(|e| invalid("stream_outputs.urls", e.to_string()))?;
+            urls.push(url);
+        }
+    }
+    Ok(urls)
+}
+
+/// A request's own webhook: an http(s) URL, signed with this service's key (the only one it
+/// has a secret for), with LiveKit's event filter (`include_events` wins over `exclude_events`).
+fn webhook(w: &proto::WebhookConfig, api_key: &str) -> Result<(String, EventFilter), RequestError> {
+    if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+        return Err(invalid("webhooks.url", format!("{:?} must be an http:// or https:// URL", w.url)));
+    }
+    if !w.signing_key.is_empty() && w.signing_key != api_key {
+        return Err(invalid("webhooks.signing_key", "is not this service's API key (the only key it can sign with)"));
+    }
+    let filter = match &w.filter_params {
+        Some(f) => {
+            EventFilter::new(&f.include_events, &f.exclude_events).map_err(|e| invalid("webhooks.filter_params", e))?
+        }
+        None => EventFilter::default(),
+    };
+    Ok((w.url.clone(), filter))
 }
 
 fn file_plan(
     c: &CompositeRequest,
     ctx: &PlanContext,
+    root: &Path,
     file_type: i32,
     filepath: &str,
 ) -> Result<FilePlan, RequestError> {
@@ -520,54 +669,115 @@ fn file_plan(
         && let Ok(codec) = proto::AudioCodec::try_from(a.audio_codec)
         && codec != proto::AudioCodec::DefaultAc
         && codec != wanted
+        // Opus in MP4, as LiveKit allows.
+        && !(file_type == FileType::Mp4 && codec == proto::AudioCodec::Opus)
     {
         return Err(invalid(
             "advanced.audio_codec",
-            format!("{} does not go in {:?} files; they take {}", codec.as_str_name(), file_type, wanted.as_str_name()),
+            format!(
+                "{} does not go in {:?} files; they take {}",
+                codec.as_str_name(),
+                file_type,
+                match file_type {
+                    FileType::Mp4 => "AAC or OPUS",
+                    _ => wanted.as_str_name(),
+                }
+            ),
         ));
     }
     if c.video_only && file_type != FileType::Mp4 {
         return Err(invalid("file_type", "video_only needs an MP4 file"));
     }
-    let filename = expand_filename(filepath, &c.room_name, file_type, ctx.now)?;
-    let path = confine(ctx.output_dir, &filename)?;
-    let filename = path.strip_prefix(ctx.output_dir).map(|p| p.to_string_lossy().into_owned()).unwrap_or(filename);
+    let filename = expand_filename(filepath, c, file_type, ctx.now)?;
+    let path = place(ctx, root, &filename)?;
+    let filename = path.strip_prefix(root).map(|p| p.to_string_lossy().into_owned()).unwrap_or(filename);
     Ok(FilePlan { file_type, filename, path })
 }
 
-/// HLS naming as LiveKit's: segments `{prefix}_00000.ts` (or by time), the prefix's
-/// placeholders expanded (`{room_name}-{time}` when empty), the playlists (default
-/// `{prefix}.m3u8`) always in the segments' directory.
+/// HLS naming as LiveKit's: the playlist's directory is where the egress writes (the
+/// segments' when the playlist names none), a segment prefix in another directory is taken
+/// relative to it, an empty prefix is the playlist's name, an empty playlist name the
+/// prefix's (`{room_name}-{time}` when both are empty); segments `{prefix}_00000.ts`, or by
+/// time with TIMESTAMP; a live playlist only when named, in the playlist's directory.
 fn segments_plan(
     c: &CompositeRequest,
     ctx: &PlanContext,
+    root: &Path,
     g: &proto::SegmentedFileOutput,
 ) -> Result<crate::output::segments::SegmentsPlan, RequestError> {
+    // The seed document's 6 s (LiveKit's code now uses 4 s).
     let duration_s = if g.segment_duration == 0 { 6 } else { g.segment_duration };
     if duration_s > 600 {
         return Err(invalid("segment_duration", format!("{duration_s} s is longer than 600 s")));
     }
-    let (dir, base, _) = prefix_path(&g.filename_prefix, c, ctx, "segments")?;
-    let name_of = |requested: &str, default: Option<String>| -> Option<String> {
-        let n = if requested.trim().is_empty() { default? } else { expand(requested.trim(), &c.room_name, ctx.now) };
-        // Only the file name counts: the playlist lives beside its segments.
-        let n = Path::new(&n).file_name()?.to_string_lossy().into_owned();
-        Some(if n.ends_with(".m3u8") { n } else { format!("{n}.m3u8") })
+    if proto::SegmentedFileProtocol::try_from(g.protocol).is_err() {
+        return Err(invalid("segment_outputs.protocol", format!("{} is not a protocol; HLS_PROTOCOL is", g.protocol)));
+    }
+    let timestamp_names = match proto::SegmentedFileSuffix::try_from(g.filename_suffix) {
+        Ok(proto::SegmentedFileSuffix::Index) => false,
+        Ok(proto::SegmentedFileSuffix::Timestamp) => true,
+        Err(_) => {
+            return Err(invalid(
+                "segment_outputs.filename_suffix",
+                format!("{} is not a suffix; use INDEX or TIMESTAMP", g.filename_suffix),
+            ));
+        }
     };
-    let playlist = name_of(&g.playlist_name, Some(base.clone())).unwrap_or_else(|| format!("{base}.m3u8"));
-    let live_playlist = name_of(&g.live_playlist_name, None);
-    let rel = |n: &str| {
-        dir.join(n).strip_prefix(ctx.output_dir).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
+    // (directory, name without extension); a trailing `/` is a directory with no name.
+    let split = |requested: &str| -> (String, String) {
+        let n = expand(requested.trim(), c, ctx.now);
+        let (dir, name) = n.rsplit_once('/').map_or((String::new(), n.clone()), |(d, f)| (format!("{d}/"), f.into()));
+        let name = name.strip_suffix(".m3u8").or_else(|| name.strip_suffix(".ts")).unwrap_or(&name).to_string();
+        (dir, name)
     };
+    let (prefix_dir, mut prefix) = split(&g.filename_prefix);
+    let (mut playlist_dir, mut playlist) = split(&g.playlist_name);
+    if playlist.is_empty() {
+        playlist = if prefix.is_empty() { expand("{room_name}-{time}", c, ctx.now) } else { prefix.clone() };
+    }
+    if prefix.is_empty() {
+        prefix = playlist.clone();
+    }
+    // The segments' directory, relative to the playlist's.
+    let segment_dir = if playlist_dir.is_empty() {
+        playlist_dir = prefix_dir;
+        String::new()
+    } else if prefix_dir == playlist_dir {
+        String::new()
+    } else {
+        prefix_dir
+    };
+    let live_playlist = if g.live_playlist_name.trim().is_empty() {
+        None
+    } else {
+        let (dir, name) = split(&g.live_playlist_name);
+        if !dir.is_empty() && dir != playlist_dir {
+            return Err(invalid(
+                "live_playlist_name",
+                format!("must be in the playlist's directory ({:?})", playlist_dir.trim_end_matches('/')),
+            ));
+        }
+        if name == playlist {
+            return Err(invalid("live_playlist_name", "cannot be the same as playlist_name"));
+        }
+        Some(format!("{name}.m3u8"))
+    };
+    let dir = place(ctx, root, &format!("{playlist_dir}."))?;
+    let prefix = format!("{segment_dir}{prefix}");
+    if Path::new(&prefix).components().any(|c| c == Component::ParentDir) {
+        return Err(invalid("filename_prefix", format!("{prefix:?} may not contain \"..\"")));
+    }
+    let playlist = format!("{playlist}.m3u8");
+    let rel = |n: &str| dir.join(n).strip_prefix(root).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
     Ok(crate::output::segments::SegmentsPlan {
         playlist_name: rel(&playlist),
         live_playlist_name: live_playlist.as_deref().map(rel).unwrap_or_default(),
         dir,
-        prefix: base,
+        prefix,
         playlist,
         live_playlist,
         duration_s,
-        timestamp_names: g.filename_suffix == proto::SegmentedFileSuffix::Timestamp as i32,
+        timestamp_names,
     })
 }
 
@@ -576,6 +786,7 @@ fn segments_plan(
 fn images_plan(
     c: &CompositeRequest,
     ctx: &PlanContext,
+    root: &Path,
     i: &proto::ImageOutput,
 ) -> Result<crate::output::images::ImagesPlan, RequestError> {
     use crate::output::images::ImageNaming;
@@ -583,23 +794,31 @@ fn images_plan(
         return Err(invalid("image_codec", format!("{} is not an image codec; JPEG is", i.image_codec)));
     }
     let (w, h) = (i.width, i.height);
-    if w < 0 || h < 0 || (w == 0) != (h == 0) {
-        return Err(invalid("image_outputs.width", "give both width and height (positive), or neither"));
+    for (field, v) in [("image_outputs.width", w), ("image_outputs.height", h)] {
+        if v != 0 && (!(16..=4096).contains(&v) || v % 2 == 1) {
+            return Err(invalid(
+                field,
+                format!("{v}: each given side must be even, from 16 to 4096 (0 follows the video)"),
+            ));
+        }
     }
-    if w > 0 {
-        crate::config::check_size(w as u32, h as u32).map_err(|e| invalid("image_outputs.width", e.to_string()))?;
-    }
-    let (dir, base, full) = prefix_path(&i.filename_prefix, c, ctx, "image")?;
+    let (dir, base, full) = prefix_path(&i.filename_prefix, c, ctx, root, "image")?;
     let naming = match proto::ImageFileSuffix::try_from(i.filename_suffix) {
+        Ok(proto::ImageFileSuffix::ImageSuffixIndex) => ImageNaming::Index,
         Ok(proto::ImageFileSuffix::ImageSuffixTimestamp) => ImageNaming::Timestamp,
         Ok(proto::ImageFileSuffix::ImageSuffixNoneOverwrite) => ImageNaming::Overwrite,
-        _ => ImageNaming::Index,
+        Err(_) => {
+            return Err(invalid(
+                "image_outputs.filename_suffix",
+                format!(
+                    "{} is not a suffix; use IMAGE_SUFFIX_INDEX, IMAGE_SUFFIX_TIMESTAMP or IMAGE_SUFFIX_NONE_OVERWRITE",
+                    i.filename_suffix
+                ),
+            ));
+        }
     };
     Ok(crate::output::images::ImagesPlan {
-        filename_prefix: full
-            .strip_prefix(ctx.output_dir)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        filename_prefix: full.strip_prefix(root).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
         dir,
         prefix: base,
         interval_s: if i.capture_interval == 0 { 10 } else { i.capture_interval },
@@ -616,6 +835,7 @@ fn prefix_path(
     requested: &str,
     c: &CompositeRequest,
     ctx: &PlanContext,
+    root: &Path,
     fallback: &str,
 ) -> Result<(PathBuf, String, PathBuf), RequestError> {
     let requested = requested.trim();
@@ -624,18 +844,31 @@ fn prefix_path(
     } else {
         requested.to_string()
     };
-    let full = confine(ctx.output_dir, &expand(&prefix, &c.room_name, ctx.now))?;
-    let dir = full.parent().unwrap_or(ctx.output_dir).to_path_buf();
+    let full = place(ctx, root, &expand(&prefix, c, ctx.now))?;
+    let dir = full.parent().unwrap_or(root).to_path_buf();
     let base = full.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| fallback.into());
     Ok((dir, base, full))
 }
 
-/// The placeholders of file names (all but `{room_id}`, which the job fills in).
-fn expand(name: &str, room_name: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+/// A requested name's place under `root` (the output directory, the egress's own or its
+/// staging directory): confined to the output directory as asked, then moved under `root`.
+fn place(ctx: &PlanContext, root: &Path, name: &str) -> Result<PathBuf, RequestError> {
+    let p = confine(ctx.output_dir, name)?;
+    let rel = p.strip_prefix(ctx.output_dir).unwrap_or(&p);
+    // `a/.` (a directory given by a name ending in `/`) is the directory itself.
+    let rel: PathBuf = rel.components().filter(|c| *c != Component::CurDir).collect();
+    Ok(root.join(rel))
+}
+
+/// The placeholders of file names; `{room_id}` once the room's sid is known (a file's is
+/// otherwise filled in by the job when it joins).
+fn expand(name: &str, c: &CompositeRequest, now: chrono::DateTime<chrono::Utc>) -> String {
     let local = now.with_timezone(&chrono::Local);
-    name.replace("{room_name}", room_name)
+    let name = name
+        .replace("{room_name}", &c.room_name)
         .replace("{time}", &local.format("%Y-%m-%dT%H%M%S").to_string())
-        .replace("{utc}", &now.format("%Y%m%d%H%M%S%3f").to_string())
+        .replace("{utc}", &now.format("%Y%m%d%H%M%S%3f").to_string());
+    if c.room_id.is_empty() { name } else { name.replace("{room_id}", &c.room_id) }
 }
 
 fn resolve_file_type(requested: i32, filepath: &str, audio_only: bool) -> Result<FileType, RequestError> {
@@ -670,13 +903,19 @@ fn encoding(c: &CompositeRequest) -> Result<EncodingOptions, RequestError> {
         let positive = |field: &'static str, v: i32| {
             if v < 0 { Err(invalid(field, format!("{v} is negative"))) } else { Ok(v as u32) }
         };
+        // LiveKit takes either side alone; the other keeps the preset's (or default's) value.
         let (w, h) = (positive("advanced.width", a.width)?, positive("advanced.height", a.height)?);
-        if (w == 0) != (h == 0) {
-            return Err(invalid("advanced.width", "give both width and height, or neither"));
-        }
         if w != 0 {
             o.width = w;
+        }
+        if h != 0 {
             o.height = h;
+        }
+        #[allow(deprecated)]
+        for (field, v) in [("advanced.audio_quality", a.audio_quality), ("advanced.video_quality", a.video_quality)] {
+            if v != 0 {
+                return Err(invalid(field, "is deprecated and has no effect; set the bitrate instead"));
+            }
         }
         if a.depth != 0 && a.depth != 24 {
             return Err(invalid("advanced.depth", format!("{} is not supported; use 24", a.depth)));
@@ -699,8 +938,11 @@ fn encoding(c: &CompositeRequest) -> Result<EncodingOptions, RequestError> {
             }
             Err(_) => return Err(invalid("advanced.video_codec", format!("{} is not a codec", a.video_codec))),
         };
-        if proto::AudioCodec::try_from(a.audio_codec).is_err() {
-            return Err(invalid("advanced.audio_codec", format!("{} is not a codec", a.audio_codec)));
+        match proto::AudioCodec::try_from(a.audio_codec) {
+            Err(_) => return Err(invalid("advanced.audio_codec", format!("{} is not a codec", a.audio_codec))),
+            // Where Opus may go (an MP4 file alone) is checked with the outputs.
+            Ok(proto::AudioCodec::Opus) => o.opus_in_mp4 = true,
+            Ok(_) => {}
         }
     }
     o.validate().map_err(|e| {
@@ -728,7 +970,7 @@ fn encoding(c: &CompositeRequest) -> Result<EncodingOptions, RequestError> {
 /// extension is added.
 pub fn expand_filename(
     filepath: &str,
-    room_name: &str,
+    c: &CompositeRequest,
     file_type: FileType,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<String, RequestError> {
@@ -736,7 +978,7 @@ pub fn expand_filename(
     if name.is_empty() || name.ends_with('/') {
         name.push_str("{room_name}-{time}");
     }
-    name = expand(&name, room_name, now);
+    name = expand(&name, c, now);
     // The extension says what the file is (the writer goes by it).
     if FileType::from_extension(&name) != Some(file_type) {
         name = format!("{name}.{}", file_type.extension());
@@ -778,6 +1020,9 @@ mod tests {
             now: chrono::Utc::now(),
             storage: None,
             default_storage: None,
+            disallow_local: false,
+            local_dir: dir,
+            staging_dir: Path::new("/srv/rec/.staging/EG_test"),
         }
     }
 
@@ -863,7 +1108,7 @@ mod tests {
         assert_eq!(plan_of(&r).unwrap().file.unwrap().filename, "a.mp4");
         let mut s = file_req("a.mp4");
         s.stream_outputs.push(proto::StreamOutput { urls: vec!["http://x/y".into()], ..Default::default() });
-        assert!(matches!(plan_of(&s), Err(RequestError::Invalid { field: "stream_outputs", .. })));
+        assert!(matches!(plan_of(&s), Err(RequestError::Invalid { field: "stream_outputs.urls", .. })));
         s.stream_outputs[0].urls = vec!["rtmp://127.0.0.1/live/key".into()];
         assert_eq!(plan_of(&s).unwrap().streams.len(), 1);
     }

@@ -15,21 +15,72 @@ use tokio::sync::mpsc;
 /// Attempts per event and URL; the waits between them double from 500 ms (about 15 s in all).
 const ATTEMPTS: u32 = 5;
 
+/// The names LiveKit gives its webhook events; a filter may name only these.
+const EVENTS: [&str; 12] = [
+    "room_started",
+    "room_finished",
+    "participant_joined",
+    "participant_left",
+    "participant_connection_aborted",
+    "track_published",
+    "track_unpublished",
+    "egress_started",
+    "egress_updated",
+    "egress_ended",
+    "ingress_started",
+    "ingress_ended",
+];
+
+/// LiveKit's `FilterParams`: with `include_events`, only those are sent (they win over
+/// `exclude_events`); else everything but `exclude_events`; with neither, everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    include: Vec<String>,
+    exclude: Vec<String>,
+}
+
+impl EventFilter {
+    /// Refuses names that are no webhook event (a typo would silently filter everything out).
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Self, String> {
+        for (list, name) in [(include, "include_events"), (exclude, "exclude_events")] {
+            if let Some(bad) = list.iter().find(|e| !EVENTS.contains(&e.as_str())) {
+                return Err(format!(
+                    "{name}: {bad:?} is not a webhook event; egress sends egress_started, egress_updated and egress_ended"
+                ));
+            }
+        }
+        Ok(Self { include: include.to_vec(), exclude: exclude.to_vec() })
+    }
+
+    pub fn allows(&self, event: &str) -> bool {
+        if !self.include.is_empty() {
+            return self.include.iter().any(|e| e == event);
+        }
+        !self.exclude.iter().any(|e| e == event)
+    }
+}
+
 #[derive(Clone)]
 pub struct Notifier {
-    queues: Vec<mpsc::UnboundedSender<proto::WebhookEvent>>,
+    queues: Vec<(mpsc::UnboundedSender<proto::WebhookEvent>, EventFilter)>,
 }
 
 impl Notifier {
     /// Starts one delivery task per URL (on the current tokio runtime).
     pub fn start(urls: &[String], api_key: &str, api_secret: &str) -> Self {
+        let all: Vec<_> = urls.iter().map(|u| (u.clone(), EventFilter::default())).collect();
+        Self::start_filtered(&all, api_key, api_secret)
+    }
+
+    /// As `start`, each URL with its own event filter.
+    pub fn start_filtered(hooks: &[(String, EventFilter)], api_key: &str, api_secret: &str) -> Self {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
-        let queues = urls
+        let queues = hooks
             .iter()
-            .map(|url| {
+            .map(|(url, filter)| {
                 let (tx, rx) = mpsc::unbounded_channel();
                 tokio::spawn(deliver(client.clone(), url.clone(), api_key.to_string(), api_secret.to_string(), rx));
-                tx
+                (tx, filter.clone())
             })
             .collect();
         Self { queues }
@@ -41,20 +92,23 @@ impl Notifier {
         self
     }
 
-    /// Queues `event` ("egress_started", "egress_updated", "egress_ended") about `info`.
+    /// Queues `event` ("egress_started", "egress_updated", "egress_ended") about `info`, its
+    /// request redacted (it always is already; this is the last door out).
     pub fn send(&self, event: &str, info: &proto::EgressInfo) {
         if self.queues.is_empty() {
             return;
         }
         let ev = proto::WebhookEvent {
             event: event.into(),
-            egress_info: Some(info.clone()),
+            egress_info: Some(super::redact::info(info.clone())),
             id: format!("EV_{}", super::random_id(12)),
             created_at: super::unix_ns() / 1_000_000_000,
             ..Default::default()
         };
-        for q in &self.queues {
-            let _ = q.send(ev.clone());
+        for (q, filter) in &self.queues {
+            if filter.allows(event) {
+                let _ = q.send(ev.clone());
+            }
         }
     }
 }
@@ -107,4 +161,21 @@ async fn post(client: &reqwest::Client, url: &str, key: &str, secret: &str, body
         .await
         .map_err(|e| e.without_url().to_string())?;
     if resp.status().is_success() { Ok(()) } else { Err(format!("HTTP {}", resp.status())) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventFilter;
+
+    #[test]
+    fn filters_as_livekit_does() {
+        let s = |v: &[&str]| v.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+        let all = EventFilter::default();
+        assert!(all.allows("egress_updated"));
+        let only_end = EventFilter::new(&s(&["egress_ended"]), &s(&["egress_ended"])).unwrap();
+        assert!(only_end.allows("egress_ended") && !only_end.allows("egress_started"));
+        let no_updates = EventFilter::new(&[], &s(&["egress_updated"])).unwrap();
+        assert!(no_updates.allows("egress_started") && !no_updates.allows("egress_updated"));
+        assert!(EventFilter::new(&s(&["egress_ende"]), &[]).unwrap_err().contains("egress_ende"));
+    }
 }

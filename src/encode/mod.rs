@@ -2,6 +2,7 @@
 //! Every packet they give is handed to every output of the job.
 
 mod audio;
+mod log;
 mod video;
 
 pub use audio::AudioEncoder;
@@ -73,5 +74,6 @@ pub fn init() {
             tracing::error!("FFmpeg failed to initialise: {e}");
         }
         ffmpeg::log::set_level(ffmpeg::log::Level::Error);
+        log::install();
     });
 }

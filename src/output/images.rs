@@ -148,11 +148,22 @@ fn ff(what: &'static str) -> impl FnOnce(ffmpeg::Error) -> String {
     move |e| format!("{what}: {e}")
 }
 
+/// The images' size: as asked, the frame's when neither side is given, and with one side
+/// given the other follows the frame's shape (even, as 4:2:0 needs), as LiveKit allows.
+pub fn image_size(width: u32, height: u32, frame_w: u32, frame_h: u32) -> (u32, u32) {
+    let even = |v: f64| ((v / 2.0).round() as u32 * 2).max(2);
+    match (width, height) {
+        (0, 0) => (frame_w, frame_h),
+        (w, 0) => (w, even(w as f64 * frame_h as f64 / frame_w.max(1) as f64)),
+        (0, h) => (even(h as f64 * frame_w as f64 / frame_h.max(1) as f64), h),
+        (w, h) => (w, h),
+    }
+}
+
 impl JpegEncoder {
     fn new(frame: &VideoFrame, plan: &ImagesPlan) -> Result<Self, String> {
         crate::encode::init();
-        let (w, h) =
-            if plan.width > 0 && plan.height > 0 { (plan.width, plan.height) } else { (frame.width, frame.height) };
+        let (w, h) = image_size(plan.width, plan.height, frame.width, frame.height);
         let codec = encoder::find(codec::Id::MJPEG).ok_or("no MJPEG encoder")?;
         let mut enc = codec::context::Context::new_with_codec(codec).encoder().video().map_err(ff("MJPEG context"))?;
         enc.set_width(w);

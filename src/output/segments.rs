@@ -311,8 +311,10 @@ impl PacketSink for SegmentSink {
     fn start(&self, specs: &[StreamSpec]) {
         let mut s = lock(&self.0);
         s.specs = specs.to_vec();
-        if let Err(e) = std::fs::create_dir_all(&s.plan.dir) {
-            s.failed = Some(format!("{}: {e}", s.plan.dir.display()));
+        // The prefix may name a folder below the playlist's (LiveKit's relative segment prefix).
+        let dir = s.plan.dir.join(&s.plan.prefix).parent().map(Path::to_path_buf).unwrap_or_else(|| s.plan.dir.clone());
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            s.failed = Some(format!("{}: {e}", dir.display()));
         }
     }
 

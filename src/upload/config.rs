@@ -191,6 +191,12 @@ pub fn check(p: &Provider, at: &str) -> Result<(), StorageConfigError> {
                     "AssumeRole is not supported; give access_key and secret (and session_token)",
                 ));
             }
+            if !c.assume_role_external_id.0.is_empty() {
+                return Err(bad(
+                    format!("{at}.s3.assume_role_external_id"),
+                    "belongs to AssumeRole, which is not supported; give access_key and secret (and session_token)",
+                ));
+            }
             if c.proxy_config.is_some() {
                 return Err(bad(format!("{at}.s3.proxy_config"), "upload proxies are not supported"));
             }

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: decoding outputs with the real FFmpeg.
 #![allow(dead_code)]
 
+pub mod clouds;
 pub mod service;
 
 use std::path::{Path, PathBuf};

@@ -173,3 +173,37 @@ pub async fn job_metric(url: &str, name: &str, id: &str) -> f64 {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// A raw Twirp call: (HTTP status, Content-Type, body).
+pub async fn raw(
+    url: &str,
+    method: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, String, Vec<u8>) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{url}/twirp/livekit.Egress/{method}"))
+        .header("Content-Type", content_type)
+        .body(body);
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    (status, ct, resp.bytes().await.unwrap().to_vec())
+}
+
+pub fn record_token(secret: &str, grants: livekit_api::access_token::VideoGrants, ttl: Duration) -> String {
+    livekit_api::access_token::AccessToken::with_api_key(KEY, secret)
+        .with_identity("caller")
+        .with_ttl(ttl)
+        .with_grants(grants)
+        .to_jwt()
+        .unwrap()
+}
+
+pub fn recorder_grant() -> livekit_api::access_token::VideoGrants {
+    livekit_api::access_token::VideoGrants { room_record: true, ..Default::default() }
+}
