@@ -29,11 +29,11 @@ sleep 4
 # One recording; prints "cpu_per_s pss_mib rss_mib startup_ms".
 measure() {
   local args=$1 id t0 t1 c0 c1 mem
-  # From the egress's creation (its first updatedAt, ns) to its first frame (startedAt).
+  # From the egress's creation (its first updatedAt, ns) to its first frame (the file's startedAt).
   read -r id t0 < <(sdk startRoomComposite "$args" | python3 -c 'import json,sys; i=json.load(sys.stdin)["ok"]; print(i["egressId"], int(i["updatedAt"]) // 1000000)')
   until sdk listEgress "{\"egressId\":\"$id\"}" | grep -q EGRESS_ACTIVE; do sleep 0.05; done
-  # The first frame's time as the egress reports it (startedAt, ns), not when polling saw it.
-  t1=$(sdk listEgress "{\"egressId\":\"$id\"}" | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["ok"][0]["startedAt"]) // 1000000)')
+  # The first frame's time as the egress reports it (the file's startedAt, ns), not when polling saw it.
+  t1=$(sdk listEgress "{\"egressId\":\"$id\"}" | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["ok"][0]["fileResults"][0]["startedAt"]) // 1000000)')
   sleep 3 # past the start
   c0=$(python3 bench/proctree.py cpu $serve_pid)
   mem=$(python3 bench/proctree.py watch $serve_pid "$SECS")

@@ -40,7 +40,7 @@ for i in "${!ids[@]}"; do
   read -r d a < <(sdk listEgress "{\"egressId\":\"${ids[$i]}\"}" | python3 -c '
 import json, sys
 i = json.load(sys.stdin)["ok"][0]
-print(int(i["fileResults"][0]["duration"]) / 1e9, (int(i["startedAt"]) - int(sys.argv[1])) // 1000000)' "${created[$i]}")
+print(int(i["fileResults"][0]["duration"]) / 1e9, (int(i["fileResults"][0]["startedAt"]) - int(sys.argv[1])) // 1000000)' "${created[$i]}")
   durations="$durations $d" actives+=("$a")
 done
 job_cpu=$(for id in "${ids[@]}"; do

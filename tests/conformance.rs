@@ -54,11 +54,20 @@ fn request_fields() -> BTreeSet<String> {
 /// livekit-protocol's `protocol/protobufs`, wherever cargo unpacked the crate.
 fn protobufs_dir() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline", "--manifest-path"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .output()
-        .expect("cargo metadata runs");
+    let metadata = |offline: bool| {
+        let mut c = std::process::Command::new(&cargo);
+        c.args(["metadata", "--format-version", "1", "--manifest-path"])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+        if offline {
+            c.arg("--offline");
+        }
+        c.output().expect("cargo metadata runs")
+    };
+    // The build has every crate unpacked already; online only if it somehow has not.
+    let mut out = metadata(true);
+    if !out.status.success() {
+        out = metadata(false);
+    }
     assert!(out.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&out.stderr));
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let manifest = meta["packages"]

@@ -420,6 +420,13 @@ async fn two_egresses_given_the_seeds_same_names_both_complete() {
     for id in &ids {
         let info = api.wait_ended(id).await;
         assert_eq!(status(&info), "EGRESS_COMPLETE", "{info}\n{}", log(&dir));
+        // LiveKit's times: the egress's start is its acceptance, the file's its first media.
+        let at = |v: &Value| v.as_str().and_then(|t| t.parse::<i64>().ok()).unwrap_or(0);
+        assert!(
+            0 < at(&info["startedAt"]) && at(&info["startedAt"]) <= at(&info["fileResults"][0]["startedAt"]),
+            "{info}"
+        );
+        assert_eq!(info["details"], "End reason: StopEgress API", "{info}");
         infos.push(info);
     }
     // Uploaded: the asked keys hold a decodable file and a playable playlist.

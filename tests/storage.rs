@@ -370,3 +370,33 @@ async fn wrong_credentials_fail_naming_the_storage_without_the_secret_and_keep_t
     assert!(e["message"].as_str().unwrap().contains("s3.bucket"), "{e}");
     pubs.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_without_keys_or_region_takes_the_aws_default_chain_and_the_buckets_region() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("storage-default-chain");
+    let clouds = Clouds::start(&dir);
+    bucket("s3", &clouds.s3, &["create", "far", "eu-west-3"]).unwrap();
+    let room = devroom().await;
+    let pubs = participants(&room, "chain", 2);
+    // The keys come from the environment, as on a machine with an instance role or a profile.
+    let serve = Serve::start_with_env(
+        &dir,
+        &format!("ws_url: {}\n", room.url()),
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test-secret"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    let args = json!({ "roomName": "chain", "file": { "filepath": "chain.mp4",
+        "s3": { "endpoint": clouds.s3, "bucket": "far", "forcePathStyle": true } }, "advanced": small() });
+    let info = record_for(&serve.url, args, Duration::from_secs(3)).await;
+    assert_eq!(status(&info), "EGRESS_COMPLETE", "{info}\n{}", log(&dir));
+    let local = dir.join("chain.mp4");
+    get("s3", &clouds.s3, "far", "chain.mp4", &local).expect("the file is in the bucket");
+    check_mp4(&local, secs(&info["fileResults"][0]["duration"]));
+    // The bucket said where it lives, and the client went there.
+    assert!(log(&dir).contains("region=eu-west-3"), "{}", log(&dir));
+    pubs.abort();
+}

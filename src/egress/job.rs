@@ -308,7 +308,13 @@ impl Job {
                     if self.status() == S::EgressStarting {
                         // EgressInfo.started_at is when the egress was accepted (LiveKit's);
                         // each output's started_at is when its media began.
-                        self.update("egress_updated", |i| i.status = S::EgressActive as i32);
+                        let at = stats.started_at_ns().unwrap_or_else(unix_ns);
+                        self.update("egress_updated", |i| {
+                            i.status = S::EgressActive as i32;
+                            if let Some(f) = i.file_results.first_mut() {
+                                f.started_at = at;
+                            }
+                        });
                         tracing::info!(egress_id = %self.id, "recording");
                     }
                 }

@@ -45,7 +45,7 @@ pub async fn open(spec: &StorageSpec) -> Result<Arc<dyn ObjectStore>, UploadErro
         Provider::Local(c) => Arc::new(local::LocalStore::new(c)),
         Provider::Azure(c) => Arc::new(azure::AzureStore::new(c)?),
         #[cfg(feature = "cloud")]
-        Provider::S3(c) => Arc::new(s3::S3Store::new(c)),
+        Provider::S3(c) => Arc::new(s3::S3Store::new(c).await),
         #[cfg(feature = "cloud")]
         Provider::Gcp(c) => Arc::new(gcs::GcsStore::new(c).await?),
         #[cfg(not(feature = "cloud"))]

@@ -40,41 +40,52 @@ pub struct S3Store {
 }
 
 impl S3Store {
-    pub fn new(c: &S3Config) -> Self {
-        let mut retry = RetryConfig::standard().with_max_attempts(if c.max_retries == 0 { 3 } else { c.max_retries });
-        if let Some(d) = c.max_retry_delay {
-            retry = retry.with_max_backoff(d);
-        }
-        if let Some(d) = c.min_retry_delay {
-            retry = retry.with_initial_backoff(d);
-        }
-        let region = if c.region.is_empty() { "us-east-1".to_string() } else { c.region.clone() };
-        let mut b = aws_sdk_s3::config::Builder::new()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(region))
-            .force_path_style(c.force_path_style)
-            .retry_config(retry)
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(10))
-                    .operation_attempt_timeout(Duration::from_secs(300))
-                    .build(),
-            );
-        if !c.access_key.expose().is_empty() {
+    /// A client for `c`. Without keys it takes the AWS default credential chain (environment,
+    /// profile, web identity, container and instance roles), as LiveKit's egress does; without a
+    /// region it asks the bucket where it lives (HeadBucket's `x-amz-bucket-region`), and falls
+    /// back to `us-east-1` when it cannot tell.
+    pub async fn new(c: &S3Config) -> Self {
+        let credentials = if c.access_key.expose().is_empty() {
+            let chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder().build().await;
+            aws_sdk_s3::config::SharedCredentialsProvider::new(chain)
+        } else {
             let token = Some(c.session_token.expose().to_string()).filter(|t| !t.is_empty());
-            b = b.credentials_provider(Credentials::new(
-                c.access_key.expose(),
-                c.secret.expose(),
-                token,
-                None,
-                "tessera-config",
-            ));
+            let keys = Credentials::new(c.access_key.expose(), c.secret.expose(), token, None, "tessera-config");
+            aws_sdk_s3::config::SharedCredentialsProvider::new(keys)
+        };
+        let client = |region: &str| {
+            let mut retry =
+                RetryConfig::standard().with_max_attempts(if c.max_retries == 0 { 3 } else { c.max_retries });
+            if let Some(d) = c.max_retry_delay {
+                retry = retry.with_max_backoff(d);
+            }
+            if let Some(d) = c.min_retry_delay {
+                retry = retry.with_initial_backoff(d);
+            }
+            let mut b = aws_sdk_s3::config::Builder::new()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(region.to_string()))
+                .force_path_style(c.force_path_style)
+                .retry_config(retry)
+                .credentials_provider(credentials.clone())
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .connect_timeout(Duration::from_secs(10))
+                        .operation_attempt_timeout(Duration::from_secs(300))
+                        .build(),
+                );
+            if !c.endpoint.is_empty() {
+                // S3-compatible services rarely take the SDK's default CRC32 trailers (LiveKit does the same).
+                b = b.endpoint_url(&c.endpoint).request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
+            }
+            aws_sdk_s3::Client::from_conf(b.build())
+        };
+        let mut c = c.clone();
+        if c.region.is_empty() {
+            c.region = bucket_region(&client("us-east-1"), &c.bucket).await.unwrap_or_else(|| "us-east-1".into());
+            tracing::debug!(bucket = %c.bucket, region = %c.region, "S3 bucket's region looked up");
         }
-        if !c.endpoint.is_empty() {
-            // S3-compatible services rarely take the SDK's default CRC32 trailers (LiveKit does the same).
-            b = b.endpoint_url(&c.endpoint).request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
-        }
-        Self { client: aws_sdk_s3::Client::from_conf(b.build()), c: c.clone() }
+        Self { client: client(&c.region), c }
     }
 
     /// LiveKit's location: `https://{bucket}.s3.amazonaws.com/{key}`, or at the endpoint
@@ -174,6 +185,18 @@ impl S3Store {
             let _ = self.client.abort_multipart_upload().bucket(&self.c.bucket).key(key).upload_id(&id).send().await;
         }
         result
+    }
+}
+
+/// Where a bucket lives: HeadBucket answers it in `x-amz-bucket-region`, also when it refuses
+/// (a 301 from the wrong region, a 403 for a bucket one may write but not read).
+async fn bucket_region(client: &aws_sdk_s3::Client, bucket: &str) -> Option<String> {
+    let header = |r: &HttpResponse| r.headers().get("x-amz-bucket-region").map(str::to_string);
+    match client.head_bucket().bucket(bucket).send().await {
+        Ok(out) => out.bucket_region().map(str::to_string),
+        Err(SdkError::ServiceError(e)) => header(e.raw()),
+        Err(SdkError::ResponseError(e)) => header(e.raw()),
+        Err(_) => None,
     }
 }
 

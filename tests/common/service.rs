@@ -54,6 +54,11 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(dir: &Path, extra_yaml: &str) -> Serve {
+        Self::start_with_env(dir, extra_yaml, &[])
+    }
+
+    /// As `start`, with these environment variables set for the service.
+    pub fn start_with_env(dir: &Path, extra_yaml: &str, env: &[(&str, &str)]) -> Serve {
         std::fs::create_dir_all(dir).unwrap();
         let out = dir.join("rec");
         let cfg = dir.join("tessera.yaml");
@@ -68,6 +73,7 @@ impl Serve {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
             .args(["serve", "--config"])
             .arg(&cfg)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
             .spawn()

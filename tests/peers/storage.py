@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reads the test buckets back with each provider's own client, for tests/storage.rs.
 
-  storage.py s3 ENDPOINT create BUCKET
+  storage.py s3 ENDPOINT create BUCKET [REGION]
   storage.py s3 ENDPOINT list BUCKET              -> JSON {key: size}
   storage.py s3 ENDPOINT get BUCKET KEY OUT
   storage.py azure ENDPOINT create CONTAINER      (ENDPOINT: http://host:port/devstoreaccount1)
@@ -29,7 +29,10 @@ def s3(endpoint, op, args):
     c = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                      aws_access_key_id="test", aws_secret_access_key="test")
     if op == "create":
-        c.create_bucket(Bucket=args[0])
+        if len(args) > 1 and args[1] != "us-east-1":
+            c.create_bucket(Bucket=args[0], CreateBucketConfiguration={"LocationConstraint": args[1]})
+        else:
+            c.create_bucket(Bucket=args[0])
     elif op == "list":
         out = {}
         for page in c.get_paginator("list_objects_v2").paginate(Bucket=args[0]):
