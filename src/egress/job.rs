@@ -91,6 +91,8 @@ pub struct Job {
     pub source: PlanSource,
     /// Where its uploaded outputs are staged; removed once they are all up.
     staging_dir: PathBuf,
+    /// Where a staged file whose upload was given up is kept.
+    local_dir: PathBuf,
     /// Why it was asked to stop, in LiveKit's words ("StopEgress API", ...).
     stop_reason: Mutex<Option<&'static str>>,
     pub fps: u32,
@@ -129,6 +131,7 @@ impl Job {
             claims: plan.local_claims(),
             source: plan.source.clone(),
             staging_dir: plan.staging_dir.clone(),
+            local_dir: plan.local_dir.clone(),
             stop_reason: Mutex::new(None),
             fps: plan.encoding.framerate,
             info: Mutex::new(info),
@@ -405,6 +408,12 @@ impl Job {
         self.fill_streams(&mut info);
         // The manifest lists where everything went, so it is written once the rest is up.
         failed.extend(self.write_manifest(&mut info).await);
+        let failed = self.keep(failed);
+        if let Some(f) = info.file_results.first_mut()
+            && let Some(kept) = failed.iter().find(|(p, _)| p.ends_with(&f.filename))
+        {
+            f.location = kept.0.to_string_lossy().into_owned();
+        }
         self.remove_staging();
         let details = self.end_reason(&s.ended_by);
         self.update("egress_ended", |i| {
@@ -536,6 +545,23 @@ impl Job {
         report.failed.into_iter().filter(|(p, _)| *p == path).collect()
     }
 
+    /// Files whose upload was given up leave the staging directory for the local directory, at
+    /// the path they were asked for (where a local output would have been), unless something
+    /// is there already; returns where each one is now, with why its upload failed.
+    fn keep(&self, failed: Vec<(PathBuf, String)>) -> Vec<(PathBuf, String)> {
+        failed
+            .into_iter()
+            .map(|(path, why)| {
+                let Ok(rel) = path.strip_prefix(&self.staging_dir) else { return (path, why) };
+                let target = self.local_dir.join(rel);
+                let moved = !target.exists()
+                    && target.parent().is_none_or(|d| std::fs::create_dir_all(d).is_ok())
+                    && std::fs::rename(&path, &target).is_ok();
+                (if moved { target } else { path }, why)
+            })
+            .collect()
+    }
+
     /// Removes the staging directory's empty folders once its files are up (a file whose
     /// upload failed stays, named in the error).
     fn remove_staging(&self) {
@@ -555,8 +581,9 @@ impl Job {
     }
 
     async fn fail(&self, why: &str, code: i32) -> proto::EgressInfo {
-        // What was already handed over (segments, images) still goes up.
-        self.drain_uploads().await;
+        // What was already handed over (segments, images) still goes up, or is kept.
+        let failed = self.drain_uploads().await;
+        self.keep(failed);
         self.remove_staging();
         let now = unix_ns();
         self.update("egress_ended", |i| {

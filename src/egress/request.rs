@@ -358,6 +358,9 @@ pub struct Plan {
     pub webhooks: Vec<(String, EventFilter)>,
     /// Where uploaded outputs are staged (the uploads' keys are relative to it).
     pub staging_dir: PathBuf,
+    /// Where local outputs are written, and where a staged file whose upload was given up is
+    /// kept (at the same relative path).
+    pub local_dir: PathBuf,
 }
 
 impl Plan {
@@ -567,6 +570,7 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
     Ok(Plan {
         manifest,
         staging_dir: ctx.staging_dir.to_path_buf(),
+        local_dir: ctx.local_dir.to_path_buf(),
         room_name,
         source,
         layout,
