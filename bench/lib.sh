@@ -12,7 +12,8 @@ prepare() {
   work=$(cd "$work" && pwd)
   cargo build --release -q
   scripts/test-peers.sh
-  bin=target/release/tessera
+  # TESSERA_BIN: another build to measure (an A/B against an older commit on the same machine).
+  bin=${TESSERA_BIN:-target/release/tessera}
   export TESSERA_LOG=warn
   key=devkey secret=bench-secret-bench-secret-bench-secret
 }
