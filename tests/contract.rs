@@ -469,3 +469,40 @@ async fn two_egresses_given_the_seeds_same_names_both_complete() {
     assert!(!staged.exists() || std::fs::read_dir(&staged).unwrap().next().is_none(), "{staged:?} left");
     pubs.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_livekit_egress_config_starts_logs_json_lines_and_says_what_it_does_not_use() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("contract-config");
+    // Keys from LiveKit egress's documented config, as a user would copy them.
+    let serve = Serve::start(
+        &dir,
+        "logging:\n  level: debug\n  json: true\n  sample: true\ntemplate_base: http://localhost:7980/\ncluster_id: eu\n\
+         max_upload_queue: 60\ncpu_cost:\n  sdk_audio_room_composite_cpu_cost: 0.2\n  max_memory: 4\n\
+         disallow_local_storage: true\n",
+    );
+    // Honoured: nothing may stay on this machine.
+    let (code, text) = api(&serve)
+        .call("StartRoomCompositeEgress", &json!({ "roomName": "r", "file": { "filepath": "local.mp4" } }))
+        .await;
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("file_outputs") && text.contains("disallow_local_storage"), "{text}");
+    drop(serve);
+    let log = log(&dir);
+    // JSON lines, one object each, with no terminal colour codes.
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    assert!(!log.contains('\u{1b}'), "colour codes in a log file");
+    assert!(lines.iter().any(|l| l["level"] == "DEBUG"), "logging.level: debug was not honoured");
+    // Each LiveKit key that does nothing here is named, with why; none is "unknown".
+    for key in ["template_base", "cluster_id", "max_upload_queue", "cpu_cost.max_memory", "logging.sample"] {
+        let line = lines.iter().find(|l| l["key"] == key).unwrap_or_else(|| panic!("{key} not warned about: {log}"));
+        assert_eq!(line["message"], "a LiveKit egress key with no effect in Tessera", "{line}");
+        assert!(!line["why"].as_str().unwrap_or("").is_empty(), "{line}");
+    }
+    assert!(!log.contains("unknown configuration key"), "{log}");
+    assert!(!log.contains("sdk_audio_room_composite_cpu_cost"), "a key Tessera reads was warned about: {log}");
+}
