@@ -167,9 +167,11 @@ async fn a_custom_template_records_the_room_with_its_participants_and_their_audi
     assert_eq!(status(&done), "EGRESS_COMPLETE", "{done}\n{}", log(&dir));
     let path = serve.out.join("tpl.mp4");
     check_room_recording(&path, 2, 640, 360);
-    // Before the switch both participants show; at the end one fills the frame.
+    // Before the switch both participants show; at the end one fills the frame. The page starts
+    // recording when its first video plays and the second may join it a moment later, so the
+    // frame before the switch is read 3 s in (the switch comes at least 4 s in).
     let d = common::f64_of(&probe(&path)["format"]["duration"]);
-    let before = shares(&frame_rgb(&path, 1.5, 640, 360), 2, 640, 360);
+    let before = shares(&frame_rgb(&path, 3.0, 640, 360), 2, 640, 360);
     let after = shares(&frame_rgb(&path, d - 1.0, 640, 360), 2, 640, 360);
     assert!(before.iter().all(|s| *s > 0.2), "before UpdateLayout: {before:?}");
     assert!(after.iter().any(|s| *s > 0.8) && after.contains(&0.0), "after UpdateLayout: {after:?}");
