@@ -74,11 +74,13 @@ impl Capture {
             )?;
             let (stop, pipeline, stats, last, frames) =
                 (stop.clone(), pipeline.clone(), stats.clone(), last_video_us.clone(), frames.clone());
-            let t0 = c.t0_us;
+            let (t0, frame_us) = (c.t0_us, 1_000_000 / i64::from(c.fps.max(1)));
             threads.push(
                 std::thread::Builder::new()
                     .name(c.thread_name.clone())
-                    .spawn(move || logged("video", video(input, t0, &stop, &pipeline, &stats, &last, &frames)))
+                    .spawn(move || {
+                        logged("video", video(input, t0, frame_us, &stop, &pipeline, &stats, &last, &frames))
+                    })
                     .map_err(|e| e.to_string())?,
             );
         }
@@ -139,9 +141,11 @@ fn logged(what: &str, r: Result<(), String>) -> Result<(), String> {
     r
 }
 
+#[allow(clippy::too_many_arguments)] // the thread's whole context, handed over once
 fn video(
     mut input: format::context::Input,
     t0_us: i64,
+    frame_us: i64,
     stop: &AtomicBool,
     pipeline: &EncodePipeline,
     stats: &LiveStats,
@@ -165,7 +169,10 @@ fn video(
             continue;
         }
         let Some(pts) = packet.pts() else { continue };
-        let pts_us = wall_us(pts, tb) - t0_us;
+        // On the output's frame grid: x11grab's wall-clock stamps jitter when the machine is
+        // busy, and two grabs within one frame would give the file two frames at one time
+        // (players and FFmpeg see a non-monotonic timestamp); the later one is dropped.
+        let pts_us = (wall_us(pts, tb) - t0_us + frame_us / 2).div_euclid(frame_us) * frame_us;
         if pts_us < 0 || pts_us <= last_pts {
             continue;
         }
