@@ -4,9 +4,10 @@
 #   1. render-and-readback alone (CPU backend; wgpu on this machine's adapter too)
 #   2. the whole preview pipeline: render, mix, encode (x264 veryfast + AAC), mux
 #   3. the floor: plain FFmpeg encoding the same raw frames with the same settings
-#   4. the recorder alone (tessera record, its own process) recording devroom's 4
-#      synthetic participants (VP8 640x360 15 fps + Opus) at 720p30 in grid, next to
-#      its floor: FFmpeg decoding 4 such VP8+Opus inputs and encoding the same output
+#   4. the recorder alone (tessera record, its own process) recording 4 synthetic
+#      participants (VP8 640x360 15 fps + Opus) at 720p30 in grid, from devroom and
+#      from LiveKit's own livekit-server in the same run, next to its floor: FFmpeg
+#      decoding 4 such VP8+Opus inputs and encoding the same output
 # Prints a Markdown block for bench/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,22 +38,59 @@ read -r f_wall f_user f_sys f_kib < <(timed ffmpeg -y -v error \
   -c:v libx264 -preset veryfast -profile:v main -b:v 3000k -bf 0 -g 60 -keyint_min 60 -sc_threshold 0 \
   -c:a aac -b:a 128k -ar 44100 -movflags +faststart "$work/floor.mp4")
 
-# 4. The recorder. devroom and the publishers run in their own process, not measured.
+# 4. The recorder. The room server and the publishers run in their own processes, not
+# measured: devroom, then LiveKit's own livekit-server (scripts/test-peers.sh installs it),
+# with our synthetic participants publishing into it.
+key=devkey; secret=bench-secret-bench-secret-bench-secret
+record_from() { # URL NAME: records $SECS s of room "bench" at URL; sets r_* from the run
+  read -r r_wall r_user r_sys r_kib < <(/usr/bin/time -f "%e %U %S %M" -o "$work/time" \
+    $bin record --url "$1" --api-key $key --api-secret $secret --room bench --layout grid --preset H264_720P_30 \
+    --renderer cpu --duration "$SECS" -o "$work/record-$2.mp4" >"$work/record-$2.txt" 2>"$work/stderr" || { cat "$work/stderr" >&2; exit 1; }
+    cat "$work/time")
+  r_secs=$(sed -n 's/^  duration: \([0-9.]*\) s.*/\1/p' "$work/record-$2.txt")
+  r_cpu=$(awk -v u="$r_user" -v s="$r_sys" -v d="$r_secs" 'BEGIN { printf "%.3f", (u + s) / d }')
+  r_p50=$(sed -n 's/.*p50 \([0-9.]*\) ms.*/\1/p' "$work/record-$2.txt")
+  r_p95=$(sed -n 's/.*p95 \([0-9.]*\) ms.*/\1/p' "$work/record-$2.txt")
+  r_first=$(sed -n 's/^  first frame \([0-9]*\) ms.*/\1/p' "$work/record-$2.txt")
+}
 port=${BENCH_PORT:-7979}
-$bin devroom --bind "127.0.0.1:$port" --synthetic 4 --room bench >"$work/devroom.log" 2>&1 &
+$bin devroom --bind "127.0.0.1:$port" --api-key $key --api-secret $secret --synthetic 4 --room bench >"$work/devroom.log" 2>&1 &
 devroom_pid=$!
 trap 'kill $devroom_pid 2>/dev/null || true' EXIT
 sleep 3 # the room has video before the recorder joins
-read -r r_wall r_user r_sys r_kib < <(/usr/bin/time -f "%e %U %S %M" -o "$work/time" \
-  $bin record --url "ws://127.0.0.1:$port" --room bench --layout grid --preset H264_720P_30 --renderer cpu \
-  --duration "$SECS" -o "$work/record.mp4" >"$work/record.txt" 2>"$work/stderr" || { cat "$work/stderr" >&2; exit 1; }
-  cat "$work/time")
+record_from "ws://127.0.0.1:$port" devroom
 kill $devroom_pid 2>/dev/null || true
-r_secs=$(sed -n 's/^  duration: \([0-9.]*\) s.*/\1/p' "$work/record.txt")
-r_cpu=$(awk -v u="$r_user" -v s="$r_sys" -v d="$r_secs" 'BEGIN { printf "%.3f", (u + s) / d }')
-r_p50=$(sed -n 's/.*p50 \([0-9.]*\) ms.*/\1/p' "$work/record.txt")
-r_p95=$(sed -n 's/.*p95 \([0-9.]*\) ms.*/\1/p' "$work/record.txt")
-r_first=$(sed -n 's/^  first frame \([0-9]*\) ms.*/\1/p' "$work/record.txt")
+d_cpu=$r_cpu d_p50=$r_p50 d_p95=$r_p95 d_first=$r_first d_kib=$r_kib d_secs=$r_secs
+
+lk=target/peers/livekit/server
+if [ -x "$lk" ]; then
+  lk_port=${BENCH_LK_PORT:-7989}
+  cat >"$work/livekit.yaml" <<YAML
+port: $lk_port
+bind_addresses: [127.0.0.1]
+keys:
+  $key: $secret
+rtc:
+  udp_port: $((lk_port + 1))
+  tcp_port: 0
+  use_external_ip: false
+  node_ip: 127.0.0.1
+  enable_loopback_candidate: true
+YAML
+  $lk --config "$work/livekit.yaml" >"$work/livekit.log" 2>&1 &
+  lk_pid=$!
+  trap 'kill $devroom_pid $lk_pid $pub_pid 2>/dev/null || true' EXIT
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$lk_port/" >/dev/null && break; sleep 0.2; done
+  $bin devroom --publish-to "ws://127.0.0.1:$lk_port" --api-key $key --api-secret $secret --synthetic 4 --room bench >"$work/publishers.log" 2>&1 &
+  pub_pid=$!
+  sleep 3
+  record_from "ws://127.0.0.1:$lk_port" livekit
+  kill $pub_pid $lk_pid 2>/dev/null || true
+  l_row="| tessera record, livekit-server v1.13.5 | ${r_cpu} | ${r_p50} / ${r_p95} ms | ${r_first} ms | $((r_kib / 1024)) MiB |"
+else
+  l_row="| tessera record, livekit-server | not installed (scripts/test-peers.sh) | — | — | — |"
+fi
+r_cpu=$d_cpu r_p50=$d_p50 r_p95=$d_p95 r_first=$d_first r_kib=$d_kib r_secs=$d_secs
 # Its floor: the same decodes (4 VP8 640x360 15 fps at 600 kbps, 4 Opus) and the same encode.
 for i in 0 1 2 3; do
   [ -s "$work/in$i.webm" ] || ffmpeg -y -v error -f lavfi -i "testsrc2=s=640x360:r=15:d=$SECS" \
@@ -87,11 +125,13 @@ cat <<MD
 Pipeline / floor: **${ratio}x** (target at most 1.3x). Render-and-readback target: at most 3 ms CPU per 720p frame.
 
 Recorder (\`tessera record\`, its own process) recording 4 synthetic participants (VP8 640x360 15 fps + Opus,
-from devroom in another process) at 720p30 in grid for ${r_secs} s, x264 veryfast zerolatency 3000 kbps:
+published from another process into devroom, then into livekit-server) at 720p30 in grid for ${r_secs} s,
+x264 veryfast zerolatency 3000 kbps:
 
 | what | CPU-s per recorded s | arrival to encoded packet (p50 / p95) | first frame after joining | peak memory |
 |---|---|---|---|---|
-| tessera record | ${r_cpu} | ${r_p50} / ${r_p95} ms | ${r_first} ms | $((r_kib / 1024)) MiB |
+| tessera record, devroom | ${r_cpu} | ${r_p50} / ${r_p95} ms | ${r_first} ms | $((r_kib / 1024)) MiB |
+${l_row}
 | FFmpeg floor (same 4 VP8+Opus decodes, same encode) | ${rf_cpu} | — | — | $((rf_kib / 1024)) MiB |
 
 Recorder / floor: **${r_ratio}x**. Targets: at most 0.5 of a core, p95 under 100 ms, first frame within 1 s of the

@@ -28,6 +28,32 @@ if ! [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then
   echo "test peers: nginx with the RTMP module" >&2
 fi
 
+# Redis: livekit-server's message bus for egress dispatch (fleet mode); iproute2 and
+# nftables: the test host in a network namespace of its own, and UDP blocked to it.
+if ! command -v redis-server >/dev/null || ! command -v ip >/dev/null || ! command -v nft >/dev/null; then
+  $sudo apt-get update -q >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server iproute2 nftables >/dev/null
+  echo "test peers: redis-server, iproute2, nftables" >&2
+fi
+
+# LiveKit's own server, pinned, built by the ordinary Go client from the module proxy
+# (v1.13.2 to v1.13.5 have no replace directives, so `go install` takes it as published).
+# A failed install does not stop the others: its output is kept in install.log and the
+# tests that need the server fail quoting it (tests/common/livekit.rs).
+lk_dir=target/peers/livekit
+lk_want="github.com/livekit/livekit-server/cmd/server@v1.13.5"
+if [ "$(cat "$lk_dir/.installed" 2>/dev/null)" != "$lk_want" ] || ! [ -x "$lk_dir/server" ]; then
+  mkdir -p "$lk_dir"
+  rm -f "$lk_dir/server"
+  echo "test peers: building livekit-server (a few minutes the first time)" >&2
+  if GOBIN="$PWD/$lk_dir" GOFLAGS=-mod=mod go install "$lk_want" >"$lk_dir/install.log" 2>&1; then
+    echo "$lk_want" > "$lk_dir/.installed"
+    echo "test peers: $lk_want in $lk_dir" >&2
+  else
+    echo "test peers: livekit-server did not install (see $lk_dir/install.log)" >&2
+  fi
+fi
+
 node_dir=target/peers-node
 js="livekit-client@2.23.0 livekit-server-sdk@2.19.2 azurite@3.35.0"
 if [ "$(cat "$node_dir/.installed" 2>/dev/null)" != "$js" ]; then

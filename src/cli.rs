@@ -73,6 +73,10 @@ pub struct DevroomArgs {
     /// forwards H.264 that LiveKit's SDKs publish, but our own H.264 does not decode yet).
     #[arg(long, default_value = "vp8", hide = true)]
     pub codec: String,
+    /// Start no room server: publish the synthetic participants into this LiveKit
+    /// server instead (ws:// or wss://; a real livekit-server, for benches and load).
+    #[arg(long, value_name = "URL")]
+    pub publish_to: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -171,6 +171,41 @@ fn devroom_cmd(a: DevroomArgs) -> Result<()> {
         bail!("--loss-percent {} is out of range: 0 to 100", a.loss_percent);
     }
     rt.block_on(async {
+        let codec = match a.codec.to_ascii_lowercase().as_str() {
+            "vp8" => tessera::encode::VideoCodec::Vp8,
+            "h264" => tessera::encode::VideoCodec::H264,
+            other => bail!("--codec {other}: use vp8 or h264"),
+        };
+        let synthetic = |url: String| {
+            (a.synthetic > 0).then(|| {
+                let o = tessera::devroom::synthetic::SyntheticOptions {
+                    url,
+                    api_key: a.api_key.clone(),
+                    api_secret: a.api_secret.clone(),
+                    room: a.room.clone(),
+                    count: a.synthetic,
+                    screen_share: a.screen_share,
+                    late_joiner: a.late_joiner,
+                    leaver: a.leaver,
+                    mute_toggle: a.mute_toggle,
+                    wall_clock_marks: a.wall_clock_marks,
+                    fps: 15,
+                    codec,
+                    duration: None,
+                    ..Default::default()
+                };
+                println!("{} synthetic participants in room {:?}", a.synthetic, a.room);
+                tokio::spawn(tessera::devroom::synthetic::run(o))
+            })
+        };
+        if let Some(url) = &a.publish_to {
+            let Some(publishers) = synthetic(url.clone()) else { bail!("--publish-to needs --synthetic N") };
+            tokio::select! {
+                r = publishers => r.context("the publishers stopped")??,
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return Ok(());
+        }
         let room = tessera::devroom::DevRoom::start(tessera::devroom::DevRoomConfig {
             bind: a.bind,
             api_key: a.api_key.clone(),
@@ -183,32 +218,8 @@ fn devroom_cmd(a: DevroomArgs) -> Result<()> {
         })
         .await
         .with_context(|| format!("binding {}", a.bind))?;
-        let codec = match a.codec.to_ascii_lowercase().as_str() {
-            "vp8" => tessera::encode::VideoCodec::Vp8,
-            "h264" => tessera::encode::VideoCodec::H264,
-            other => bail!("--codec {other}: use vp8 or h264"),
-        };
         println!("devroom: {}", room.url());
-        let synthetic = (a.synthetic > 0).then(|| {
-            let o = tessera::devroom::synthetic::SyntheticOptions {
-                url: room.url(),
-                api_key: a.api_key.clone(),
-                api_secret: a.api_secret.clone(),
-                room: a.room.clone(),
-                count: a.synthetic,
-                screen_share: a.screen_share,
-                late_joiner: a.late_joiner,
-                leaver: a.leaver,
-                mute_toggle: a.mute_toggle,
-                wall_clock_marks: a.wall_clock_marks,
-                fps: 15,
-                codec,
-                duration: None,
-                ..Default::default()
-            };
-            println!("{} synthetic participants in room {:?}", a.synthetic, a.room);
-            tokio::spawn(tessera::devroom::synthetic::run(o))
-        });
+        let synthetic = synthetic(room.url());
         tokio::select! {
             _ = room.wait() => {}
             _ = tokio::signal::ctrl_c() => {}
@@ -300,7 +311,7 @@ fn print_record_summary(s: &tessera::recorder::RecordSummary, layout: &str, cpu:
     }
     for t in &s.tracks {
         println!(
-            "  {} {} ({}): {} frames decoded, {} packets, {} lost, {} gaps filled, {} keyframe requests",
+            "  {} {} ({}): {} frames decoded, {} packets, {} lost, {} gaps filled, {} keyframe requests, {} sender reports",
             t.participant_identity,
             t.mime,
             t.track_sid,
@@ -308,8 +319,13 @@ fn print_record_summary(s: &tessera::recorder::RecordSummary, layout: &str, cpu:
             t.jitter.packets,
             t.jitter.lost,
             t.jitter.gaps_filled,
-            t.keyframe_requests
+            t.keyframe_requests,
+            t.sender_reports
         );
+        if !t.sizes.is_empty() {
+            let sizes: Vec<String> = t.sizes.iter().map(|(w, h)| format!("{w}x{h}")).collect();
+            println!("    decoded at {}", sizes.join(", then "));
+        }
     }
     println!(
         "  CPU: {cpu:.2} s in {wall:.2} s ({:.3} CPU-s per recorded second), peak memory {:.0} MiB, late ticks {}",

@@ -1,6 +1,7 @@
-//! WebRTC peer connections as devroom and the room client build them: loopback
-//! or host UDP, VP8/H.264/Opus, the header extensions simulcast needs, NACK and
-//! RTCP reports, and every candidate in the SDP (no trickle from our side).
+//! WebRTC peer connections as devroom and the room client build them: the
+//! addresses and ICE servers a [`Network`] policy gives, VP8/H.264/Opus, the
+//! header extensions simulcast needs, NACK and RTCP reports, and every candidate
+//! in the SDP (no trickle from our side).
 
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
@@ -30,13 +31,64 @@ pub fn audio_level(payload: &[u8]) -> Option<f32> {
     Some(10f32.powf(-dbov / 20.0))
 }
 
-/// Builds a peer connection on loopback with VP8, H.264, Opus and the header
-/// extensions simulcast needs (mid, rid), candidates embedded in the SDP.
-/// `impair` degrades the RTP it sends (devroom's lossy-network mode; none elsewhere).
-pub async fn new_pc(
-    handler: Arc<dyn PeerConnectionEventHandler>,
-    impair: crate::devroom::impair::Impairment,
-) -> Result<Pc, String> {
+/// Where a peer connection may reach its peer: the sockets it binds, the ICE
+/// servers it may use and what it does to the RTP it sends. An input of every
+/// connection, so that devroom (loopback, its impairment) and a recorder on
+/// another machine than its LiveKit server (every interface, the server's STUN
+/// and TURN, ICE-TCP where UDP is blocked) are built by the same code.
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// UDP addresses to bind; a wildcard (`0.0.0.0:0`) means every interface
+    /// but loopback, so loopback is named as well where a peer may be local.
+    pub udp: Vec<String>,
+    /// TCP addresses to bind (ICE-TCP candidates, active and passive); empty: UDP only.
+    pub tcp: Vec<String>,
+    /// STUN and TURN servers (the JoinResponse's, for a client of a LiveKit server).
+    pub ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
+    /// Degrades the RTP it sends (devroom's lossy-network mode; nobody else's).
+    pub impair: crate::devroom::impair::Impairment,
+}
+
+impl Network {
+    /// Loopback UDP only: devroom and its test clients.
+    pub fn loopback() -> Self {
+        Self { udp: vec!["127.0.0.1:0".into()], tcp: vec![], ice_servers: vec![], impair: Default::default() }
+    }
+
+    /// A client of a LiveKit server anywhere: every interface and loopback over
+    /// UDP, and TCP for servers whose UDP is blocked.
+    pub fn any_interface() -> Self {
+        Self {
+            udp: vec!["0.0.0.0:0".into(), "127.0.0.1:0".into()],
+            tcp: vec!["0.0.0.0:0".into(), "127.0.0.1:0".into()],
+            ice_servers: vec![],
+            impair: Default::default(),
+        }
+    }
+
+    /// The ICE servers a JoinResponse lists (STUN, TURN over UDP, TCP and TLS).
+    pub fn with_ice_servers(mut self, servers: &[livekit_protocol::IceServer]) -> Self {
+        self.ice_servers = servers
+            .iter()
+            .map(|s| webrtc::peer_connection::RTCIceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone(),
+                credential: s.credential.clone(),
+            })
+            .collect();
+        self
+    }
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Self::loopback()
+    }
+}
+
+/// Builds a peer connection with VP8, H.264, Opus and the header extensions
+/// simulcast needs (mid, rid), candidates embedded in the SDP, on `network`.
+pub async fn new_pc(handler: Arc<dyn PeerConnectionEventHandler>, network: &Network) -> Result<Pc, String> {
     let mut me = MediaEngine::default();
     me.register_default_codecs().map_err(|e| e.to_string())?;
     // The audio level of each packet: devroom's SpeakersChanged, the recorder's speaker detection.
@@ -50,15 +102,17 @@ pub async fn new_pc(
         .map_err(|e| e.to_string())?
         .with(rtc::interceptor::Slot::from(14_000), KeyframeRequests::default())
         // Wire-most, below the NACK responder's history, so what it drops can be resent.
-        .with(rtc::interceptor::Slot::from(500), crate::devroom::impair::ImpairedLink::new(impair));
+        .with(rtc::interceptor::Slot::from(500), crate::devroom::impair::ImpairedLink::new(network.impair.clone()));
     let se = SettingEngineBuilder::new().with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled).build();
+    let config = RTCConfigurationBuilder::new().with_ice_servers(network.ice_servers.clone()).build();
     let pc = PeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_configuration(config)
         .with_media_engine(me)
         .with_setting_engine(se)
         .with_interceptor_registry(registry)
         .with_handler(handler)
-        .with_udp_addrs(vec!["127.0.0.1:0"])
+        .with_udp_addrs(network.udp.clone())
+        .with_tcp_addrs(network.tcp.clone())
         .build()
         .await
         .map_err(|e| e.to_string())?;
@@ -169,13 +223,13 @@ pub fn payload_type_for(
 pub async fn get_or_create(
     slot: &tokio::sync::Mutex<Option<Pc>>,
     handler: impl FnOnce() -> Arc<dyn PeerConnectionEventHandler>,
-    impair: crate::devroom::impair::Impairment,
+    network: &Network,
 ) -> Result<Pc, String> {
     let mut guard = slot.lock().await;
     if let Some(pc) = guard.as_ref() {
         return Ok(pc.clone());
     }
-    let pc = new_pc(handler(), impair).await?;
+    let pc = new_pc(handler(), network).await?;
     *guard = Some(pc.clone());
     Ok(pc)
 }

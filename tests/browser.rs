@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::rooms::Kind;
 use common::service::*;
 use common::{amplitude, audio_mono, decode_errors, frame_rgb, probe, stream, who, workdir};
 use serde_json::{Value, json};
@@ -133,12 +134,12 @@ fn check_room_recording(path: &Path, n: usize, w: u32, h: u32) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_custom_template_records_the_room_with_its_participants_and_their_audio() {
+both!(a_custom_template_records_the_room_with_its_participants_and_their_audio);
+async fn a_custom_template_records_the_room_with_its_participants_and_their_audio(kind: Kind) {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = workdir("browser-template");
     let site = pages().await;
-    let room = devroom().await;
+    let room = server(kind, &dir).await;
     let pubs = participants(&room, "tpl", 2);
     let serve = Serve::start(&dir, &format!("ws_url: {}\n", room.url()));
     let id = start(

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::rooms::Kind;
 use common::service::*;
 use common::{amplitude, audio_mono, decode_errors, frames, probe, stream, who, workdir};
 use serde_json::{Value, json};
@@ -88,11 +89,11 @@ fn check_file_with(info: &Value, out: &Path, w: u32, h: u32, audio: bool) -> (Pa
     (location, duration)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn livekit_sdks_start_list_switch_layout_and_stop_a_room_composite_with_webhooks() {
+both!(livekit_sdks_start_list_switch_layout_and_stop_a_room_composite_with_webhooks);
+async fn livekit_sdks_start_list_switch_layout_and_stop_a_room_composite_with_webhooks(kind: Kind) {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = workdir("egress-sdks");
-    let room = devroom().await;
+    let room = server(kind, &dir).await;
     let pubs = participants(&room, "api-room", 2);
     // A webhook receiver that refuses its first delivery, so a retry is needed.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -611,11 +612,11 @@ async fn three_rooms_record_at_once_and_a_failing_job_leaves_the_others_untouche
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_limits_empty_rooms_and_closing_rooms_end_jobs_like_livekit() {
+both!(session_limits_empty_rooms_and_closing_rooms_end_jobs_like_livekit);
+async fn session_limits_empty_rooms_and_closing_rooms_end_jobs_like_livekit(kind: Kind) {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = workdir("egress-endings");
-    let room = devroom().await;
+    let room = server(kind, &dir).await;
     let long = participants(&room, "limited", 1);
     let serve =
         Serve::start(&dir, &format!("ws_url: {}\nsession_limits:\n  file_output_max_duration: 6s\n", room.url()));

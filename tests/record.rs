@@ -1,6 +1,7 @@
-//! The recorder end to end: devroom, synthetic participants (real clients
-//! publishing VP8 and Opus) or LiveKit's Python SDK, and Tessera recording them;
-//! every check decodes the recording with FFmpeg.
+//! The recorder end to end, each scenario against devroom and against LiveKit's own
+//! livekit-server (`name::devroom`, `name::livekit`): synthetic participants (our
+//! room client publishing VP8 and Opus) or LiveKit's Python SDK, and Tessera
+//! recording them; every check decodes the recording with FFmpeg.
 //!
 //! Synthetic participant i is colour `color(i)`, speaks its tone `tone_hz(i)` in
 //! 3 s turns, and flashes white while beeping at 1 kHz at `in_mark` times, so
@@ -8,13 +9,13 @@
 
 mod common;
 
+use common::rooms::{CutProxy, Kind, Server};
 use common::{amplitude, audio_mono, beeps, dist, frames, probe, stream, who, workdir};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tessera::config::EncodingOptions;
 use tessera::devroom::impair::Impairment;
 use tessera::devroom::synthetic::{self, SyntheticOptions};
-use tessera::devroom::{DevRoom, DevRoomConfig};
 use tessera::layout::{LayoutSet, TileKind, TileSource, compose};
 use tessera::preview::synthetic::tone_hz;
 use tessera::recorder::{RecordJob, RecordSummary, StopHandle};
@@ -27,20 +28,12 @@ const SECRET: &str = "recorder-test-secret-recorder-test-secret";
 /// which on two cores leave no room for a second.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn devroom(impair: Impairment) -> DevRoom {
-    DevRoom::start(DevRoomConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        api_key: KEY.into(),
-        api_secret: SECRET.into(),
-        empty_timeout: Duration::from_secs(2),
-        impair,
-    })
-    .await
-    .unwrap()
+async fn server(kind: Kind, dir: &Path) -> Server {
+    Server::start(kind, dir, KEY, SECRET).await
 }
 
 fn participants(
-    room: &DevRoom,
+    room: &Server,
     name: &str,
     count: usize,
     tweak: impl FnOnce(&mut SyntheticOptions),
@@ -58,7 +51,7 @@ fn participants(
     tokio::spawn(synthetic::run(o))
 }
 
-fn job(room: &DevRoom, name: &str, layout: &str, size: (u32, u32, u32), secs: f64, out: &Path) -> RecordJob {
+fn job(room: &Server, name: &str, layout: &str, size: (u32, u32, u32), secs: f64, out: &Path) -> RecordJob {
     let token = tessera::recorder::token::mint(KEY, SECRET, name, &format!("EG_{layout}")).unwrap();
     let layout = LayoutSet::builtin().unwrap().resolve(layout).unwrap();
     let encoding = EncodingOptions {
@@ -147,11 +140,11 @@ fn frame_at(frames: &[Vec<u8>], t: f64, fps: f64) -> &[u8] {
     &frames[((t * fps) as usize).min(frames.len() - 1)]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grid_speaker_and_single_speaker_follow_the_room() {
+both!(grid_speaker_and_single_speaker_follow_the_room);
+async fn grid_speaker_and_single_speaker_follow_the_room(kind: Kind) {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = workdir("record-layouts");
-    let room = devroom(Impairment::default()).await;
+    let room = server(kind, &dir).await;
     let pubs = participants(&room, "layouts", 4, |_| {});
     let (w, h, fps) = (640, 360, 15);
     let secs = 14.0;
@@ -263,11 +256,11 @@ fn flashes(video: &[Vec<u8>], w: u32, h: u32, fps: f64, n: usize) -> Vec<(f64, u
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audio_and_video_stay_in_sync_for_everyone_including_a_participant_who_joins_20_s_late() {
+both!(audio_and_video_stay_in_sync_for_everyone_including_a_participant_who_joins_20_s_late);
+async fn audio_and_video_stay_in_sync_for_everyone_including_a_participant_who_joins_20_s_late(kind: Kind) {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = workdir("record-sync");
-    let room = devroom(Impairment::default()).await;
+    let room = server(kind, &dir).await;
     let n = 3;
     let pubs = participants(&room, "sync", n, |o| {
         o.late_joiner = true;
@@ -286,6 +279,7 @@ async fn audio_and_video_stay_in_sync_for_everyone_including_a_participant_who_j
     let audio = audio_mono(&path, 48_000);
     let flashes = flashes(&video, w, h, fps as f64, n);
     let beeps = beeps(&audio);
+    eprintln!("beeps at {beeps:?}");
     let mut matched = vec![0; n];
     for &(t, p) in &flashes {
         let nearest = beeps.iter().copied().min_by(|a, b| (a - t).abs().total_cmp(&(b - t).abs()));
@@ -314,11 +308,11 @@ async fn audio_and_video_stay_in_sync_for_everyone_including_a_participant_who_j
     assert!(level > 0.02, "last second of audio is silent ({level})");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leaving_muting_and_a_screen_share_show_up_in_the_recording() {
+both!(leaving_muting_and_a_screen_share_show_up_in_the_recording);
+async fn leaving_muting_and_a_screen_share_show_up_in_the_recording(kind: Kind) {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = workdir("record-events");
-    let room = devroom(Impairment::default()).await;
+    let room = server(kind, &dir).await;
     let pubs = participants(&room, "events", 4, |o| {
         o.leaver = true;
         o.leave_after = Duration::from_secs(8);
@@ -398,11 +392,11 @@ async fn leaving_muting_and_a_screen_share_show_up_in_the_recording() {
     assert!(changes >= 2 && states.iter().filter(|m| **m).count() >= 3, "{timeline:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixteen_participants_record_without_dropped_frames_until_the_room_closes() {
+both!(sixteen_participants_record_without_dropped_frames_until_the_room_closes);
+async fn sixteen_participants_record_without_dropped_frames_until_the_room_closes(kind: Kind) {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = workdir("record-sixteen");
-    let room = devroom(Impairment::default()).await;
+    let room = server(kind, &dir).await;
     let pubs = participants(&room, "sixteen", 16, |o| {
         o.camera = (320, 180);
         o.fps = 10;
@@ -413,7 +407,7 @@ async fn sixteen_participants_record_without_dropped_frames_until_the_room_close
     j.duration = None;
     let recording = tokio::spawn(tessera::recorder::record(j, StopHandle::default()));
     tokio::time::sleep(Duration::from_secs(14)).await;
-    assert!(room.registry.close("sixteen"), "the room is open");
+    room.delete_room(KEY, SECRET, "sixteen").await.unwrap();
     let summary = tokio::time::timeout(Duration::from_secs(20), recording).await.unwrap().unwrap().unwrap();
     pubs.abort();
     assert!(summary.ended_by.contains("server"), "{}", summary.ended_by);
@@ -440,7 +434,10 @@ async fn sixteen_participants_record_without_dropped_frames_until_the_room_close
 async fn loss_and_jitter_are_recovered_with_nack_and_pli_and_the_recording_stays_continuous() {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = workdir("record-loss");
-    let room = devroom(Impairment { loss: 0.10, jitter: Duration::from_millis(50) }).await;
+    // devroom only: its links drop and delay packets (livekit-server's would need netem).
+    let room = Server::Dev(
+        common::rooms::devroom(KEY, SECRET, Impairment { loss: 0.10, jitter: Duration::from_millis(50) }).await,
+    );
     let pubs = participants(&room, "loss", 2, |_| {});
     let (w, h, fps) = (640, 360, 15);
     let path = dir.join("loss.mp4");
@@ -487,15 +484,29 @@ fn python() -> PathBuf {
     p
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tessera_record_records_a_python_sdk_publisher_and_finalises_on_sigint() {
+both!(tessera_record_records_a_python_sdk_publisher_and_finalises_on_sigint);
+async fn tessera_record_records_a_python_sdk_publisher_and_finalises_on_sigint(kind: Kind) {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = workdir("record-python");
-    let room = devroom(Impairment::default()).await;
+    let room = server(kind, &dir).await;
     let url = room.url();
     let mut publisher = tokio::process::Command::new(python())
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/lk_publish.py"))
-        .args(["--url", &url, "--key", KEY, "--secret", SECRET, "--room", "py", "--seconds", "20"])
+        // 1280x720: the SDK publishes three simulcast layers (320x180, 640x360, 1280x720).
+        .args([
+            "--url",
+            &url,
+            "--key",
+            KEY,
+            "--secret",
+            SECRET,
+            "--room",
+            "py",
+            "--seconds",
+            "20",
+            "--size",
+            "1280x720",
+        ])
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -512,11 +523,14 @@ async fn tessera_record_records_a_python_sdk_publisher_and_finalises_on_sigint()
         .unwrap();
     tokio::time::sleep(Duration::from_secs(10)).await;
     // Its tile is about 300 px wide: the recorder asked for, and gets, the low simulcast layer.
-    let layers = room.registry.room("py").map(|r| r.media.forwarded_layers()).unwrap_or_default();
-    assert!(
-        layers.iter().any(|(_, _, rid)| rid == "q") && layers.iter().all(|(_, _, rid)| rid == "q" || rid.is_empty()),
-        "layers forwarded: {layers:?}"
-    );
+    if let Some(dev) = room.devroom() {
+        let layers = dev.registry.room("py").map(|r| r.media.forwarded_layers()).unwrap_or_default();
+        assert!(
+            layers.iter().any(|(_, _, rid)| rid == "q")
+                && layers.iter().all(|(_, _, rid)| rid == "q" || rid.is_empty()),
+            "layers forwarded: {layers:?}"
+        );
+    }
     let pid = recorder.id().unwrap() as i32;
     // SAFETY: signalling a child we started and still own.
     unsafe { libc::kill(pid, libc::SIGINT) };
@@ -531,6 +545,11 @@ async fn tessera_record_records_a_python_sdk_publisher_and_finalises_on_sigint()
     let _ = publisher.kill().await;
     assert!(out.0.success(), "tessera record failed: {}", out.1);
     assert!(out.1.contains("participants seen: pub"), "{}", out.1);
+    // What the server forwarded, as decoded: the 320x180 layer, which fits the 320x180 frame.
+    let sizes = out.1.lines().find_map(|l| l.trim().strip_prefix("decoded at ")).unwrap_or_default().to_string();
+    let last_width: u32 =
+        sizes.rsplit(", then ").next().and_then(|s| s.split('x').next()).and_then(|w| w.parse().ok()).unwrap_or(0);
+    assert_eq!(last_width, 320, "decoded sizes: {sizes}; {}", out.1);
     let p = probe(&path);
     let d = common::f64_of(&p["format"]["duration"]);
     assert!((4.0..10.5).contains(&d), "duration {d}");
@@ -543,21 +562,22 @@ async fn tessera_record_records_a_python_sdk_publisher_and_finalises_on_sigint()
     assert!(amplitude(tail, 16_000.0, 440.0) > 0.05, "no 440 Hz tone");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_signal_connection_is_resumed_and_the_recording_goes_on() {
+both!(a_dropped_signal_connection_is_resumed_and_the_recording_goes_on);
+async fn a_dropped_signal_connection_is_resumed_and_the_recording_goes_on(kind: Kind) {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = workdir("record-resume");
-    let room = devroom(Impairment::default()).await;
+    let room = server(kind, &dir).await;
     let pubs = participants(&room, "resume", 2, |_| {});
     let (w, h, fps) = (640, 360, 15);
     let path = dir.join("resume.mp4");
-    let recording = tokio::spawn(tessera::recorder::record(
-        job(&room, "resume", "grid", (w, h, fps), 10.0, &path),
-        StopHandle::default(),
-    ));
+    // The recorder's signal connection goes through a proxy that can cut it.
+    let target = room.url().trim_start_matches("ws://").parse().unwrap();
+    let proxy = CutProxy::start(target).await;
+    let mut j = job(&room, "resume", "grid", (w, h, fps), 10.0, &path);
+    j.url = proxy.url();
+    let recording = tokio::spawn(tessera::recorder::record(j, StopHandle::default()));
     tokio::time::sleep(Duration::from_secs(4)).await;
-    // The recorder's identity is its egress id (EG_<layout> in these tests).
-    assert!(room.registry.drop_signal("resume", "EG_grid"), "the recorder is in the room");
+    proxy.cut();
     let summary = tokio::time::timeout(Duration::from_secs(30), recording).await.unwrap().unwrap().unwrap();
     pubs.abort();
     assert_eq!(summary.signal_resumed, 1, "{summary:?}");
@@ -575,4 +595,64 @@ async fn a_dropped_signal_connection_is_resumed_and_the_recording_goes_on() {
     }
     let audio = audio_mono(&path, 16_000);
     assert!(rms(&audio[8 * 16_000..9 * 16_000]) > 0.02, "silence after the drop");
+}
+
+both!(the_last_participant_leaving_closes_the_room_and_ends_the_recording);
+async fn the_last_participant_leaving_closes_the_room_and_ends_the_recording(kind: Kind) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir(&format!("record-empty-{kind:?}"));
+    let room = server(kind, &dir).await;
+    // Both leave after 5 s; the server closes the room after its empty timeout (2 s here).
+    let pubs = participants(&room, "emptying", 2, |o| o.duration = Some(Duration::from_secs(5)));
+    let path = dir.join("emptying.mp4");
+    let mut j = job(&room, "emptying", "grid", (320, 180, 15), 60.0, &path);
+    j.duration = None;
+    let summary = tokio::time::timeout(Duration::from_secs(30), record(j)).await.expect("the room closes");
+    pubs.abort();
+    assert!(summary.ended_by.contains("server"), "{}", summary.ended_by);
+    assert_eq!(summary.participants.len(), 2, "{summary:?}");
+    // What was recorded is whole: decodes cleanly and lasts about as long as the participants stayed.
+    let (ok, errors) = common::decode_errors(&path);
+    assert!(ok && errors.is_empty(), "{errors}");
+    let d = common::f64_of(&probe(&path)["format"]["duration"]);
+    assert!((3.0..9.5).contains(&d), "duration {d}");
+}
+
+/// How a recorder on another machine than its LiveKit server reaches it: livekit-server in
+/// a network namespace of its own (its own address on a veth pair), Tessera and the
+/// publishers outside it; first over UDP, then with every UDP packet to and from that
+/// host dropped, so media must come over ICE-TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_livekit_server_on_another_host_is_recorded_over_udp_and_with_udp_blocked() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    for blocked in [false, true] {
+        let dir = workdir(if blocked { "record-remote-tcp" } else { "record-remote-udp" });
+        let host = common::netns::Host::create();
+        if blocked {
+            host.block_udp();
+        }
+        let mut o = common::livekit::Options::new(KEY, SECRET);
+        o.ip = host.ip.clone();
+        o.netns = Some(host.name.clone());
+        o.tcp = true;
+        let room = Server::Real(common::livekit::LiveKit::start(&dir, &o));
+        let pubs = participants(&room, "remote", 2, |_| {});
+        let (w, h, fps) = (640, 360, 15);
+        let path = dir.join("remote.mp4");
+        let summary = record(job(&room, "remote", "grid", (w, h, fps), 8.0, &path)).await;
+        pubs.abort();
+        let how = if blocked { "UDP blocked" } else { "over UDP" };
+        assert_eq!(summary.participants.len(), 2, "{how}: {summary:?}");
+        let video = frames(&path, w, h);
+        let cells = rects("grid", 2, false, w, h);
+        let (a, b) = (frame_at(&video, 5.0, 15.0), frame_at(&video, 6.5, 15.0));
+        for r in &cells {
+            assert!(who(median(b, w, centre(*r)), 2).is_some(), "{how}: a tile without its participant");
+            assert!(moved(a, b, w, *r) > 20, "{how}: a tile froze");
+        }
+        let audio = audio_mono(&path, 16_000);
+        assert!(rms(&audio[5 * 16_000..6 * 16_000]) > 0.02, "{how}: silence");
+        drop(room);
+        drop(host);
+    }
 }

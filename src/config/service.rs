@@ -80,6 +80,32 @@ pub struct ServiceConfig {
     /// How long a finished egress stays listed by ListEgress.
     #[serde(deserialize_with = "duration")]
     pub keep_finished: Option<Duration>,
+    /// The addresses recordings' peer connections bind (LiveKit's server calls its
+    /// counterpart `rtc`).
+    pub rtc: RtcConfig,
+}
+
+/// Where the recorder's peer connections bind. Unset: loopback when `ws_url` is on
+/// loopback, else every interface over UDP and TCP (ICE-TCP for networks that block
+/// UDP). The STUN and TURN servers the LiveKit server sends are used either way.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RtcConfig {
+    /// UDP `address:port` to bind (`0.0.0.0:0`: every interface but loopback).
+    pub udp: Vec<String>,
+    /// TCP `address:port` to bind for ICE-TCP; empty with `udp` set: UDP only.
+    pub tcp: Vec<String>,
+}
+
+impl RtcConfig {
+    /// The peer connections' policy, if the config sets one.
+    pub fn network(&self) -> Option<crate::peer::Network> {
+        (!self.udp.is_empty() || !self.tcp.is_empty()).then(|| crate::peer::Network {
+            udp: self.udp.clone(),
+            tcp: self.tcp.clone(),
+            ..crate::peer::Network::loopback()
+        })
+    }
 }
 
 impl Default for ServiceConfig {
@@ -113,6 +139,7 @@ impl Default for ServiceConfig {
             browser: BrowserConfig::default(),
             drain_timeout: None,
             keep_finished: Some(Duration::from_secs(24 * 3600)),
+            rtc: RtcConfig::default(),
         }
     }
 }

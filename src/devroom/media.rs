@@ -4,6 +4,7 @@
 //! UpdateTrackSettings; SSRC, sequence numbers and timestamps are rewritten so a
 //! layer switch looks like one continuous stream, and switches wait for a keyframe.
 
+use crate::peer::Network;
 use livekit_protocol as proto;
 use proto::signal_response::Message as Out;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -444,14 +445,15 @@ impl Session {
         self.room.upgrade()
     }
 
-    fn impair(&self) -> super::impair::Impairment {
-        self.room().map(|r| r.impair).unwrap_or_default()
+    /// Loopback, with the room's impairment on what it sends to subscribers.
+    fn network(&self) -> Network {
+        Network { impair: self.room().map(|r| r.impair).unwrap_or_default(), ..Network::loopback() }
     }
 
     /// The client's offer for its publisher connection: answered with the same id.
     pub async fn on_offer(self: &Arc<Self>, offer: proto::SessionDescription) -> Result<(), String> {
         let session = Arc::downgrade(self);
-        let pc = crate::peer::get_or_create(&self.publisher, || Arc::new(PubHandler { session }), Default::default())
+        let pc = crate::peer::get_or_create(&self.publisher, || Arc::new(PubHandler { session }), &Network::loopback())
             .await?;
         let desc = RTCSessionDescription::offer(offer.sdp).map_err(|e| e.to_string())?;
         pc.set_remote_description(desc).await.map_err(|e| e.to_string())?;
@@ -680,7 +682,7 @@ impl Session {
         }
         let session = Arc::downgrade(self);
         let pc =
-            crate::peer::get_or_create(&self.subscriber, || Arc::new(SubHandler { session }), self.impair()).await?;
+            crate::peer::get_or_create(&self.subscriber, || Arc::new(SubHandler { session }), &self.network()).await?;
         let ssrc: u32 = rand::random();
         let local = Arc::new(TrackLocalStaticRTP::new(crate::peer::one_encoding_track(
             format!("{}|{}", t.publisher, t.sid),

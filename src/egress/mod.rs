@@ -275,6 +275,7 @@ impl Manager {
                 rec.backend = self.backend;
                 rec.duration = self.session_limit(&plan);
                 rec.thread_name = thread_name;
+                rec.network = self.cfg.rtc.network();
                 let l = &self.cfg.latency;
                 rec.max_wait = l.jitter_buffer_latency.unwrap_or(rec.max_wait);
                 rec.audio_delay = l.audio_mixer_latency.unwrap_or(rec.audio_delay);

@@ -2,7 +2,12 @@
 //! recorder's clock (microseconds since it started) through the sender reports
 //! the server sends for it (RTCP SR: this RTP time is this wall-clock time), so
 //! a participant's audio and video line up whatever their arrival jitter. Until
-//! a track's first report, its first packet's arrival anchors it.
+//! a track's first report, its arrivals anchor it: the earliest arrival relative to
+//! its RTP time over the track's first seconds (the shortest network delay), not
+//! the first packet's, which can come late (a connection still settling, a keyframe
+//! that was asked for). livekit-server's reports never reach us (webrtc-rs 0.21
+//! drops the whole RTCP compound they come in, see docs/architecture.md), so with
+//! it this anchor is what lines a participant's audio and video up.
 //!
 //! The server's wall clock is not ours: the offset between them is estimated
 //! from the reports' arrival (the smallest `arrival - ntp` seen, which is the
@@ -40,21 +45,28 @@ impl ServerClock {
     }
 }
 
+/// How long a track's arrivals are watched for the shortest delay.
+const LEARN_US: i64 = 3_000_000;
+
 /// One track's RTP clock.
 #[derive(Debug, Clone)]
 pub struct TrackClock {
     rate: i64,
     /// Last extended timestamp, for unwrapping.
     last: Option<i64>,
-    /// (extended RTP time, our time) of the first packet.
-    first: Option<(i64, i64)>,
+    /// Our time of the first packet.
+    first_arrival: Option<i64>,
+    /// Our time minus media time (µs) of the earliest packet so far, relative to its RTP
+    /// time (learnt over `LEARN_US` from the first packet, then fixed, so that clock drift
+    /// does not creep in).
+    anchor: Option<i64>,
     /// (extended RTP time, server time µs) of the latest sender report.
     report: Option<(i64, i64)>,
 }
 
 impl TrackClock {
     pub fn new(clock_rate: u32) -> Self {
-        Self { rate: clock_rate.max(1) as i64, last: None, first: None, report: None }
+        Self { rate: clock_rate.max(1) as i64, last: None, first_arrival: None, anchor: None, report: None }
     }
 
     /// Extends a 32-bit RTP timestamp past wraparounds (either way, for reordering).
@@ -79,12 +91,16 @@ impl TrackClock {
     /// Our time (µs) of a sample with RTP time `rtp` that arrived at `arrival_us`.
     pub fn to_local(&mut self, rtp: u32, arrival_us: i64, server: &ServerClock) -> i64 {
         let ext = self.extend(rtp);
-        let first = *self.first.get_or_insert((ext, arrival_us));
-        let (base_rtp, base_us) = match self.report.and_then(|(r, ntp)| server.to_local(ntp).map(|l| (r, l))) {
-            Some(anchor) => anchor,
-            None => first,
-        };
-        base_us + (ext - base_rtp) * 1_000_000 / self.rate
+        let media_us = ext * 1_000_000 / self.rate;
+        let first = *self.first_arrival.get_or_insert(arrival_us);
+        let offset = arrival_us - media_us;
+        if arrival_us - first <= LEARN_US || self.anchor.is_none() {
+            self.anchor = Some(self.anchor.map_or(offset, |a| a.min(offset)));
+        }
+        match self.report.and_then(|(r, ntp)| server.to_local(ntp).map(|l| (r, l))) {
+            Some((base_rtp, base_us)) => base_us + (ext - base_rtp) * 1_000_000 / self.rate,
+            None => media_us + self.anchor.unwrap_or(offset),
+        }
     }
 }
 
@@ -106,6 +122,19 @@ mod tests {
         assert_eq!(c.to_local(1000, 5_000, &server), 5_000);
         // 3000 ticks later is 33.3 ms later whatever the arrival.
         assert_eq!(c.to_local(4000, 60_000, &server), 38_333);
+    }
+
+    #[test]
+    fn without_reports_the_shortest_delay_in_the_first_seconds_anchors_the_track() {
+        let server = ServerClock::default();
+        let mut c = TrackClock::new(48_000);
+        // The first packet came 250 ms late (a burst as the connection settled).
+        assert_eq!(c.to_local(0, 250_000, &server), 250_000);
+        // 20 ms of audio later, one arrives on time: the anchor moves to it.
+        assert_eq!(c.to_local(960, 20_000, &server), 20_000);
+        assert_eq!(c.to_local(1920, 45_000, &server), 40_000);
+        // After the learning time, a quicker arrival (our clock drifting) moves nothing.
+        assert_eq!(c.to_local(48_000 * 4, 3_990_000, &server), 4_000_000);
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub struct RecordJob {
     /// CPU can be measured apart from other recordings in the same process.
     pub thread_name: String,
     pub stats: Arc<LiveStats>,
+    /// Where the peer connections bind (None: as `ConnectOptions` decides from the URL).
+    pub network: Option<crate::peer::Network>,
 }
 
 impl RecordJob {
@@ -97,6 +99,7 @@ impl RecordJob {
             images: Vec::new(),
             thread_name: "record".into(),
             stats: Arc::default(),
+            network: None,
         }
     }
 }
@@ -157,7 +160,7 @@ pub async fn record(mut job: RecordJob, stop: StopHandle) -> Result<RecordSummar
     let client = RoomClient::connect_with(
         &job.url,
         &job.token,
-        ConnectOptions { auto_subscribe: true, events: Some(events_tx) },
+        ConnectOptions { auto_subscribe: true, events: Some(events_tx), network: job.network.clone() },
     )
     .await?;
     let room_name = client.join.room.as_ref().map(|r| r.name.clone()).unwrap_or_default();

@@ -107,6 +107,8 @@ pub struct TrackReport {
     pub keyframe_requests: u64,
     pub decoded: u64,
     pub decode_errors: u64,
+    /// Decoded video sizes, each time it changed (a simulcast layer switch changes it).
+    pub sizes: Vec<(u32, u32)>,
     pub sender_reports: u64,
     /// Mean of release from the jitter buffer minus room-clock time over the frames
     /// received (µs): how far behind its clock the track is ready to decode.
@@ -185,9 +187,10 @@ pub async fn run(remote: RemoteTrack, ctx: Arc<ReceiveContext>) -> TrackReport {
     if let Some(s) = state {
         report.jitter = s.jitter.stats();
         report.mean_lag_us = s.lag_sum / s.lag_count.max(1);
-        let (decoded, errors) = s.finish();
-        report.decoded = decoded;
-        report.decode_errors = errors;
+        let d = s.finish();
+        report.decoded = d.frames;
+        report.decode_errors = d.errors;
+        report.sizes = d.sizes;
     }
     tracing::debug!(track = %report.track_sid, "track ended: {report:?}");
     report
@@ -205,7 +208,7 @@ struct Receiving {
     /// Set by the decoder thread when a frame failed to decode.
     decoder_wants_keyframe: Arc<AtomicBool>,
     to_decoder: Option<std::sync::mpsc::Sender<Encoded>>,
-    decoder: Option<std::thread::JoinHandle<(u64, u64)>>,
+    decoder: Option<std::thread::JoinHandle<Decoded>>,
     lag_sum: i64,
     lag_count: i64,
 }
@@ -281,9 +284,9 @@ impl Receiving {
         true
     }
 
-    fn finish(mut self) -> (u64, u64) {
+    fn finish(mut self) -> Decoded {
         self.to_decoder = None;
-        self.decoder.take().and_then(|t| t.join().ok()).unwrap_or((0, 0))
+        self.decoder.take().and_then(|t| t.join().ok()).unwrap_or_default()
     }
 }
 
@@ -292,15 +295,24 @@ fn opened<T>(r: Result<T, crate::decode::DecodeError>, sid: &str) -> Option<T> {
     r.map_err(|e| tracing::error!(track = %sid, "cannot decode: {e}")).ok()
 }
 
+/// What a decoder thread did.
+#[derive(Default)]
+struct Decoded {
+    frames: u64,
+    errors: u64,
+    sizes: Vec<(u32, u32)>,
+}
+
 fn decode_video(
     id: ffmpeg_next::codec::Id,
     rx: std::sync::mpsc::Receiver<Encoded>,
     store: &SharedStore,
     sid: &str,
     wants_keyframe: &AtomicBool,
-) -> (u64, u64) {
-    let Some(mut dec) = opened(VideoDecoder::new(id), sid) else { return (0, 0) };
+) -> Decoded {
+    let Some(mut dec) = opened(VideoDecoder::new(id), sid) else { return Decoded::default() };
     let (mut decoded, mut errors) = (0, 0);
+    let mut sizes = Vec::new();
     while let Ok(e) = rx.recv() {
         match dec.decode(&e.data, e.pts_us) {
             Ok(frames) => {
@@ -311,6 +323,9 @@ fn decode_video(
                 let q = s.video.entry(sid.to_string()).or_default();
                 for (pts, f) in frames {
                     decoded += 1;
+                    if sizes.last() != Some(&(f.width, f.height)) {
+                        sizes.push((f.width, f.height));
+                    }
                     q.push(pts, Arc::new(f), e.arrival_us);
                 }
             }
@@ -321,7 +336,7 @@ fn decode_video(
             }
         }
     }
-    (decoded, errors)
+    Decoded { frames: decoded, errors, sizes }
 }
 
 fn decode_audio(
@@ -329,8 +344,8 @@ fn decode_audio(
     rx: std::sync::mpsc::Receiver<Encoded>,
     store: &SharedStore,
     sid: &str,
-) -> (u64, u64) {
-    let Some(mut dec) = opened(AudioDecoder::new(id), sid) else { return (0, 0) };
+) -> Decoded {
+    let Some(mut dec) = opened(AudioDecoder::new(id), sid) else { return Decoded::default() };
     let (mut decoded, mut errors) = (0, 0);
     while let Ok(e) = rx.recv() {
         match dec.decode(&e.data) {
@@ -348,5 +363,5 @@ fn decode_audio(
             }
         }
     }
-    (decoded, errors)
+    Decoded { frames: decoded, errors, sizes: Vec::new() }
 }

@@ -6,7 +6,7 @@
 mod link;
 mod subscriber;
 
-use crate::peer::{Pc, Quiet, gathered};
+use crate::peer::{Network, Pc, Quiet, gathered};
 use bytes::Bytes;
 use livekit_protocol as proto;
 use proto::signal_request::Message as Req;
@@ -166,6 +166,32 @@ pub struct ConnectOptions {
     pub auto_subscribe: bool,
     /// Where room events go; None for a client that only publishes.
     pub events: Option<mpsc::UnboundedSender<RoomEvent>>,
+    /// Addresses to bind; None: loopback for a server on loopback, else every
+    /// interface with ICE-TCP. The server's ICE servers are added either way.
+    pub network: Option<Network>,
+}
+
+/// The policy for a server at `url` when none is given.
+fn network_for(url: &str) -> Network {
+    let host = url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    let local = host == "localhost"
+        || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if local { Network::loopback() } else { Network::any_interface() }
+}
+
+/// The server's candidates for our publisher connection, kept until the
+/// connection has the server's answer (they can arrive before it).
+#[derive(Default)]
+struct PublisherIce {
+    pc: Option<Pc>,
+    early: Vec<webrtc::peer_connection::RTCIceCandidateInit>,
+}
+
+/// A trickled candidate as the server sends it (JSON of RTCIceCandidateInit).
+fn candidate(t: &proto::TrickleRequest) -> Option<webrtc::peer_connection::RTCIceCandidateInit> {
+    serde_json::from_str(&t.candidate_init)
+        .map_err(|_| tracing::debug!("unreadable candidate: {}", t.candidate_init))
+        .ok()
 }
 
 #[derive(Default)]
@@ -180,6 +206,8 @@ pub struct RoomClient {
     out: mpsc::UnboundedSender<proto::SignalRequest>,
     pending: Arc<Mutex<Pending>>,
     publisher: tokio::sync::Mutex<Option<Pc>>,
+    publisher_ice: Arc<Mutex<PublisherIce>>,
+    network: Network,
     next_offer: Mutex<u32>,
     subscriber: mpsc::UnboundedSender<subscriber::Signal>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -218,6 +246,9 @@ impl RoomClient {
         let pending = Arc::new(Mutex::new(Pending::default()));
         let p = pending.clone();
         let events = options.events;
+        let network = options.network.unwrap_or_else(|| network_for(url)).with_ice_servers(&join.ice_servers);
+        let publisher_ice = Arc::new(Mutex::new(PublisherIce::default()));
+        let ice = publisher_ice.clone();
         let emit = {
             let events = events.clone();
             move |e: RoomEvent| {
@@ -228,7 +259,7 @@ impl RoomClient {
         };
         emit(RoomEvent::Participants(join.other_participants.clone()));
         // Server offers for the subscriber connection are answered in order by one task.
-        let (sub_tx, sub_task) = subscriber::spawn(out.clone(), events.clone());
+        let (sub_tx, sub_task) = subscriber::spawn(out.clone(), events.clone(), network.clone());
         let sub_close = sub_tx.clone();
         let route_emit = emit.clone();
         let route = move |m: Resp| -> Option<String> {
@@ -238,6 +269,23 @@ impl RoomClient {
                 }
                 Resp::Trickle(t) if t.target == proto::SignalTarget::Subscriber as i32 => {
                     let _ = sub_tx.send(subscriber::Signal::Trickle(t));
+                }
+                // LiveKit's server trickles its candidates for our publisher connection
+                // (devroom puts them in its answer).
+                Resp::Trickle(t) => {
+                    if let Some(c) = candidate(&t) {
+                        let mut ice = lock(&ice);
+                        match ice.pc.clone() {
+                            Some(pc) => {
+                                tokio::spawn(async move {
+                                    if let Err(e) = pc.add_ice_candidate(c).await {
+                                        tracing::debug!("publisher candidate refused: {e}");
+                                    }
+                                });
+                            }
+                            None => ice.early.push(c),
+                        }
+                    }
                 }
                 Resp::Update(u) => route_emit(RoomEvent::Participants(u.participants)),
                 Resp::SpeakersChanged(s) => route_emit(RoomEvent::Speakers(s.speakers)),
@@ -284,6 +332,8 @@ impl RoomClient {
             out,
             pending,
             publisher: tokio::sync::Mutex::new(None),
+            publisher_ice,
+            network,
             next_offer: Mutex::new(0),
             subscriber: sub_close,
             tasks: vec![signal, pinger, sub_task],
@@ -328,7 +378,7 @@ impl RoomClient {
             let info = reply(rx, "TrackPublished").await?;
             infos.push((cid, info));
         }
-        let pc = crate::peer::get_or_create(&self.publisher, || Arc::new(Quiet), Default::default())
+        let pc = crate::peer::get_or_create(&self.publisher, || Arc::new(Quiet), &self.network)
             .await
             .map_err(ClientError::Rtc)?;
         let rtc = |e: webrtc::error::Error| ClientError::Rtc(e.to_string());
@@ -380,6 +430,16 @@ impl RoomClient {
         }))?;
         let answer = reply(rx, "answer").await?;
         pc.set_remote_description(RTCSessionDescription::answer(answer.sdp).map_err(rtc)?).await.map_err(rtc)?;
+        let early = {
+            let mut ice = lock(&self.publisher_ice);
+            ice.pc = Some(pc.clone());
+            std::mem::take(&mut ice.early)
+        };
+        for c in early {
+            if let Err(e) = pc.add_ice_candidate(c).await {
+                tracing::debug!("publisher candidate refused: {e}");
+            }
+        }
         let mut tracks = Vec::new();
         for (sid, kind, track, ssrc, transceiver, codec) in made {
             let sender =

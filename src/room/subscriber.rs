@@ -39,6 +39,7 @@ impl PeerConnectionEventHandler for Handler {
 pub(super) fn spawn(
     out: mpsc::UnboundedSender<proto::SignalRequest>,
     events: Option<mpsc::UnboundedSender<RoomEvent>>,
+    network: crate::peer::Network,
 ) -> (mpsc::UnboundedSender<Signal>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
@@ -48,19 +49,14 @@ pub(super) fn spawn(
             match signal {
                 Signal::Offer(offer) => {
                     let events = events.clone();
-                    let pc = match crate::peer::get_or_create(
-                        &slot,
-                        move || Arc::new(Handler { events }),
-                        Default::default(),
-                    )
-                    .await
-                    {
-                        Ok(pc) => pc,
-                        Err(e) => {
-                            tracing::error!("cannot create the subscriber connection: {e}");
-                            continue;
-                        }
-                    };
+                    let pc =
+                        match crate::peer::get_or_create(&slot, move || Arc::new(Handler { events }), &network).await {
+                            Ok(pc) => pc,
+                            Err(e) => {
+                                tracing::error!("cannot create the subscriber connection: {e}");
+                                continue;
+                            }
+                        };
                     match answer(&pc, offer, &mut early).await {
                         Ok(a) => {
                             let _ = out.send(proto::SignalRequest { message: Some(Req::Answer(a)) });
@@ -69,10 +65,7 @@ pub(super) fn spawn(
                     }
                 }
                 Signal::Trickle(t) => {
-                    let Ok(init) = serde_json::from_str::<RTCIceCandidateInit>(&t.candidate_init) else {
-                        tracing::debug!("unreadable candidate: {}", t.candidate_init);
-                        continue;
-                    };
+                    let Some(init) = super::candidate(&t) else { continue };
                     let pc = slot.lock().await.clone();
                     match pc {
                         Some(pc) if pc.remote_description().await.is_some() => {

@@ -20,6 +20,12 @@ pub fn root() -> &'static Path {
 /// A server process, killed when dropped.
 pub struct Proc(Child);
 
+impl Proc {
+    pub fn new(child: Child) -> Self {
+        Self(child)
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -2,6 +2,9 @@
 #![allow(dead_code)]
 
 pub mod clouds;
+pub mod livekit;
+pub mod netns;
+pub mod rooms;
 pub mod service;
 
 use std::path::{Path, PathBuf};
@@ -142,7 +145,7 @@ pub fn amplitude(x: &[f32], rate: f32, freq: f32) -> f32 {
 }
 
 /// Beep onsets (seconds) in 48 kHz mono: where the 1 kHz amplitude rises through
-/// half the beep's after at least 200 ms without one.
+/// half the beep's after at least 50 ms without one.
 pub fn beeps(audio: &[f32]) -> Vec<f64> {
     let (win, hop) = (480, 48);
     let mut out = Vec::new();
@@ -155,7 +158,9 @@ pub fn beeps(audio: &[f32]) -> Vec<f64> {
             if quiet_since == 0 {
                 quiet_since = i.max(1);
             }
-        } else if a > 0.15 && quiet_since > 0 && i - quiet_since >= 9_600 {
+        // 50 ms of quiet before: two participants' marks can be as little as 70 ms apart
+        // (a late joiner's marks run on its own clock).
+        } else if a > 0.15 && quiet_since > 0 && i - quiet_since >= 2_400 {
             out.push(t);
             quiet_since = 0;
         } else if a > 0.15 {

@@ -25,14 +25,36 @@ pub async fn devroom() -> DevRoom {
     .unwrap()
 }
 
-pub fn participants(room: &DevRoom, name: &str, count: usize) -> tokio::task::JoinHandle<()> {
+/// devroom or livekit-server: where participants and services join.
+pub trait RoomUrl {
+    fn room_url(&self) -> String;
+}
+
+impl RoomUrl for DevRoom {
+    fn room_url(&self) -> String {
+        self.url()
+    }
+}
+
+impl RoomUrl for super::rooms::Server {
+    fn room_url(&self) -> String {
+        self.url()
+    }
+}
+
+/// The server the service tests run against, with this module's key and secret.
+pub async fn server(kind: super::rooms::Kind, dir: &Path) -> super::rooms::Server {
+    super::rooms::Server::start(kind, dir, KEY, SECRET).await
+}
+
+pub fn participants(room: &impl RoomUrl, name: &str, count: usize) -> tokio::task::JoinHandle<()> {
     participants_for(room, name, count, Duration::from_secs(90))
 }
 
 /// Synthetic participants who leave after `stay`.
-pub fn participants_for(room: &DevRoom, name: &str, count: usize, stay: Duration) -> tokio::task::JoinHandle<()> {
+pub fn participants_for(room: &impl RoomUrl, name: &str, count: usize, stay: Duration) -> tokio::task::JoinHandle<()> {
     let o = SyntheticOptions {
-        url: room.url(),
+        url: room.room_url(),
         api_key: KEY.into(),
         api_secret: SECRET.into(),
         room: name.into(),

@@ -1,0 +1,149 @@
+//! The two room servers the end-to-end tests run against: devroom (ours, with
+//! loss and jitter injection) and LiveKit's own livekit-server (the judge).
+//! A scenario is written once against [`Server`] and run on both (`both!`).
+
+use super::livekit::{LiveKit, Options};
+use std::path::Path;
+use std::time::Duration;
+use tessera::devroom::impair::Impairment;
+use tessera::devroom::{DevRoom, DevRoomConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Devroom,
+    LiveKit,
+}
+
+pub enum Server {
+    Dev(DevRoom),
+    Real(LiveKit),
+}
+
+impl Server {
+    /// Starts a server of `kind` on loopback with `key`/`secret`; an empty room closes 2 s after its last participant.
+    pub async fn start(kind: Kind, dir: &Path, key: &str, secret: &str) -> Server {
+        match kind {
+            Kind::Devroom => Server::Dev(devroom(key, secret, Impairment::default()).await),
+            Kind::LiveKit => Server::Real(LiveKit::start(dir, &Options::new(key, secret))),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            Server::Dev(d) => d.url(),
+            Server::Real(l) => l.url(),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Server::Dev(_) => Kind::Devroom,
+            Server::Real(_) => Kind::LiveKit,
+        }
+    }
+
+    pub fn devroom(&self) -> Option<&DevRoom> {
+        match self {
+            Server::Dev(d) => Some(d),
+            Server::Real(_) => None,
+        }
+    }
+
+    /// Closes a room the way an operator does: RoomService.DeleteRoom (Twirp JSON).
+    pub async fn delete_room(&self, key: &str, secret: &str, room: &str) -> Result<(), String> {
+        let http = self.url().replacen("ws://", "http://", 1);
+        let token = livekit_api::access_token::AccessToken::with_api_key(key, secret)
+            .with_identity("operator")
+            .with_grants(livekit_api::access_token::VideoGrants { room_create: true, ..Default::default() })
+            .to_jwt()
+            .map_err(|e| e.to_string())?;
+        let resp = reqwest::Client::new()
+            .post(format!("{http}/twirp/livekit.RoomService/DeleteRoom"))
+            .bearer_auth(token)
+            .header("Content-Type", "application/json")
+            .body(serde_json::json!({ "room": room }).to_string())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        if status.is_success() { Ok(()) } else { Err(format!("DeleteRoom: HTTP {status}: {body}")) }
+    }
+}
+
+pub async fn devroom(key: &str, secret: &str, impair: Impairment) -> DevRoom {
+    DevRoom::start(DevRoomConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        api_key: key.into(),
+        api_secret: secret.into(),
+        empty_timeout: Duration::from_secs(2),
+        impair,
+    })
+    .await
+    .unwrap()
+}
+
+/// One `#[tokio::test]` per server for a scenario `async fn name(kind: Kind)`:
+/// `name::devroom` and `name::livekit`.
+#[macro_export]
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn devroom() {
+                super::$name($crate::common::rooms::Kind::Devroom).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn livekit() {
+                super::$name($crate::common::rooms::Kind::LiveKit).await
+            }
+        }
+    };
+}
+
+/// A TCP proxy in front of a server's signal port whose connections can be cut
+/// (a broken network path, not a server that said goodbye).
+pub struct CutProxy {
+    pub port: u16,
+    cut: tokio::sync::watch::Sender<u32>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CutProxy {
+    pub async fn start(target: std::net::SocketAddr) -> CutProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, rx) = tokio::sync::watch::channel(0u32);
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut rx = rx.clone();
+                rx.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = rx.changed() => {}
+                    }
+                    // Dropped without a close handshake on the WebSocket: a cut, not a leave.
+                });
+            }
+        });
+        CutProxy { port, cut, task }
+    }
+
+    /// The URL to give clients instead of the server's.
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    /// Cuts every connection open now (new ones go through).
+    pub fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
