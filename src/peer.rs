@@ -102,7 +102,7 @@ pub async fn new_pc(handler: Arc<dyn PeerConnectionEventHandler>, network: &Netw
         .map_err(|e| e.to_string())?
         .with(rtc::interceptor::Slot::from(14_000), KeyframeRequests::default())
         // Wire-most, below the NACK responder's history, so what it drops can be resent.
-        .with(rtc::interceptor::Slot::from(500), crate::devroom::impair::ImpairedLink::new(network.impair.clone()));
+        .with(rtc::interceptor::Slot::from(500), crate::devroom::impair::ImpairedLink::new(network.impair));
     let se = SettingEngineBuilder::new().with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled).build();
     let config = RTCConfigurationBuilder::new().with_ice_servers(network.ice_servers.clone()).build();
     let pc = PeerConnectionBuilder::new()

@@ -461,12 +461,23 @@ impl Session {
         let answer = pc.create_answer(None).await.map_err(|e| e.to_string())?;
         pc.set_local_description(answer).await.map_err(|e| e.to_string())?;
         let local = gathered(&pc).await?;
+        // As livekit-server does: the answer without candidates, then each one trickled.
+        let (sdp, candidates) = split_candidates(&local.sdp);
         self.signal.send(Out::Answer(proto::SessionDescription {
             r#type: "answer".into(),
-            sdp: local.sdp,
+            sdp,
             id: offer.id,
             ..Default::default()
         }));
+        let last = candidates.len();
+        for (i, c) in candidates.into_iter().enumerate() {
+            let init = serde_json::json!({ "candidate": c, "sdpMid": "0", "sdpMLineIndex": 0 });
+            self.signal.send(Out::Trickle(proto::TrickleRequest {
+                candidate_init: init.to_string(),
+                target: proto::SignalTarget::Publisher as i32,
+                r#final: i + 1 == last,
+            }));
+        }
         Ok(())
     }
 
@@ -787,4 +798,31 @@ impl Session {
             let _ = pc.close().await;
         }
     }
+}
+
+/// An SDP without its candidate lines, and the first media section's candidates
+/// (`candidate:...`; every section shares them under BUNDLE).
+fn split_candidates(sdp: &str) -> (String, Vec<String>) {
+    let mut out = String::with_capacity(sdp.len());
+    let mut candidates = Vec::new();
+    let mut section = 0;
+    for line in sdp.split_inclusive('\n') {
+        let l = line.trim_end();
+        if l.starts_with("m=") {
+            section += 1;
+        }
+        if let Some(c) = l.strip_prefix("a=") {
+            if c.starts_with("candidate:") {
+                if section == 1 {
+                    candidates.push(c.to_string());
+                }
+                continue;
+            }
+            if c == "end-of-candidates" {
+                continue;
+            }
+        }
+        out.push_str(line);
+    }
+    (out, candidates)
 }
