@@ -636,7 +636,11 @@ async fn session_limits_empty_rooms_and_closing_rooms_end_jobs_like_livekit(kind
     let (limited, closing, empty) = (start("limited").await, start("closing").await, start("nobody").await);
     // Nobody is in this room: stopped before any media, it is ABORTED and leaves no file.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    call(Sdk::Node, &url, SECRET, "stopEgress", json!({ "egressId": empty })).await.unwrap();
+    // livekit-server closes a room nobody joined after its empty timeout (2 s here), the
+    // recorder in it or not, so there the job may have ended by itself before the stop.
+    if let Err(e) = call(Sdk::Node, &url, SECRET, "stopEgress", json!({ "egressId": empty })).await {
+        assert!(kind == Kind::LiveKit && e["code"] == "failed_precondition", "{e}");
+    }
     let aborted = wait_for(Sdk::Node, &url, &empty, "aborted", |i| status(i) != "EGRESS_ENDING").await;
     assert_eq!(status(&aborted), "EGRESS_ABORTED", "{aborted}");
     assert!(aborted["error"].as_str().unwrap().contains("never became recordable"), "{aborted}");
@@ -701,7 +705,8 @@ async fn audio_only_composites_write_ogg_and_mp3_with_every_participants_tone_an
     for id in &ids {
         assert_eq!(job_metric(&url, "job_frames_rendered", id).await, 0.0);
         let cpu = job_metric(&url, "job_cpu_seconds", id).await;
-        assert!(cpu < 1.0, "an audio-only job used {cpu} CPU-s in 10 s");
+        // A video job of the same room uses over 5 (and a slow, shared host has been seen at 1.15).
+        assert!(cpu < 2.0, "an audio-only job used {cpu} CPU-s in 10 s");
     }
     for id in &ids {
         call(Sdk::Node, &url, SECRET, "stopEgress", json!({ "egressId": id })).await.unwrap();
