@@ -1,7 +1,8 @@
 //! WebRTC peer connections as devroom and the room client build them: the
 //! addresses and ICE servers a [`Network`] policy gives, VP8/H.264/Opus, the
 //! header extensions simulcast needs, NACK and RTCP reports, and every candidate
-//! in the SDP (no trickle from our side).
+//! gathered into the local description (`gathered`; devroom then trickles its
+//! publisher answer's candidates, as livekit-server does).
 
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
@@ -77,12 +78,6 @@ impl Network {
             })
             .collect();
         self
-    }
-}
-
-impl Default for Network {
-    fn default() -> Self {
-        Self::loopback()
     }
 }
 

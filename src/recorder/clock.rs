@@ -54,19 +54,17 @@ pub struct TrackClock {
     rate: i64,
     /// Last extended timestamp, for unwrapping.
     last: Option<i64>,
-    /// Our time of the first packet.
-    first_arrival: Option<i64>,
-    /// Our time minus media time (µs) of the earliest packet so far, relative to its RTP
-    /// time (learnt over `LEARN_US` from the first packet, then fixed, so that clock drift
-    /// does not creep in).
-    anchor: Option<i64>,
+    /// (our time of the first packet, the smallest of our time minus media time (µs) so
+    /// far): the anchor, learnt over `LEARN_US` from the first packet, then fixed, so that
+    /// clock drift does not creep in.
+    anchor: Option<(i64, i64)>,
     /// (extended RTP time, server time µs) of the latest sender report.
     report: Option<(i64, i64)>,
 }
 
 impl TrackClock {
     pub fn new(clock_rate: u32) -> Self {
-        Self { rate: clock_rate.max(1) as i64, last: None, first_arrival: None, anchor: None, report: None }
+        Self { rate: clock_rate.max(1) as i64, last: None, anchor: None, report: None }
     }
 
     /// Extends a 32-bit RTP timestamp past wraparounds (either way, for reordering).
@@ -92,14 +90,14 @@ impl TrackClock {
     pub fn to_local(&mut self, rtp: u32, arrival_us: i64, server: &ServerClock) -> i64 {
         let ext = self.extend(rtp);
         let media_us = ext * 1_000_000 / self.rate;
-        let first = *self.first_arrival.get_or_insert(arrival_us);
         let offset = arrival_us - media_us;
-        if arrival_us - first <= LEARN_US || self.anchor.is_none() {
-            self.anchor = Some(self.anchor.map_or(offset, |a| a.min(offset)));
+        let (first, anchor) = self.anchor.get_or_insert((arrival_us, offset));
+        if arrival_us - *first <= LEARN_US {
+            *anchor = (*anchor).min(offset);
         }
         match self.report.and_then(|(r, ntp)| server.to_local(ntp).map(|l| (r, l))) {
             Some((base_rtp, base_us)) => base_us + (ext - base_rtp) * 1_000_000 / self.rate,
-            None => media_us + self.anchor.unwrap_or(offset),
+            None => media_us + *anchor,
         }
     }
 }

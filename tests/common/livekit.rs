@@ -37,8 +37,6 @@ pub struct Options {
     pub ip: String,
     /// ICE over TCP on a port of its own (off: UDP only).
     pub tcp: bool,
-    /// Its embedded TURN server over UDP.
-    pub turn: bool,
     /// Runs in this network namespace (`ip netns exec NAME`).
     pub netns: Option<String>,
     /// Redis, for egress dispatch (Egress API, psrpc).
@@ -53,7 +51,6 @@ impl Options {
             empty_timeout: 2,
             ip: "127.0.0.1".into(),
             tcp: false,
-            turn: false,
             netns: None,
             redis: None,
         }
@@ -63,9 +60,6 @@ impl Options {
 /// A running livekit-server, killed when dropped (its log printed if the test is failing).
 pub struct LiveKit {
     pub port: u16,
-    pub udp_port: u16,
-    pub tcp_port: u16,
-    pub turn_port: u16,
     pub ip: String,
     log: PathBuf,
     _proc: Proc,
@@ -74,20 +68,13 @@ pub struct LiveKit {
 impl LiveKit {
     pub fn start(dir: &Path, o: &Options) -> LiveKit {
         let bin = binary();
-        let (port, udp_port, tcp_port, turn_port) = (free_port(), free_udp_port(), free_port(), free_udp_port());
+        let (port, udp_port, tcp_port) = (free_port(), free_udp_port(), free_port());
         let tcp = if o.tcp { format!("  tcp_port: {tcp_port}\n") } else { "  tcp_port: 0\n".into() };
         let redis = o.redis.as_ref().map(|r| format!("redis:\n  address: {r}\n")).unwrap_or_default();
-        let turn = if o.turn {
-            format!(
-                "turn:\n  enabled: true\n  udp_port: {turn_port}\n  relay_range_start: 31000\n  relay_range_end: 31100\n  allowed_peer_ips: [127.0.0.0/8, 10.0.0.0/8]\n"
-            )
-        } else {
-            String::new()
-        };
         let config = format!(
             "port: {port}\nbind_addresses: [{ip}]\nlog_level: info\nkeys:\n  {key}: {secret}\n\
              rtc:\n  udp_port: {udp_port}\n{tcp}  use_external_ip: false\n  node_ip: {ip}\n{loopback}\
-             room:\n  auto_create: true\n  empty_timeout: {empty}\n  departure_timeout: {empty}\n{redis}{turn}",
+             room:\n  auto_create: true\n  empty_timeout: {empty}\n  departure_timeout: {empty}\n{redis}",
             ip = o.ip,
             // Loopback candidates on loopback only: with them on, a server on a host of its
             // own never completes ICE with anyone (LiveKit's SDKs included).
@@ -116,7 +103,7 @@ impl LiveKit {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let proc = Proc::new(child);
-        let server = LiveKit { port, udp_port, tcp_port, turn_port, ip: o.ip.clone(), log, _proc: proc };
+        let server = LiveKit { port, ip: o.ip.clone(), log, _proc: proc };
         server.wait_ready();
         server
     }
@@ -124,11 +111,6 @@ impl LiveKit {
     /// The signal URL (ws://ip:port).
     pub fn url(&self) -> String {
         format!("ws://{}:{}", self.ip, self.port)
-    }
-
-    /// The HTTP URL (RoomService, Egress API).
-    pub fn http(&self) -> String {
-        format!("http://{}:{}", self.ip, self.port)
     }
 
     pub fn log(&self) -> String {

@@ -35,13 +35,6 @@ impl Server {
         }
     }
 
-    pub fn kind(&self) -> Kind {
-        match self {
-            Server::Dev(_) => Kind::Devroom,
-            Server::Real(_) => Kind::LiveKit,
-        }
-    }
-
     pub fn devroom(&self) -> Option<&DevRoom> {
         match self {
             Server::Dev(d) => Some(d),

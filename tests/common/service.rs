@@ -6,23 +6,15 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use tessera::devroom::DevRoom;
 use tessera::devroom::impair::Impairment;
 use tessera::devroom::synthetic::{self, SyntheticOptions};
-use tessera::devroom::{DevRoom, DevRoomConfig};
 
 pub const KEY: &str = "devkey";
 pub const SECRET: &str = "egress-test-secret-egress-test-secret";
 
 pub async fn devroom() -> DevRoom {
-    DevRoom::start(DevRoomConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        api_key: KEY.into(),
-        api_secret: SECRET.into(),
-        empty_timeout: Duration::from_secs(2),
-        impair: Impairment::default(),
-    })
-    .await
-    .unwrap()
+    super::rooms::devroom(KEY, SECRET, Impairment::default()).await
 }
 
 /// devroom or livekit-server: where participants and services join.
