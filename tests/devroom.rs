@@ -2,6 +2,8 @@
 //! (installed by scripts/test-peers.sh), raw WebSocket and HTTP clients for bad
 //! input, and a join/leave loop that must leave nothing behind.
 
+mod common;
+
 use futures_util::{SinkExt, StreamExt};
 use livekit_api::access_token::{AccessToken, VideoGrants};
 use livekit_protocol as proto;
@@ -331,70 +333,17 @@ async fn a_python_subscriber_receives_synthetic_participants_their_mutes_and_lea
     drained(&room).await;
 }
 
-/// A free loopback port (for helper servers that cannot report theirs).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn livekit_client_in_chromium_publishes_for_30_s_and_a_python_subscriber_receives() {
     let room = start().await;
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    assert!(
-        root.join("target/peers-node/node_modules/livekit-client/dist/livekit-client.umd.js").exists(),
-        "run scripts/test-peers.sh (make test does) to install livekit-client and Chromium"
-    );
-    // The page and the SDK, served from the repository on loopback.
-    let port = free_port();
-    let _http = tokio::process::Command::new(python())
-        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
-        .arg(&root)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
     let t = token("browser", "web", SECRET, Duration::from_secs(600));
-    let profile = std::env::temp_dir().join(format!("tessera-chromium-{}", std::process::id()));
-    let page =
-        format!("http://127.0.0.1:{port}/tests/peers/browser_publish.html?url={}&seconds=30&token={t}", room.url());
-    let browser = tokio::process::Command::new("chromium")
-        .args([
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--autoplay-policy=no-user-gesture-required",
-            // Loopback candidates, in the clear (no mDNS names): everything here is on 127.0.0.1.
-            "--allow-loopback-in-peer-connection",
-            "--disable-features=WebRtcHideLocalIpsWithMdns",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(&page)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("chromium runs (scripts/test-peers.sh installs it)");
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut browser = common::browser::BrowserPublisher::start(&room.url(), &t, &[("seconds", "30")]).await;
+    browser.wait_for("PUBLISHED", Duration::from_secs(30)).await;
     let out = peer("lk_subscribe.py", &room.url(), "web", &["--seconds", "28", "--hidden"]).output().await.unwrap();
     let s = summary(&out);
-    // Let the page report its state at 30 s, then read its log.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut browser = browser;
-    let _ = browser.start_kill();
-    let log = browser.wait_with_output().await.unwrap();
-    let console: Vec<String> = String::from_utf8_lossy(&log.stderr)
-        .lines()
-        .filter_map(|l| l.split("\"TESSERA ").nth(1).and_then(|r| r.split('"').next()).map(str::to_string))
-        .collect();
-    let _ = std::fs::remove_dir_all(&profile);
+    // The page reports its state at 30 s.
+    browser.wait_for("STATE", Duration::from_secs(15)).await;
+    let console = browser.stop().await;
     assert!(console.contains(&"PUBLISHED".to_string()), "the page did not publish: {console:?}");
     assert!(console.contains(&"STATE connected".to_string()), "the page was not connected after 30 s: {console:?}");
     assert!(!console.iter().any(|l| l.starts_with("ERROR") || l.starts_with("DISCONNECTED")), "{console:?}");

@@ -196,18 +196,23 @@ async fn livekit_sdks_start_list_switch_layout_and_stop_a_room_composite_with_we
     );
     let switch_s = (switched_at - started) as f64 / 1e9;
     let video = frames(&node_file, w, h);
-    let at = |t: f64| &video[((t * 15.0) as usize).min(video.len() - 1)];
+    // Every frame of a stretch is read, not a few samples: a participant flashes white for 100 ms every 5 s
+    // (and becomes the speaker then), and samples spaced near a multiple of 5 s can all land on flashes.
+    let stretch = |from: f64, to: f64| -> Vec<Vec<Option<usize>>> {
+        let (a, b) = ((from * 15.0) as usize, ((to * 15.0) as usize).min(video.len()));
+        video[a.min(b)..b].iter().map(|f| cells(f, 2, w, h)).collect()
+    };
+    let share = |v: &[Vec<Option<usize>>], f: &dyn Fn(&Vec<Option<usize>>) -> bool| {
+        v.iter().filter(|c| f(c)).count() as f64 / v.len().max(1) as f64
+    };
     // Before the switch: the two participants side by side; after it: one fills the frame.
-    let before: Vec<_> = (1..8).map(|k| switch_s * k as f64 / 9.0).map(|t| cells(at(t), 2, w, h)).collect();
     // (Grid orders tiles by who spoke last, so either may be on the left.)
+    let before = stretch(0.5, switch_s - 0.5);
     let both = |c: &Vec<Option<usize>>| c.contains(&Some(0)) && c.contains(&Some(1));
-    assert!(before.iter().filter(|c| both(c)).count() >= 6, "grid before: {before:?}");
-    let after: Vec<_> = (1..8)
-        .map(|k| switch_s + 0.5 + (secs - switch_s - 1.0) * k as f64 / 8.0)
-        .map(|t| cells(at(t), 2, w, h))
-        .collect();
-    let full = after.iter().filter(|c| c[0].is_some() && c[0] == c[1]).count();
-    assert!(full >= 6, "single-speaker after {switch_s:.1} s: {after:?}");
+    assert!(before.len() > 30 && share(&before, &both) >= 0.85, "grid before: {before:?}");
+    let after = stretch(switch_s + 0.5, secs - 0.5);
+    let full = |c: &Vec<Option<usize>>| c[0].is_some() && c[0] == c[1];
+    assert!(after.len() > 30 && share(&after, &full) >= 0.85, "single-speaker after {switch_s:.1} s: {after:?}");
     assert!(rms(&audio_mono(&node_file, 16_000)) > 0.02, "the room's audio is in the file");
 
     // Webhooks: started, updated (active, ending) and ended for each, validly signed, in order.
@@ -1072,16 +1077,22 @@ fn check_images(done: &Value, out: &Path, file: &Path) {
         assert!(ok && errors.is_empty(), "{path:?}: {errors}");
     }
     assert!(!out.join(format!("img/snap_{count:05}.jpeg")).exists());
-    // The picture is the composite's: the same participants as the file at that time.
-    let jpeg = frames(&out.join("img/snap_00002.jpeg"), 320, 180).remove(0);
-    let seen: Vec<usize> = rects("grid", 2, 320, 180)
-        .iter()
-        .filter_map(|r| {
-            let c = centre(*r);
-            who(common::median_rgb(&jpeg, 320, c.x, c.y, c.w, c.h), 2)
+    // The pictures are the composite's: both participants. (One image in a few may catch a participant's
+    // 100 ms white flash, so all but one must show both.)
+    let both = (2..count)
+        .filter(|k| {
+            let jpeg = frames(&out.join(format!("img/snap_{k:05}.jpeg")), 320, 180).remove(0);
+            let seen: Vec<usize> = rects("grid", 2, 320, 180)
+                .iter()
+                .filter_map(|r| {
+                    let c = centre(*r);
+                    who(common::median_rgb(&jpeg, 320, c.x, c.y, c.w, c.h), 2)
+                })
+                .collect();
+            seen.len() == 2
         })
-        .collect();
-    assert_eq!(seen.len(), 2, "both participants in the image: {seen:?}");
+        .count();
+    assert!(count >= 4 && both + 3 >= count, "both participants in {both} of images 2 to {}", count - 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

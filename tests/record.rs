@@ -653,3 +653,73 @@ async fn a_livekit_server_on_another_host_is_recorded_over_udp_and_with_udp_bloc
         drop(host);
     }
 }
+
+both!(a_browser_publisher_s_simulcast_layer_follows_its_tile_when_the_layout_changes);
+async fn a_browser_publisher_s_simulcast_layer_follows_its_tile_when_the_layout_changes(kind: Kind) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir(&format!("record-browser-simulcast-{kind:?}"));
+    let room = server(kind, &dir).await;
+    // livekit-client in Chromium, 1280x720 at 15 fps: three layers, 320x180, 640x360 and 1280x720.
+    // Its tone is the loudest in the room, so single-speaker shows it.
+    let grants = livekit_api::access_token::VideoGrants { room_join: true, room: "web".into(), ..Default::default() };
+    let token = livekit_api::access_token::AccessToken::with_api_key(KEY, SECRET)
+        .with_identity("browser")
+        .with_grants(grants)
+        .to_jwt()
+        .unwrap();
+    // (A loaded machine would scale its layers down; it drops frames instead.)
+    let query = [
+        ("seconds", "60"),
+        ("size", "1280x720"),
+        ("fps", "15"),
+        ("gain", "0.9"),
+        ("degradation", "maintain-resolution"),
+    ];
+    let mut browser = common::browser::BrowserPublisher::start(&room.url(), &token, &query).await;
+    browser.wait_for("PUBLISHED", Duration::from_secs(40)).await;
+    let layers = browser.wait_for("LAYERS", Duration::from_secs(5)).await;
+    assert_eq!(layers, "LAYERS q:320x180,h:640x360,f:1280x720");
+    let others = participants(&room, "web", 3, |o| o.duration = Some(Duration::from_secs(45)));
+
+    // A grid of four at 640x360 (tiles of about 308x168, the low layer), then single-speaker (the
+    // browser full frame, the middle layer), switched as UpdateLayout switches a job's layout.
+    let out = dir.join("browser.mp4");
+    let (w, h) = (640, 360);
+    let job = job(&room, "web", "grid", (w, h, 15), 26.0, &out);
+    let live = job.layout.clone();
+    let spawned = std::time::Instant::now();
+    let recording = tokio::spawn(record(job));
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    live.set(LayoutSet::builtin().unwrap().resolve("single-speaker").unwrap());
+    let switched = spawned.elapsed().as_secs_f64();
+    let s = recording.await.unwrap();
+    let console = browser.stop().await;
+    others.abort();
+    assert!(!console.iter().any(|l| l.starts_with("DISCONNECTED")), "{console:?}");
+
+    // What the server forwarded, as decoded: the low layer while the tile was small, then the middle one.
+    let video = s.tracks.iter().find(|t| t.participant_identity == "browser" && t.mime.starts_with("video"));
+    let sizes = &video.unwrap_or_else(|| panic!("no browser video: {:?}", s.tracks)).sizes;
+    eprintln!("{kind:?}: the browser's video decoded at {sizes:?}, layout switched {switched:.1} s in");
+    let low = sizes.iter().position(|&s| s == (320, 180));
+    assert!(
+        low.is_some() && sizes.last() == Some(&(640, 360)) && low < sizes.iter().rposition(|&s| s == (640, 360)),
+        "decoded sizes {sizes:?}"
+    );
+
+    // And in the picture: the browser's blue in one of four tiles, then filling the frame.
+    // (The switch is at `switched` s after the job started, less the join and first frame, in file time.)
+    let frames = frames(&out, w, h);
+    let ready = s.first_frame_after.map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let blue = |f: &[u8], r: Rect| dist(median(f, w, r), [0, 128, 255]) < 60;
+    let tiles = rects("grid", 4, false, w, h);
+    let before: Vec<bool> = (20..((switched - ready - 2.5) * 15.0) as usize)
+        .filter_map(|i| frames.get(i))
+        .map(|f| tiles.iter().filter(|r| blue(f, centre(**r))).count() == 1)
+        .collect();
+    assert!(before.len() > 40 && before.iter().filter(|b| **b).count() * 10 >= before.len() * 9, "grid: {before:?}");
+    let after: Vec<bool> = (((switched + 1.5) * 15.0) as usize..frames.len().saturating_sub(8))
+        .map(|i| blue(&frames[i], Rect::new(w / 4, h / 4, w / 2, h / 2)))
+        .collect();
+    assert!(after.len() > 40 && after.iter().filter(|b| **b).count() * 10 >= after.len() * 9, "full: {after:?}");
+}

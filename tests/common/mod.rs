@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: decoding outputs with the real FFmpeg.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod clouds;
 pub mod livekit;
 pub mod netns;
