@@ -26,6 +26,7 @@ test: setup
 
 lint: setup
 	$(CARGO) fmt --check
+	scripts/module-cycles.py
 	$(CARGO) clippy --release --all-targets -- -D warnings
 
 bench: setup

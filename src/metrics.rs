@@ -73,7 +73,7 @@ fn gather(m: &Manager) -> Result<String, prometheus::Error> {
     // Only browser jobs start processes; a scrape of native jobs reads no /proc tree.
     let processes =
         jobs.iter().any(|j| j.is_active() && !j.stats.children().is_empty()).then(crate::usage::ProcessTable::read);
-    let now = crate::egress::unix_ns();
+    let now = crate::time::unix_ns();
     for j in jobs.iter().filter(|j| j.is_active()) {
         let l = [j.id.as_str()];
         let tree = processes.as_ref().map(|p| p.usage(&j.stats.children())).unwrap_or_default();

@@ -8,6 +8,7 @@ use crate::output::OutputError;
 use crate::output::mp4::Mp4Writer;
 use crate::output::mux::MuxWriter;
 use crate::output::stream::PacketSink;
+use crate::recording::{Media, Outputs, RecordingSpec};
 use crate::render::RenderedFrame;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,16 +26,6 @@ pub enum PipelineError {
     Gone,
     #[error("{0}")]
     Unsupported(String),
-}
-
-/// Where a job's encoded packets go: a file (MP4, OGG, MP3 by its extension) and
-/// packet sinks (streams).
-#[derive(Clone, Default)]
-pub struct Outputs {
-    pub file: Option<PathBuf>,
-    pub sinks: Vec<Arc<dyn PacketSink>>,
-    /// Image outputs, offered every composite frame before it is encoded.
-    pub images: Vec<Arc<crate::output::images::ImageSink>>,
 }
 
 /// The file formats a job writes, chosen by the file's extension.
@@ -120,40 +111,41 @@ pub struct Summary {
     pub file_error: Option<String>,
 }
 
+/// Whether the encoder may hold frames back to look ahead (x264's lookahead, B-frames).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Latency {
+    Lookahead,
+    Live,
+}
+
 pub struct EncodePipeline {
     tx: Option<SyncSender<Msg>>,
     handle: Option<JoinHandle<Result<Summary, PipelineError>>>,
 }
 
 impl EncodePipeline {
-    /// Opens encoders and the MP4 file, then starts the encode thread.
-    pub fn start(opts: &EncodingOptions, path: &Path, video: bool, audio: bool) -> Result<Self, PipelineError> {
-        Self::start_with(opts, path, video, audio, false)
-    }
-
-    /// As `start`; `low_latency` makes every frame's packet come out as it is encoded
-    /// (no lookahead), for live sources.
-    pub fn start_with(
-        opts: &EncodingOptions,
-        path: &Path,
-        video: bool,
-        audio: bool,
-        low_latency: bool,
-    ) -> Result<Self, PipelineError> {
+    /// Opens encoders and the file for audio and video from a source that is not live
+    /// (the encoder may look ahead), then starts the encode thread.
+    pub fn start(opts: &EncodingOptions, path: &Path) -> Result<Self, PipelineError> {
         let outputs = Outputs { file: Some(path.to_path_buf()), ..Outputs::default() };
-        Self::start_named(opts, &outputs, video, audio, low_latency, "encode")
+        Self::open(opts, &outputs, Media::AudioVideo, Latency::Lookahead, "encode")
     }
 
-    /// As `start_with`, naming the encode thread (FFmpeg's worker threads inherit the
-    /// name, so a job's CPU can be told apart from another's in one process).
-    pub fn start_named(
+    /// Opens what `spec` asks for, for a live source: every frame's packet comes out as it
+    /// is encoded. The encode thread is named `thread_name` (FFmpeg's worker threads inherit
+    /// the name, so a job's CPU can be told apart from another's in one process).
+    pub fn start_live(spec: &RecordingSpec, thread_name: &str) -> Result<Self, PipelineError> {
+        Self::open(&spec.encoding, &spec.outputs, spec.media, Latency::Live, thread_name)
+    }
+
+    fn open(
         opts: &EncodingOptions,
         outputs: &Outputs,
-        video: bool,
-        audio: bool,
-        low_latency: bool,
+        media: Media,
+        latency: Latency,
         thread_name: &str,
     ) -> Result<Self, PipelineError> {
+        let (video, audio, low_latency) = (media.video(), media.audio(), latency == Latency::Live);
         let format = outputs.file.as_deref().map(FileFormat::for_path).unwrap_or(FileFormat::Mp4);
         if video && format != FileFormat::Mp4 {
             return Err(PipelineError::Unsupported(format!(

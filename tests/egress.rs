@@ -155,7 +155,7 @@ async fn livekit_sdks_start_list_switch_layout_and_stop_a_room_composite_with_we
         call(Sdk::Node, &url, SECRET, "updateLayout", json!({ "egressId": node_id, "layout": "single-speaker" }))
             .await
             .unwrap();
-    let switched_at = tessera::egress::unix_ns();
+    let switched_at = tessera::time::unix_ns();
     assert_eq!(switched["roomComposite"]["layout"], "single-speaker");
     let bad = call(Sdk::Node, &url, SECRET, "updateLayout", json!({ "egressId": node_id, "layout": "mosaic" })).await;
     assert_eq!(bad.unwrap_err()["code"], "invalid_argument");
@@ -163,9 +163,9 @@ async fn livekit_sdks_start_list_switch_layout_and_stop_a_room_composite_with_we
     let e = call(Sdk::Node, &url, SECRET, "updateStream", remove).await.unwrap_err();
     assert!(e["code"] == "invalid_argument" && e["message"].as_str().unwrap().contains("not one of"), "{e}");
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let stop_sent = tessera::egress::unix_ns();
+    let stop_sent = tessera::time::unix_ns();
     let stopping = call(Sdk::Node, &url, SECRET, "stopEgress", json!({ "egressId": node_id })).await.unwrap();
-    let stop_answered = tessera::egress::unix_ns();
+    let stop_answered = tessera::time::unix_ns();
     assert_eq!(status(&stopping), "EGRESS_ENDING");
     let stopping = call(Sdk::Python, &url, SECRET, "stopEgress", json!({ "egressId": py_id })).await.unwrap();
     assert_eq!(status(&stopping), "EGRESS_ENDING");
@@ -399,7 +399,7 @@ async fn bad_requests_get_the_right_twirp_code_and_a_message_naming_the_problem(
     );
     let expired = {
         use jsonwebtoken::{EncodingKey, Header, encode};
-        let now = tessera::egress::unix_ns() / 1_000_000_000;
+        let now = tessera::time::unix_ns() / 1_000_000_000;
         let c = livekit_api::access_token::Claims {
             exp: (now - 3600) as usize,
             iss: KEY.into(),

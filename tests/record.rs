@@ -14,11 +14,12 @@ use common::{amplitude, audio_mono, beeps, dist, frames, probe, stream, who, wor
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tessera::config::EncodingOptions;
-use tessera::devroom::impair::Impairment;
 use tessera::devroom::synthetic::{self, SyntheticOptions};
 use tessera::layout::{LayoutSet, TileKind, TileSource, compose};
+use tessera::peer::impair::Impairment;
 use tessera::preview::synthetic::tone_hz;
-use tessera::recorder::{RecordJob, RecordSummary, StopHandle};
+use tessera::recorder::{RecordJob, RecordSummary};
+use tessera::recording::StopHandle;
 use tessera::scene::Rect;
 
 const KEY: &str = "devkey";
@@ -63,7 +64,7 @@ fn job(room: &Server, name: &str, layout: &str, size: (u32, u32, u32), secs: f64
         ..Default::default()
     };
     let mut j = RecordJob::new(&room.url(), &token, layout, encoding, out);
-    j.duration = Some(Duration::from_secs_f64(secs));
+    j.spec.limit = Some(Duration::from_secs_f64(secs));
     j.backend = tessera::render::Backend::Cpu;
     j
 }
@@ -404,13 +405,13 @@ async fn sixteen_participants_record_without_dropped_frames_until_the_room_close
     let (w, h, fps) = (1280, 720, 15);
     let path = dir.join("sixteen.mp4");
     let mut j = job(&room, "sixteen", "grid", (w, h, fps), 60.0, &path);
-    j.duration = None;
+    j.spec.limit = None;
     let recording = tokio::spawn(tessera::recorder::record(j, StopHandle::default()));
     tokio::time::sleep(Duration::from_secs(14)).await;
     room.delete_room(KEY, SECRET, "sixteen").await.unwrap();
     let summary = tokio::time::timeout(Duration::from_secs(20), recording).await.unwrap().unwrap().unwrap();
     pubs.abort();
-    assert!(summary.ended_by.contains("server"), "{}", summary.ended_by);
+    assert!(summary.ended_by.to_string().contains("server"), "{}", summary.ended_by);
     assert_eq!(summary.participants.len(), 16, "{summary:?}");
     // Every tick is a frame: as many frames as the duration holds, evenly spaced.
     let expected = (summary.duration_s * fps as f64).round() as u64;
@@ -581,7 +582,7 @@ async fn a_dropped_signal_connection_is_resumed_and_the_recording_goes_on(kind: 
     let summary = tokio::time::timeout(Duration::from_secs(30), recording).await.unwrap().unwrap().unwrap();
     pubs.abort();
     assert_eq!(summary.signal_resumed, 1, "{summary:?}");
-    assert_eq!(summary.ended_by, "the duration ended");
+    assert_eq!(summary.ended_by, tessera::recording::EndReason::DurationEnded);
     let expected = (summary.duration_s * fps as f64).round() as u64;
     assert_eq!(summary.file.video_frames, expected, "{summary:?}");
     assert!((summary.duration_s - 10.0).abs() < 0.2, "{summary:?}");
@@ -611,10 +612,10 @@ async fn the_last_participant_leaving_closes_the_room_and_ends_the_recording(kin
     let pubs = participants(&room, "emptying", 2, |o| o.duration = Some(Duration::from_secs(5)));
     let path = dir.join("emptying.mp4");
     let mut j = job(&room, "emptying", "grid", (320, 180, 15), 60.0, &path);
-    j.duration = None;
+    j.spec.limit = None;
     let summary = tokio::time::timeout(Duration::from_secs(30), record(j)).await.expect("the room closes");
     pubs.abort();
-    assert!(summary.ended_by.contains("server"), "{}", summary.ended_by);
+    assert!(summary.ended_by.to_string().contains("server"), "{}", summary.ended_by);
     assert_eq!(summary.participants.len(), 2, "{summary:?}");
     // What was recorded is whole: decodes cleanly and lasts about as long as the participants stayed.
     let (ok, errors) = common::decode_errors(&path);

@@ -146,6 +146,12 @@ impl Mixer {
                 input.start = position;
             }
             let offset = ((input.start - position).max(0) as usize * CHANNELS).min(n);
+            if offset == n {
+                // Its first samples come after this block: it keeps its place (moving its
+                // start to the next block would play it early), and is silent meanwhile.
+                input.level -= input.level * 0.1;
+                continue;
+            }
             let avail = input.queue.len().min(n - offset);
             let mut sum_sq = 0f32;
             for (k, s) in input.queue.drain(..avail).enumerate() {
@@ -214,6 +220,18 @@ mod tests {
         assert!(b.samples.iter().all(|s| (*s - 0.5).abs() < 1e-6));
         // Input 2 started late on purpose: no underrun counted before it began.
         assert_eq!(m.stats(2).unwrap().underrun, 0);
+    }
+
+    #[test]
+    fn an_input_that_starts_blocks_ahead_plays_at_its_time() {
+        let mut m = Mixer::new(0, 480);
+        m.push(1, 1200, &tone(480, 0.25));
+        let loud: Vec<usize> =
+            (0..4).map(|_| m.mix().samples.chunks(CHANNELS).position(|f| f[0] > 0.1).unwrap_or(usize::MAX)).collect();
+        // Blocks at 0 and 480 are silent; it begins 240 frames into the block at 960.
+        assert_eq!(loud, [usize::MAX, usize::MAX, 240, 0]);
+        // No underrun before it began; 240 frames after it ended (the last block's second half).
+        assert_eq!(m.stats(1).unwrap().underrun, 240);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use crate::audio::{Mixer, SAMPLE_RATE};
 use crate::pipeline::EncodePipeline;
-use crate::recorder::LiveStats;
+use crate::recording::LiveStats;
 use crate::render::RenderedFrame;
 use ffmpeg::format;
 use ffmpeg_next as ffmpeg;

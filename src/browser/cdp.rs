@@ -64,7 +64,7 @@ impl Cdp {
                         Some(e) => Err(e.get("message").and_then(Value::as_str).unwrap_or("error").to_string()),
                         None => Ok(v.get("result").cloned().unwrap_or(Value::Null)),
                     };
-                    if let Some(tx) = p.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
+                    if let Some(tx) = crate::sync::lock(&p).remove(&id) {
                         let _ = tx.send(reply);
                     }
                 } else if let Some(method) = v.get("method").and_then(Value::as_str) {
@@ -73,7 +73,7 @@ impl Cdp {
                 }
             }
             // The connection is gone: every waiting command fails.
-            p.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            crate::sync::lock(&p).clear();
         });
         Ok((Self { out, pending, next: AtomicU64::new(1) }, events))
     }
@@ -82,7 +82,7 @@ impl Cdp {
     pub async fn call(&self, method: &str, params: Value) -> Result<Value, CdpError> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
+        crate::sync::lock(&self.pending).insert(id, tx);
         let msg = json!({ "id": id, "method": method, "params": params }).to_string();
         self.out.send(Message::Text(msg.into())).map_err(|_| CdpError::Connection("closed".into()))?;
         match rx.await {

@@ -17,9 +17,9 @@ pub mod display;
 pub mod process;
 pub mod pulse;
 
-use crate::config::EncodingOptions;
 use crate::pipeline::{EncodePipeline, PipelineError};
-use crate::recorder::{LiveStats, RecordSummary, StopHandle};
+use crate::recorder::RecordSummary;
+use crate::recording::{EndReason, RecordingSpec, RunContext, StopHandle};
 use cdp::{Cdp, Event};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -62,16 +62,9 @@ pub struct BrowserJob {
     /// Capture starts on the page's START_RECORDING (else once it has loaded).
     pub await_start_signal: bool,
     /// Give up when START_RECORDING has not come after this long (None: wait, as LiveKit does).
-    pub start_timeout: Option<Duration>,
-    pub encoding: EncodingOptions,
-    pub audio_only: bool,
-    pub video_only: bool,
-    pub duration: Option<Duration>,
-    pub output: Option<PathBuf>,
-    pub sinks: Vec<Arc<dyn crate::output::stream::PacketSink>>,
-    pub images: Vec<Arc<crate::output::images::ImageSink>>,
-    pub thread_name: String,
-    pub stats: Arc<LiveStats>,
+    pub start_signal_timeout: Option<Duration>,
+    pub spec: RecordingSpec,
+    pub run: RunContext,
     /// Chromium's web security off (LiveKit's `insecure`).
     pub insecure: bool,
     /// The job's scratch directory (profile, audio server); removed at the end.
@@ -82,7 +75,7 @@ pub struct BrowserJob {
 /// started is gone when this returns.
 pub async fn record(job: BrowserJob, stop: StopHandle) -> Result<RecordSummary, BrowserError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let name = job.thread_name.clone();
+    let name = job.run.thread_name.clone();
     std::thread::Builder::new()
         .name(name)
         .spawn(move || {
@@ -98,12 +91,15 @@ pub async fn record(job: BrowserJob, stop: StopHandle) -> Result<RecordSummary, 
     rx.await.unwrap_or_else(|_| Err(BrowserError::Setup("the browser job's thread died".into())))
 }
 
-fn unix_ms() -> f64 {
-    crate::recorder::control::unix_ns() as f64 / 1e6
+/// What a page tells its recorder on the console (LiveKit's template contract).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PageSignal {
+    StartRecording,
+    EndRecording,
 }
 
 /// The page's START_RECORDING / END_RECORDING, if `e` is one logged after `since_ms`.
-fn signal(e: &Event, since_ms: f64) -> Option<&'static str> {
+fn signal(e: &Event, since_ms: f64) -> Option<PageSignal> {
     if e.method != "Runtime.consoleAPICalled" {
         return None;
     }
@@ -112,8 +108,8 @@ fn signal(e: &Event, since_ms: f64) -> Option<&'static str> {
         return None;
     }
     e.params["args"].as_array()?.iter().find_map(|a| match a["value"].as_str() {
-        Some("START_RECORDING") => Some("START_RECORDING"),
-        Some("END_RECORDING") => Some("END_RECORDING"),
+        Some("START_RECORDING") => Some(PageSignal::StartRecording),
+        Some("END_RECORDING") => Some(PageSignal::EndRecording),
         _ => None,
     })
 }
@@ -136,7 +132,7 @@ async fn navigate(
 ) -> Result<(f64, bool, bool), BrowserError> {
     let mut last = String::new();
     for attempt in 1..=NAVIGATION_TRIES {
-        let since = unix_ms();
+        let since = crate::time::unix_ns() as f64 / 1e6;
         let r =
             cdp.call("Page.navigate", json!({ "url": url })).await.map_err(|e| BrowserError::Setup(e.to_string()))?;
         if let Some(err) = r["errorText"].as_str().filter(|t| !t.is_empty()) {
@@ -157,8 +153,8 @@ async fn navigate(
                 Ok(None) => return Err(BrowserError::Setup("Chromium closed the DevTools connection".into())),
                 Ok(Some(e)) => {
                     match signal(&e, since) {
-                        Some("START_RECORDING") => started = true,
-                        Some(_) => ended = true,
+                        Some(PageSignal::StartRecording) => started = true,
+                        Some(PageSignal::EndRecording) => ended = true,
                         None => {}
                     }
                     if e.method == "Network.responseReceived"
@@ -195,16 +191,17 @@ async fn run(job: BrowserJob, stop: StopHandle) -> Result<RecordSummary, Browser
     let begun = Instant::now();
     std::fs::create_dir_all(&job.work_dir)
         .map_err(|e| BrowserError::Setup(format!("{}: {e}", job.work_dir.display())))?;
-    let enc = job.encoding.clone();
+    let enc = job.spec.encoding.clone();
+    let media = job.spec.media;
     let (w, h) = (enc.width, enc.height);
     // One pixel more than the window each way: a window that fills the screen exactly is
     // laid out a pixel smaller (livekit/livekit#3878).
     let display = display::Display::start(w.max(MIN_WIDTH) + 1, h + 1)?;
-    let audio = if job.video_only { None } else { Some(pulse::Pulse::start(&job.work_dir)?) };
+    let audio = if !media.audio() { None } else { Some(pulse::Pulse::start(&job.work_dir)?) };
     let env = audio.as_ref().map(|a| a.client_env(&job.work_dir)).unwrap_or_default();
     let mut chrome = chrome::Chrome::start(&display.name, w, h, &job.work_dir, &env, job.insecure)?;
     let children = [Some(display.pid()), audio.as_ref().map(|a| a.pid()), Some(chrome.process.pid())];
-    job.stats.set_children(children.into_iter().flatten().collect());
+    job.run.stats.set_children(children.into_iter().flatten().collect());
     let ws = chrome.page_ws().await?;
     let (cdp, mut events) = Cdp::connect(&ws).await.map_err(|e| BrowserError::Setup(e.to_string()))?;
     let setup = |e: cdp::CdpError| BrowserError::Setup(e.to_string());
@@ -226,7 +223,7 @@ async fn run(job: BrowserJob, stop: StopHandle) -> Result<RecordSummary, Browser
     }
     let mut recheck = tokio::time::interval(Duration::from_millis(250));
     if job.await_start_signal {
-        let deadline = job.start_timeout.map(|t| tokio::time::Instant::now() + t);
+        let deadline = job.start_signal_timeout.map(|t| tokio::time::Instant::now() + t);
         while !started {
             if ended {
                 return Err(BrowserError::NoStartSignal);
@@ -235,14 +232,14 @@ async fn run(job: BrowserJob, stop: StopHandle) -> Result<RecordSummary, Browser
                 _ = stop.wait() => return Err(BrowserError::NoStartSignal),
                 e = events.recv() => match e {
                     Some(e) => match signal(&e, since) {
-                        Some("START_RECORDING") => started = true,
-                        Some(_) => ended = true,
+                        Some(PageSignal::StartRecording) => started = true,
+                        Some(PageSignal::EndRecording) => ended = true,
                         None => {}
                     },
                     None => return Err(BrowserError::Setup("Chromium closed the DevTools connection".into())),
                 },
                 _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
-                    return Err(BrowserError::StartTimeout(job.start_timeout.unwrap_or_default()));
+                    return Err(BrowserError::StartTimeout(job.start_signal_timeout.unwrap_or_default()));
                 }
                 _ = recheck.tick() => {
                     // A template may fail after it loaded (a refused token, a lost connection).
@@ -257,17 +254,8 @@ async fn run(job: BrowserJob, stop: StopHandle) -> Result<RecordSummary, Browser
         }
     }
     tracing::info!(after_ms = begun.elapsed().as_millis() as u64, "the page started recording");
-    let outputs =
-        crate::pipeline::Outputs { file: job.output.clone(), sinks: job.sinks.clone(), images: job.images.clone() };
-    let pipeline = Arc::new(EncodePipeline::start_named(
-        &enc,
-        &outputs,
-        !job.audio_only,
-        !job.video_only,
-        true,
-        &job.thread_name,
-    )?);
-    let t0_us = crate::recorder::control::unix_ns() / 1000;
+    let pipeline = Arc::new(EncodePipeline::start_live(&job.spec, &job.run.thread_name)?);
+    let t0_us = crate::time::unix_us();
     let cap = capture::Capture::start(
         capture::CaptureConfig {
             display: display.name.clone(),
@@ -275,40 +263,40 @@ async fn run(job: BrowserJob, stop: StopHandle) -> Result<RecordSummary, Browser
             height: h,
             fps: enc.framerate.max(1),
             pulse_server: audio.as_ref().map(|a| a.server.clone()),
-            video: !job.audio_only,
+            video: media.video(),
             t0_us,
-            thread_name: job.thread_name.clone(),
+            thread_name: job.run.thread_name.clone(),
         },
         pipeline.clone(),
-        job.stats.clone(),
+        job.run.stats.clone(),
     )
     .map_err(BrowserError::Capture)?;
     let first_frame_after = begun.elapsed();
-    let duration_end = job.duration.map(|d| tokio::time::Instant::now() + d);
+    let duration_end = job.spec.limit.map(|d| tokio::time::Instant::now() + d);
     let mut failure = None;
     let ended_by = loop {
         if ended {
-            break "the page sent END_RECORDING".to_string();
+            break EndReason::SourceClosed("the page sent END_RECORDING".into());
         }
         tokio::select! {
-            _ = stop.wait() => break "stopped".to_string(),
+            _ = stop.wait() => break EndReason::Stopped,
             e = events.recv() => match e {
-                Some(e) => if signal(&e, since) == Some("END_RECORDING") { ended = true },
+                Some(e) => if signal(&e, since) == Some(PageSignal::EndRecording) { ended = true },
                 None => {
                     failure = Some(BrowserError::Setup("Chromium closed the DevTools connection during the recording".into()));
-                    break "Chromium went away".to_string();
+                    break EndReason::SourceClosed("Chromium went away".into());
                 }
             },
             _ = async { match duration_end { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
-                break "the duration ended".to_string();
+                break EndReason::DurationEnded;
             }
             _ = recheck.tick() => {
                 if cap.failed() {
-                    break "capture stopped".to_string();
+                    break EndReason::SourceClosed("capture stopped".into());
                 }
                 if !chrome.process.alive() {
                     failure = Some(BrowserError::Setup("Chromium exited during the recording".into()));
-                    break "Chromium exited".to_string();
+                    break EndReason::SourceClosed("Chromium exited".into());
                 }
             }
         }
@@ -327,7 +315,7 @@ async fn run(job: BrowserJob, stop: StopHandle) -> Result<RecordSummary, Browser
     let video_s =
         last_video_us.load(std::sync::atomic::Ordering::SeqCst) as f64 / 1e6 + 1.0 / enc.framerate.max(1) as f64;
     let audio_s = summary.audio_blocks as f64 * 0.01;
-    let duration_s = if job.audio_only { audio_s } else { video_s.max(0.0) };
+    let duration_s = if media.video() { video_s.max(0.0) } else { audio_s };
     Ok(RecordSummary {
         file: summary,
         room_name: String::new(),

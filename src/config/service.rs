@@ -3,8 +3,9 @@
 //! config works, plus Tessera's own. Unknown keys are warned about; invalid values
 //! are refused at start with the key named.
 
+use crate::time::deserialize_duration as duration;
 use crate::upload::config::{Provider, StorageConfig, StorageConfigError, StorageSpec};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
@@ -312,25 +313,6 @@ pub struct BrowserConfig {
 pub struct Webhook {
     pub api_key: String,
     pub urls: Vec<String>,
-}
-
-/// Go-style durations as LiveKit writes them ("90s", "1h30m"), or plain seconds.
-pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Seconds(f64),
-        Text(String),
-    }
-    match Option::<Raw>::deserialize(d)? {
-        None => Ok(None),
-        Some(Raw::Seconds(s)) if s >= 0.0 && s.is_finite() => Ok(Some(Duration::from_secs_f64(s))),
-        Some(Raw::Seconds(s)) => Err(serde::de::Error::custom(format!("{s} is not a duration"))),
-        Some(Raw::Text(t)) if t.trim().is_empty() || t.trim() == "0" => Ok(None),
-        Some(Raw::Text(t)) => humantime::parse_duration(t.trim())
-            .map(Some)
-            .map_err(|e| serde::de::Error::custom(format!("{t:?} is not a duration like \"90s\" or \"1h30m\": {e}"))),
-    }
 }
 
 /// Where the configuration came from, for the log.

@@ -5,6 +5,7 @@
 //! layer switch looks like one continuous stream, and switches wait for a keyframe.
 
 use crate::peer::Network;
+use crate::sync::lock;
 use livekit_protocol as proto;
 use proto::signal_response::Message as Out;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -21,10 +22,6 @@ use webrtc::peer_connection::{
 };
 
 use crate::peer::{Pc, gathered};
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Where signal messages for a participant go.
 pub trait SignalSink: Send + Sync {
@@ -243,7 +240,7 @@ pub struct RoomMedia {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Loudest recent audio level per participant, from the audio-level extension.
     levels: Mutex<HashMap<String, (f32, Instant)>>,
-    impair: super::impair::Impairment,
+    impair: crate::peer::impair::Impairment,
 }
 
 /// An amplitude above this (-40 dBov) counts as speaking.
@@ -316,7 +313,7 @@ impl PeerConnectionEventHandler for SubHandler {
 
 impl RoomMedia {
     /// The room's media, with a task that sends SpeakersChanged while the room exists.
-    pub fn new(impair: super::impair::Impairment) -> Arc<Self> {
+    pub fn new(impair: crate::peer::impair::Impairment) -> Arc<Self> {
         let media = Arc::new(Self { impair, ..Self::default() });
         let weak = Arc::downgrade(&media);
         tokio::spawn(async move {

@@ -2,7 +2,6 @@
 //! and the tests. One process, no TURN, not a production SFU: point Tessera at a
 //! LiveKit server for real rooms.
 
-pub mod impair;
 pub mod media;
 pub mod room;
 pub mod signal;
@@ -19,7 +18,7 @@ pub struct DevRoomConfig {
     /// An empty room closes after this long.
     pub empty_timeout: Duration,
     /// Loss and jitter on the media sent to subscribers (none by default).
-    pub impair: impair::Impairment,
+    pub impair: crate::peer::impair::Impairment,
 }
 
 /// A running devroom: its address and its rooms.

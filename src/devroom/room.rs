@@ -7,7 +7,7 @@ use livekit_protocol as proto;
 use proto::signal_response::Message as Out;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// What the connection task of a participant is told to do.
@@ -40,7 +40,7 @@ pub const RESUME_GRACE: Duration = Duration::from_secs(15);
 
 /// Milliseconds since the Unix epoch, as LiveKit's timestamps are.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    crate::time::unix_ms()
 }
 
 /// An id in LiveKit's style: a prefix and 12 random characters.
@@ -133,7 +133,7 @@ pub struct Registry {
     /// How long an empty room lives before it closes.
     pub empty_timeout: Duration,
     /// What the network does to media sent to subscribers (tests of loss recovery).
-    pub impair: super::impair::Impairment,
+    pub impair: crate::peer::impair::Impairment,
 }
 
 /// What joining gives the connection task.
@@ -144,13 +144,13 @@ pub struct Joined {
 }
 
 impl Registry {
-    pub fn new(empty_timeout: Duration, impair: super::impair::Impairment) -> Arc<Self> {
+    pub fn new(empty_timeout: Duration, impair: crate::peer::impair::Impairment) -> Arc<Self> {
         Arc::new(Self { rooms: Mutex::new(HashMap::new()), parked: Mutex::new(HashMap::new()), empty_timeout, impair })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Room>>> {
         // A panic while holding the lock leaves plain data behind; keep serving.
-        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.rooms)
     }
 
     pub fn room_count(&self) -> usize {
@@ -259,7 +259,7 @@ impl Registry {
     /// Keeps a participant whose connection broke for `RESUME_GRACE`; then it leaves.
     pub fn park(self: &Arc<Self>, sid: &str, parked: Parked) {
         tracing::info!(participant = %sid, "signal connection lost: waiting for it to resume");
-        self.parked.lock().unwrap_or_else(|e| e.into_inner()).insert(sid.to_string(), parked);
+        crate::sync::lock(&self.parked).insert(sid.to_string(), parked);
         let (reg, sid) = (self.clone(), sid.to_string());
         tokio::spawn(async move {
             tokio::time::sleep(RESUME_GRACE).await;
@@ -272,12 +272,12 @@ impl Registry {
     }
 
     pub fn unpark(&self, sid: &str) -> Option<Parked> {
-        self.parked.lock().unwrap_or_else(|e| e.into_inner()).remove(sid)
+        crate::sync::lock(&self.parked).remove(sid)
     }
 
     /// The parked participant `sid`, if the token reconnecting is its own (same identity and room).
     pub fn unpark_for(&self, sid: &str, grant: &Grant) -> Option<Parked> {
-        let mut parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+        let mut parked = crate::sync::lock(&self.parked);
         let ok = parked.get(sid).is_some_and(|p| p.identity == grant.identity && p.room.name == grant.room);
         if ok { parked.remove(sid) } else { None }
     }
@@ -374,7 +374,7 @@ fn only_recorders(st: &RoomState) -> bool {
 }
 
 pub fn state(room: &Room) -> std::sync::MutexGuard<'_, RoomState> {
-    room.state.lock().unwrap_or_else(|e| e.into_inner())
+    crate::sync::lock(&room.state)
 }
 
 fn notify_left(st: &RoomState, p: &Participant) {

@@ -400,7 +400,7 @@ fn handle(room: &Arc<Room>, sid: &str, media: &Arc<super::media::Session>, req: 
                 return Handled::Done;
             }
             let track = track_info(&req);
-            media.cids.lock().unwrap_or_else(|e| e.into_inner()).insert(req.cid.clone(), track.sid.clone());
+            crate::sync::lock(&media.cids).insert(req.cid.clone(), track.sid.clone());
             me.info.tracks.push(track.clone());
             me.info.is_publisher = true;
             me.send(Out::TrackPublished(proto::TrackPublishedResponse { cid: req.cid, track: Some(track) }));

@@ -99,9 +99,8 @@ pub fn in_mark(i: usize, t: Duration) -> bool {
 }
 /// Time from now to the next whole multiple of MARK_EVERY since the Unix epoch.
 fn until_next_mark_period() -> Duration {
-    let every = MARK_EVERY.as_micros();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros();
-    Duration::from_micros((every - now % every) as u64)
+    let every = MARK_EVERY.as_micros() as i64;
+    Duration::from_micros((every - crate::time::unix_us().rem_euclid(every)) as u64)
 }
 
 /// Seconds each participant speaks in turn.

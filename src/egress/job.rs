@@ -1,14 +1,16 @@
 //! One egress: its EgressInfo, its recording and the way its status moves
 //! (STARTING -> ACTIVE -> ENDING -> COMPLETE, or FAILED, ABORTED, LIMIT_REACHED).
 
+use super::outcome::{Outcome, Ran, outcome};
 use super::request::{ManifestVia, Plan, PlanSource};
-use super::unix_ns;
 use super::webhook::Notifier;
 use crate::browser::{BrowserError, BrowserJob};
 use crate::output::images::ImageSink;
 use crate::output::segments::SegmentSink;
 use crate::output::stream::StreamSet;
-use crate::recorder::{self, LiveLayout, LiveStats, RecordJob, RecordSummary, StopHandle};
+use crate::recorder::{self, RecordJob, RecordSummary};
+use crate::recording::{LiveLayout, LiveStats, RunContext, StopHandle};
+use crate::time::unix_ns;
 use crate::upload::queue::Uploader;
 use livekit_protocol as proto;
 use proto::EgressStatus as S;
@@ -30,17 +32,10 @@ pub enum Recording {
 }
 
 impl Recording {
-    fn thread_name(&self) -> &str {
+    fn run_context(&self) -> &RunContext {
         match self {
-            Recording::Room(r) => &r.thread_name,
-            Recording::Browser(b) => &b.thread_name,
-        }
-    }
-
-    fn stats(&self) -> Arc<LiveStats> {
-        match self {
-            Recording::Room(r) => r.stats.clone(),
-            Recording::Browser(b) => b.stats.clone(),
+            Recording::Room(r) => &r.run,
+            Recording::Browser(b) => &b.run,
         }
     }
 }
@@ -121,7 +116,7 @@ impl Job {
         Arc::new(Self {
             id: info.egress_id.clone(),
             cost,
-            thread_name: rec.thread_name().to_string(),
+            thread_name: rec.run_context().thread_name.clone(),
             path: plan.file.as_ref().map(|f| f.path.clone()),
             streams: outputs.streams,
             segments: outputs.segments,
@@ -137,7 +132,7 @@ impl Job {
             info: Mutex::new(info),
             stop: StopHandle::default(),
             layout,
-            stats: rec.stats(),
+            stats: rec.run_context().stats.clone(),
             webhooks,
             done: tokio::sync::watch::channel(false).0,
         })
@@ -205,7 +200,7 @@ impl Job {
     }
 
     fn lock(&self) -> MutexGuard<'_, proto::EgressInfo> {
-        self.info.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.info)
     }
 
     pub fn status(&self) -> S {
@@ -232,7 +227,7 @@ impl Job {
     /// Stops the recording (`reason` in LiveKit's words: "StopEgress API", "All streams
     /// stopped", "Process killed"); it finalises its outputs and the job completes.
     pub fn request_stop(&self, reason: &'static str) -> proto::EgressInfo {
-        self.stop_reason.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(reason);
+        crate::sync::lock(&self.stop_reason).get_or_insert(reason);
         let info = if self.status() == S::EgressEnding {
             self.info()
         } else {
@@ -271,15 +266,10 @@ impl Job {
         self.streams.infos().iter().map(|s| (s.status, s.started_at != 0, s.retries)).collect()
     }
 
-    /// Why the recording ended, in LiveKit's words (`EgressInfo.details`).
-    fn end_reason(&self, ended_by: &str) -> String {
-        let asked = *self.stop_reason.lock().unwrap_or_else(|e| e.into_inner());
-        match (ended_by, asked) {
-            ("stopped", Some(r)) => format!("End reason: {r}"),
-            ("stopped", None) => "End reason: StopEgress API".into(),
-            ("the duration ended", _) => "End reason: Session limit reached".into(),
-            (other, _) => format!("End reason: Source closed ({other})"),
-        }
+    /// The final status for what ran (see `outcome`), with why it was asked to stop.
+    fn outcome(&self, ran: &Ran<'_>, limit: Option<std::time::Duration>) -> Outcome {
+        let asked = *crate::sync::lock(&self.stop_reason);
+        outcome(ran, asked, limit)
     }
 
     /// Resolves once the job has ended.
@@ -292,7 +282,7 @@ impl Job {
     /// only this job.
     pub async fn run(self: Arc<Self>, rec: Recording, limit: Option<std::time::Duration>) {
         self.webhooks.send("egress_started", &self.info());
-        let stats = rec.stats();
+        let stats = rec.run_context().stats.clone();
         let stop = self.stop.clone();
         let mut recording = tokio::spawn(async move {
             match rec {
@@ -336,11 +326,13 @@ impl Job {
         }
         let info = match outcome {
             Ok(Ok(summary)) => self.finish(summary, limit).await,
-            Ok(Err(Failure::Aborted(why))) => self.abort(&why).await,
-            Ok(Err(Failure::Failed { why, code })) => self.fail(&why, code).await,
+            Ok(Err(Failure::Aborted(why))) => self.abort(self.outcome(&Ran::Aborted(&why), limit)).await,
+            Ok(Err(Failure::Failed { why, code })) => {
+                self.fail(self.outcome(&Ran::Failed { why: &why, code }, limit)).await
+            }
             Err(join) => {
                 let why = if join.is_panic() { "the recording panicked" } else { "the recording was cancelled" };
-                self.fail(why, 500).await
+                self.fail(self.outcome(&Ran::Failed { why, code: 500 }, limit)).await
             }
         };
         tracing::info!(
@@ -355,18 +347,25 @@ impl Job {
     async fn finish(&self, s: RecordSummary, limit: Option<std::time::Duration>) -> proto::EgressInfo {
         let now = unix_ns();
         let started = self.stats.started_at_ns();
-        if started.is_none() || s.duration_s <= 0.0 {
+        let recorded = started.is_some() && s.duration_s > 0.0;
+        if !recorded {
             // Nothing was ever recorded: LiveKit's ABORTED, and no empty file left behind.
+            let end = self.outcome(
+                &Ran::Finished {
+                    ended_by: &s.ended_by,
+                    recorded,
+                    file_error: None,
+                    upload_failure: None,
+                    streams_failure: None,
+                },
+                limit,
+            );
             if self.path.is_some() {
                 let _ = std::fs::remove_file(&s.file.path);
             }
             self.drain_uploads().await;
-            let details = self.end_reason(&s.ended_by);
             return self.update("egress_ended", |i| {
-                i.status = S::EgressAborted as i32;
-                i.error = "the room never became recordable: the egress ended before any media arrived".into();
-                i.error_code = 412;
-                i.details = details;
+                end.apply(i);
                 i.ended_at = now;
                 i.file_results.clear();
                 i.result = None;
@@ -381,13 +380,14 @@ impl Job {
             u.put(&s.file.path, true);
         }
         let mut failed = self.drain_uploads().await;
-        let limited = limit.is_some() && s.ended_by == "the duration ended";
         // Streams that gave up make the egress FAILED only when nothing else was recorded.
         let streams = self.streams.infos();
         let all_failed = self.path.is_none()
             && self.segments.is_none()
             && !streams.is_empty()
             && streams.iter().all(|st| st.status == proto::stream_info::Status::Failed as i32);
+        let streams_failure = all_failed
+            .then(|| streams.iter().map(|st| format!("{} ({})", st.url, st.error)).collect::<Vec<_>>().join("; "));
         let file_location = self
             .uploads
             .file
@@ -415,7 +415,17 @@ impl Job {
             f.location = kept.0.to_string_lossy().into_owned();
         }
         self.remove_staging();
-        let details = self.end_reason(&s.ended_by);
+        let upload_failure = (!failed.is_empty()).then(|| upload_failure(&failed));
+        let end = self.outcome(
+            &Ran::Finished {
+                ended_by: &s.ended_by,
+                recorded,
+                file_error: s.file.file_error.as_deref(),
+                upload_failure: upload_failure.as_deref(),
+                streams_failure: streams_failure.as_deref(),
+            },
+            limit,
+        );
         self.update("egress_ended", |i| {
             i.room_id = info.room_id.clone();
             i.ended_at = now;
@@ -427,33 +437,7 @@ impl Job {
                     i.result = Some(proto::egress_info::Result::File(f.clone()));
                 }
             }
-            i.details = details;
-            if let Some(e) = &s.file.file_error {
-                // The other outputs went on; the file is what it was when it failed.
-                i.status = S::EgressFailed as i32;
-                i.error = format!("the file output failed: {e}; the other outputs went on to the end");
-            } else if !failed.is_empty() {
-                i.status = S::EgressFailed as i32;
-                i.error_code = 400;
-                i.error = upload_failure(&failed);
-            } else if all_failed {
-                i.status = S::EgressFailed as i32;
-                // LiveKit: the last stream failing is Unavailable.
-                i.error_code = 503;
-                i.error = format!(
-                    "every stream failed: {}",
-                    streams.iter().map(|st| format!("{} ({})", st.url, st.error)).collect::<Vec<_>>().join("; ")
-                );
-            } else if limited {
-                i.status = S::EgressLimitReached as i32;
-                i.error_code = 413;
-                i.error = format!(
-                    "session limit reached: file_output_max_duration is {}",
-                    humantime::format_duration(limit.unwrap_or_default())
-                );
-            } else {
-                i.status = S::EgressComplete as i32;
-            }
+            end.apply(i);
         })
     }
 
@@ -580,23 +564,20 @@ impl Job {
         }
     }
 
-    async fn fail(&self, why: &str, code: i32) -> proto::EgressInfo {
+    async fn fail(&self, end: Outcome) -> proto::EgressInfo {
         // What was already handed over (segments, images) still goes up, or is kept.
         let failed = self.drain_uploads().await;
         self.keep(failed);
         self.remove_staging();
         let now = unix_ns();
         self.update("egress_ended", |i| {
-            i.status = S::EgressFailed as i32;
-            i.error = why.into();
-            i.error_code = code;
-            i.details = "End reason: Failure".into();
+            end.apply(i);
             i.ended_at = now;
         })
     }
 
     /// Ended before anything was recorded (no start signal): LiveKit's ABORTED, code 412.
-    async fn abort(&self, why: &str) -> proto::EgressInfo {
+    async fn abort(&self, end: Outcome) -> proto::EgressInfo {
         self.drain_uploads().await;
         if let Some(p) = &self.path {
             let _ = std::fs::remove_file(p);
@@ -604,9 +585,7 @@ impl Job {
         self.remove_staging();
         let now = unix_ns();
         self.update("egress_ended", |i| {
-            i.status = S::EgressAborted as i32;
-            i.error = why.into();
-            i.error_code = 412;
+            end.apply(i);
             i.ended_at = now;
             i.file_results.clear();
             i.result = None;

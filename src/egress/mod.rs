@@ -3,6 +3,7 @@
 //! budget, lists, updates and stops them, and keeps finished ones listed for a while.
 
 pub mod job;
+mod outcome;
 pub mod redact;
 pub mod request;
 pub mod room_service;
@@ -15,19 +16,20 @@ use crate::output::images::ImageSink;
 use crate::output::segments::SegmentSink;
 use crate::output::stream::StreamSet;
 use crate::recorder::{RecordJob, token};
+use crate::recording::{Media, Outputs, RecordingSpec, RunContext};
 use crate::render::Backend;
 use crate::upload::config::{StorageConfig, StorageSpec};
 use crate::upload::queue::Uploader;
 use job::{Job, Recording};
 use livekit_protocol as proto;
 use request::{CompositeRequest, PlanContext, PlanSource, RequestError};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
 
-pub use crate::recorder::control::unix_ns;
+use crate::time::unix_ns;
 
 /// Why a call on the manager was refused; the API maps each to a Twirp code.
 #[derive(Debug, Error)]
@@ -76,11 +78,8 @@ impl Manager {
             EgressError::Internal(format!("cannot create output_dir {}: {e}", cfg.output_dir.display()))
         })?;
         let output_dir = std::fs::canonicalize(&cfg.output_dir).map_err(|e| EgressError::Internal(e.to_string()))?;
-        let backend = match cfg.renderer.as_str() {
-            "cpu" => Backend::Cpu,
-            "gpu" => Backend::Gpu,
-            _ => Backend::Auto,
-        };
+        let backend: Backend =
+            cfg.renderer.parse().map_err(|e| EgressError::Internal(format!("invalid config: renderer: {e}")))?;
         let webhooks = webhook::Notifier::start(&cfg.webhook.urls, cfg.webhook_key(), &cfg.api_secret);
         let layout_names = layouts.names();
         let bad = |e: crate::upload::config::StorageConfigError| EgressError::Internal(format!("invalid config: {e}"));
@@ -112,7 +111,7 @@ impl Manager {
     }
 
     fn jobs(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Job>>> {
-        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.jobs)
     }
 
     pub fn all_jobs(&self) -> Vec<Arc<Job>> {
@@ -196,6 +195,9 @@ impl Manager {
         .into())
     }
 
+    /// Plans the request, admits it, then builds its outputs and starts it. Everything that
+    /// can refuse it (the plan, admission, the layout, the token, stream URLs, directories)
+    /// comes before anything is started, so a refused request leaves nothing behind.
     fn start(
         &self,
         c: CompositeRequest,
@@ -232,8 +234,23 @@ impl Manager {
             plan = request::plan(&c, &ctx(&own_dir))?;
         }
         let cost = self.cost(&plan, source_type(&c) == proto::EgressSourceType::Sdk);
+        let committed: f64 = jobs.iter().filter(|j| j.is_active()).map(|j| j.cost).fold(0.0, |a, b| a + b);
+        let budget = self.budget();
+        if committed + cost > budget + 1e-9 {
+            self.counters.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(EgressError::Exhausted { need: cost, free: (budget - committed).max(0.0), budget });
+        }
+        let source = self.source(&plan, &id)?;
         // Thread names hold 15 bytes: "EG_" and 12 characters.
         let thread_name: String = id.chars().take(15).collect();
+        let streams = StreamSet::new(&plan.streams, &thread_name)
+            .map_err(|e| RequestError::Invalid { field: "stream_outputs", why: e.to_string() })?;
+        if let Some(dir) = plan.file.as_ref().and_then(|f| f.path.parent()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| EgressError::Internal(format!("cannot create {}: {e}", dir.display())))?;
+        }
+
+        // Admitted and valid: build the outputs (these start workers) and the job.
         let uploader = |spec: &Option<StorageSpec>| {
             spec.clone().map(|s| Uploader::start(s, self.backup_storage.clone(), &plan.staging_dir, &id))
         };
@@ -242,10 +259,6 @@ impl Manager {
             segments: uploader(&plan.segments_storage),
             images: plan.images_storage.iter().map(uploader).collect(),
         };
-        // The request leaves the service only inside EgressInfo, so it is redacted here, once.
-        let request = redact::request(request);
-        let streams = StreamSet::new(&plan.streams, &thread_name)
-            .map_err(|e| RequestError::Invalid { field: "stream_outputs", why: e.to_string() })?;
         let mut sinks: Vec<Arc<dyn crate::output::stream::PacketSink>> = vec![streams.clone()];
         let segments = plan.segments.clone().map(|g| Arc::new(SegmentSink::new(g, uploads.segments.clone())));
         if let Some(g) = &segments {
@@ -257,24 +270,19 @@ impl Manager {
             .zip(&uploads.images)
             .map(|(i, u)| ImageSink::new(i.clone(), &thread_name, u.clone()))
             .collect();
-        let recording = match &plan.source {
-            PlanSource::Native => {
-                let token = token::mint(&self.cfg.api_key, &self.cfg.api_secret, &plan.room_name, &id)
-                    .map_err(|e| EgressError::Internal(e.to_string()))?;
-                let layout = self
-                    .layouts
-                    .resolve(&plan.layout)
-                    .map_err(|e| RequestError::Invalid { field: "layout", why: e.to_string() })?;
-                let file_path = plan.file.as_ref().map(|f| f.path.clone()).unwrap_or_default();
-                let mut rec = RecordJob::new(&self.cfg.ws_url, &token, layout, plan.encoding.clone(), &file_path);
-                rec.output = plan.file.as_ref().map(|f| f.path.clone());
-                rec.sinks = sinks;
-                rec.images = images.clone();
-                rec.audio_only = plan.audio_only;
-                rec.video_only = plan.video_only;
+        let spec = RecordingSpec {
+            encoding: plan.encoding.clone(),
+            media: Media::from_flags(plan.audio_only, plan.video_only),
+            limit: self.session_limit(&plan),
+            outputs: Outputs { file: plan.file.as_ref().map(|f| f.path.clone()), sinks, images: images.clone() },
+        };
+        let run = RunContext::named(&thread_name);
+        let recording = match source {
+            Source::Room { token, layout } => {
+                let mut rec = RecordJob::new(&self.cfg.ws_url, &token, layout, plan.encoding.clone(), Path::new(""));
+                rec.spec = spec;
+                rec.run = run;
                 rec.backend = self.backend;
-                rec.duration = self.session_limit(&plan);
-                rec.thread_name = thread_name;
                 rec.network = self.cfg.rtc.network();
                 let l = &self.cfg.latency;
                 rec.max_wait = l.jitter_buffer_latency.unwrap_or(rec.max_wait);
@@ -282,39 +290,18 @@ impl Manager {
                 rec.video_delay = l.pipeline_latency.unwrap_or(rec.video_delay);
                 Recording::Room(rec)
             }
-            PlanSource::Template { .. } | PlanSource::Web { .. } => {
-                let (url, await_start_signal) = match &plan.source {
-                    PlanSource::Template { base_url } => {
-                        // LiveKit's template contract: layout, url and token appended.
-                        let token = token::mint(&self.cfg.api_key, &self.cfg.api_secret, &plan.room_name, &id)
-                            .map_err(|e| EgressError::Internal(e.to_string()))?;
-                        (template_url(base_url, &plan.layout, &self.cfg.ws_url, &token)?, true)
-                    }
-                    PlanSource::Web { url, await_start_signal } => (url.clone(), *await_start_signal),
-                    PlanSource::Native => unreachable!("matched above"),
-                };
-                Recording::Browser(BrowserJob {
-                    url,
-                    await_start_signal,
-                    start_timeout: self.cfg.browser.start_timeout,
-                    encoding: plan.encoding.clone(),
-                    audio_only: plan.audio_only,
-                    video_only: plan.video_only,
-                    duration: self.session_limit(&plan),
-                    output: plan.file.as_ref().map(|f| f.path.clone()),
-                    sinks,
-                    images: images.clone(),
-                    thread_name,
-                    stats: Arc::default(),
-                    insecure: self.cfg.insecure,
-                    work_dir: std::env::temp_dir().join(format!("tessera-{id}")),
-                })
-            }
+            Source::Page { url, await_start_signal } => Recording::Browser(BrowserJob {
+                url,
+                await_start_signal,
+                start_signal_timeout: self.cfg.browser.start_timeout,
+                spec,
+                run,
+                insecure: self.cfg.insecure,
+                work_dir: std::env::temp_dir().join(format!("tessera-{id}")),
+            }),
         };
-        if let Some(dir) = plan.file.as_ref().and_then(|f| f.path.parent()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| EgressError::Internal(format!("cannot create {}: {e}", dir.display())))?;
-        }
+        // The request leaves the service only inside EgressInfo, so it is redacted here, once.
+        let request = redact::request(request);
         let now = unix_ns();
         let file = plan.file.as_ref().map(|f| proto::FileInfo { filename: f.filename.clone(), ..Default::default() });
         let stream_results = streams.infos();
@@ -345,28 +332,44 @@ impl Manager {
             request: Some(request),
             ..Default::default()
         };
-        // Admission and registration under one lock, so two requests cannot both take the last cores.
-        let job = {
-            let committed: f64 = jobs.iter().filter(|j| j.is_active()).map(|j| j.cost).fold(0.0, |a, b| a + b);
-            let budget = self.budget();
-            if committed + cost > budget + 1e-9 {
-                self.counters.refused.fetch_add(1, Ordering::Relaxed);
-                return Err(EgressError::Exhausted { need: cost, free: (budget - committed).max(0.0), budget });
-            }
-            let own = webhook::Notifier::start_filtered(&plan.webhooks, &self.cfg.api_key, &self.cfg.api_secret);
-            let outputs = job::JobOutputs { streams, segments, images, uploads };
-            let job = Job::new(info.clone(), &plan, &recording, outputs, cost, self.webhooks.clone().with(own));
-            self.forget_old(&mut jobs);
-            jobs.push(job.clone());
-            drop(jobs);
-            job
-        };
+        let own = webhook::Notifier::start_filtered(&plan.webhooks, &self.cfg.api_key, &self.cfg.api_secret);
+        let outputs = job::JobOutputs { streams, segments, images, uploads };
+        let job = Job::new(info.clone(), &plan, &recording, outputs, cost, self.webhooks.clone().with(own));
+        self.forget_old(&mut jobs);
+        jobs.push(job.clone());
+        drop(jobs);
         self.counters.started.fetch_add(1, Ordering::Relaxed);
         let file = plan.file.as_ref().map(|f| f.filename.as_str()).unwrap_or("-");
-        let redacted: Vec<String> = plan.streams.iter().map(|u| crate::output::stream::redact(u)).collect();
+        let redacted: Vec<String> = plan.streams.iter().map(|u| crate::secrets::redact(u)).collect();
         tracing::info!(egress_id = %id, room = %plan.room_name, layout = %plan.layout, file, streams = ?redacted, "egress starting");
         tokio::spawn(job.run(recording, self.session_limit(&plan)));
         Ok(info)
+    }
+
+    /// What the job records, resolved before anything starts: the room with its token and
+    /// layout, or a page (a template's URL carries the layout, the server URL and a token).
+    fn source(&self, plan: &request::Plan, id: &str) -> Result<Source, EgressError> {
+        let token = || {
+            token::mint(&self.cfg.api_key, &self.cfg.api_secret, &plan.room_name, id)
+                .map_err(|e| EgressError::Internal(e.to_string()))
+        };
+        Ok(match &plan.source {
+            PlanSource::Native => Source::Room {
+                token: token()?,
+                layout: self
+                    .layouts
+                    .resolve(&plan.layout)
+                    .map_err(|e| RequestError::Invalid { field: "layout", why: e.to_string() })?,
+            },
+            // LiveKit's template contract: layout, url and token appended.
+            PlanSource::Template { base_url } => Source::Page {
+                url: template_url(base_url, &plan.layout, &self.cfg.ws_url, &token()?)?,
+                await_start_signal: true,
+            },
+            PlanSource::Web { url, await_start_signal } => {
+                Source::Page { url: url.clone(), await_start_signal: *await_start_signal }
+            }
+        })
     }
 
     /// The shortest session limit among the plan's outputs.
@@ -539,6 +542,12 @@ fn template_url(base: &str, layout: &str, ws_url: &str, token: &str) -> Result<S
 }
 
 /// `EG_` and 12 random characters, as LiveKit's egress ids.
+/// A job's source, resolved.
+enum Source {
+    Room { token: String, layout: crate::layout::Layout },
+    Page { url: String, await_start_signal: bool },
+}
+
 pub fn new_egress_id() -> String {
     format!("EG_{}", random_id(12))
 }
@@ -548,4 +557,74 @@ pub fn random_id(n: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
     (0..n).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every file and folder under `dir`.
+    fn everything_in(dir: &std::path::Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            found.push(e.path());
+            if e.path().is_dir() {
+                found.extend(everything_in(&e.path()));
+            }
+        }
+        found
+    }
+
+    /// Threads of this process named after an egress.
+    fn egress_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|n| n.starts_with("EG_")))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_leaves_nothing_behind() {
+        let dir = std::env::temp_dir().join(format!("tessera-refused-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let yaml = format!(
+            "api_key: devkey\napi_secret: secret\noutput_dir: {}\n\
+             cpu_cost: {{cpus: 1, max_cpu_utilization: 1.0, room_composite_cpu_cost: 5}}\n\
+             storage: {{s3: {{access_key: a, secret: s, region: eu-west-1, endpoint: 'http://127.0.0.1:9', bucket: b}}}}\n",
+            dir.display()
+        );
+        let m = Manager::new(ServiceConfig::parse(&yaml).unwrap().config, LayoutSet::builtin().unwrap()).unwrap();
+        let threads = egress_threads();
+        // A file, HLS, images and a stream, all uploaded: each would start workers and directories.
+        let request = |layout: &str| proto::RoomCompositeEgressRequest {
+            room_name: "r".into(),
+            layout: layout.into(),
+            file_outputs: vec![proto::EncodedFileOutput { filepath: "a/b.mp4".into(), ..Default::default() }],
+            segment_outputs: vec![proto::SegmentedFileOutput {
+                filename_prefix: "hls/x".into(),
+                playlist_name: "x.m3u8".into(),
+                ..Default::default()
+            }],
+            image_outputs: vec![proto::ImageOutput {
+                capture_interval: 2,
+                filename_prefix: "img/s".into(),
+                ..Default::default()
+            }],
+            stream_outputs: vec![proto::StreamOutput {
+                urls: vec!["rtmp://127.0.0.1/live/k".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        // Over the budget (5 cores asked of 1).
+        let e = m.start_room_composite(request("grid")).await.unwrap_err();
+        assert!(matches!(e, EgressError::Exhausted { .. }), "{e}");
+        assert_eq!(m.committed(), 0.0);
+        assert!(m.list(&Default::default()).unwrap().items.is_empty());
+        assert_eq!(everything_in(&dir), Vec::<PathBuf>::new(), "left behind");
+        assert_eq!(egress_threads(), threads, "threads left behind");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -1,11 +1,11 @@
 //! Redaction at the edge: every request that leaves the service (Start answers, ListEgress,
 //! webhooks, the manifest, logs) goes through `request` first, as LiveKit's egress redacts
 //! it. Storage credentials become `{name}` placeholders in LiveKit's form, stream keys and
-//! SRT secrets are hidden in every URL (`output::stream::redact`). Webhook signing keys (an
+//! SRT secrets are hidden in every URL (`secrets::redact`). Webhook signing keys (an
 //! API key's name in LiveKit, which keeps them) and proxy passwords are hidden as well. Fields that are empty stay empty, so a reader can
 //! still tell whether a credential was given.
 
-use crate::output::stream::redact as redact_url;
+use crate::secrets::redact as redact_url;
 use livekit_protocol as proto;
 
 /// What a hidden value shows instead: `{access_key}`, `{secret}`, ... (LiveKit's visible form).

@@ -347,7 +347,7 @@ pub struct Plan {
     pub file_storage: Option<StorageSpec>,
     pub segments_storage: Option<StorageSpec>,
     pub images_storage: Vec<Option<StorageSpec>>,
-    /// Stream URLs (with their keys: never log them; see `output::stream::redact`).
+    /// Stream URLs (with their keys: never log them; see `secrets::redact`).
     pub streams: Vec<String>,
     pub segments: Option<crate::output::segments::SegmentsPlan>,
     pub images: Vec<crate::output::images::ImagesPlan>,
@@ -607,7 +607,7 @@ fn stream_urls(outputs: &[(i32, Vec<String>)]) -> Result<Vec<String>, RequestErr
                 "ws" | "wss" => Some(P::Websocket),
                 _ => None,
             };
-            let shown = crate::output::stream::redact(url);
+            let shown = crate::secrets::redact(url);
             match (protocol, of_scheme) {
                 (_, None) => {
                     return Err(invalid(

@@ -102,7 +102,7 @@ impl Notifier {
             event: event.into(),
             egress_info: Some(super::redact::info(info.clone())),
             id: format!("EV_{}", super::random_id(12)),
-            created_at: super::unix_ns() / 1_000_000_000,
+            created_at: crate::time::unix_ns() / 1_000_000_000,
             ..Default::default()
         };
         for (q, filter) in &self.queues {
@@ -128,7 +128,7 @@ async fn deliver(
                 continue;
             }
         };
-        let mut wait = Duration::from_millis(500);
+        let mut backoff = crate::time::Backoff::new(Duration::from_millis(500), Duration::from_secs(8));
         for attempt in 1..=ATTEMPTS {
             match post(&client, &url, &key, &secret, &body).await {
                 Ok(()) => break,
@@ -137,8 +137,7 @@ async fn deliver(
                 }
                 Err(e) => {
                     tracing::debug!(url = %url, attempt, error = %e, "webhook failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
             }
         }

@@ -26,7 +26,7 @@ unsafe extern "C" fn callback(avcl: *mut c_void, level: c_int, fmt: *const c_cha
         ffi::av_log_format_line2(avcl, level, fmt, vl, buf.as_mut_ptr(), buf.len() as c_int, &mut prefix);
         CStr::from_ptr(buf.as_ptr())
     };
-    let line = crate::output::stream::redact_in(line.to_string_lossy().trim_end());
+    let line = crate::secrets::redact_in(line.to_string_lossy().trim_end());
     if line.is_empty() {
         return;
     }

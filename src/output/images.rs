@@ -4,13 +4,14 @@
 //! thread, so a slow disk never holds up the recording.
 
 use crate::frame::{PixelFormat, VideoFrame};
+use crate::sync::lock;
 use crate::upload::queue::Uploader;
 use ffmpeg::{codec, encoder, format, software::scaling};
 use ffmpeg_next as ffmpeg;
 use livekit_protocol as proto;
 use std::path::PathBuf;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageNaming {
@@ -52,10 +53,6 @@ pub struct ImageSink {
     tx: Mutex<Option<SyncSender<(VideoFrame, i64)>>>,
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
     progress: Arc<Mutex<Progress>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ImageSink {
@@ -112,7 +109,7 @@ impl ImageSink {
         if let Some(w) = lock(&self.worker).take() {
             let _ = w.join();
         }
-        lock(&self.progress).ended_at = crate::recorder::control::unix_ns();
+        lock(&self.progress).ended_at = crate::time::unix_ns();
     }
 
     pub fn info(&self) -> proto::ImagesInfo {
@@ -251,7 +248,7 @@ fn write_one(
     }
     let mut p = lock(progress);
     if p.count == 0 {
-        p.started_at = crate::recorder::control::unix_ns();
+        p.started_at = crate::time::unix_ns();
     }
     p.count += 1;
     p.written.push((name, pts_us as f64 / 1e6));

@@ -15,10 +15,11 @@ use super::OutputError;
 use super::mux::MuxWriter;
 use super::stream::PacketSink;
 use crate::encode::{EncodedPacket, StreamKind, StreamSpec};
+use crate::sync::lock;
 use crate::upload::queue::Uploader;
 use livekit_protocol as proto;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 /// Frame times are whole microseconds (15 fps: 66,666 µs), so a frame meant to fall on a
 /// boundary may come a few µs before it: it still starts the segment.
@@ -76,10 +77,6 @@ struct State {
 }
 
 pub struct SegmentSink(Mutex<State>);
-
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 impl SegmentSink {
     /// With an uploader, each segment is handed over as it closes (then removed locally
@@ -269,7 +266,7 @@ impl State {
             if !cut_here {
                 return Ok(()); // wait for the first keyframe
             }
-            let now = crate::recorder::control::unix_ns();
+            let now = crate::time::unix_ns();
             self.wall_origin_us = Some(now / 1000 - pts_us);
             self.started_at = now;
             self.next_cut_us = pts_us + self.plan.duration_s as i64 * 1_000_000;
@@ -339,7 +336,7 @@ impl PacketSink for SegmentSink {
                 s.failed = Some(e.to_string());
             }
         }
-        s.ended_at = crate::recorder::control::unix_ns();
+        s.ended_at = crate::time::unix_ns();
     }
 
     fn active(&self) -> bool {

@@ -9,10 +9,12 @@
 use super::OutputError;
 use super::mux::MuxWriter;
 use crate::encode::{EncodedPacket, StreamKind, StreamSpec};
+use crate::secrets::redact;
+use crate::sync::lock;
 use livekit_protocol as proto;
 use proto::stream_info::Status;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Packets a receiver may fall behind by (about 5 s of 30 fps video and its audio).
@@ -72,14 +74,6 @@ struct Stream {
     worker: Option<std::thread::JoinHandle<()>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn now_ns() -> i64 {
-    crate::recorder::control::unix_ns()
-}
-
 /// The URL a stream connects to, as LiveKit resolves it: `mux://KEY` is Mux's RTMPS ingest,
 /// `twitch://KEY` Twitch's global ingest (`live.twitch.tv`, which routes to the nearest; LiveKit
 /// looks the nearest up online, which a closed network cannot), and librtmp's ` live=1`
@@ -105,83 +99,6 @@ pub fn resolve(url: &str) -> Result<String, StreamError> {
 pub fn check_url(url: &str) -> Result<(), StreamError> {
     let ok = ["rtmp://", "rtmps://", "srt://"].iter().any(|s| url.starts_with(s)) && url.len() > 8;
     if ok { Ok(()) } else { Err(StreamError::BadUrl(redact(url))) }
-}
-
-/// The URL with its secrets hidden, in LiveKit's visible form: an RTMP stream key (the last
-/// path segment, a ` live=1` suffix kept) and the key of `mux://KEY` and `twitch://KEY` keep
-/// a few characters at each end (`{abc...xyz}`), every query value becomes `{...}` (SRT's
-/// `streamid` and `passphrase`), and so does a password in the URL. Redacting a redacted URL
-/// changes nothing.
-pub fn redact(url: &str) -> String {
-    if let Some((base, query)) = url.split_once('?') {
-        let q: Vec<String> = query
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, v)) if !v.is_empty() => format!("{k}={{...}}"),
-                _ => kv.to_string(),
-            })
-            .collect();
-        return format!("{}?{}", redact(base), q.join("&"));
-    }
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    // user:password@host: the password goes, whatever the scheme.
-    let rest = match rest.split_once('@') {
-        Some((user, host)) if user.contains(':') && !user.contains('/') => {
-            format!("{}:{{...}}@{host}", user.split(':').next().unwrap_or(""))
-        }
-        _ => rest.to_string(),
-    };
-    match scheme {
-        // LiveKit's shortcuts: everything after the scheme is the stream key.
-        "mux" | "twitch" if !rest.is_empty() => format!("{scheme}://{}", redact_identifier(&rest)),
-        "rtmp" | "rtmps" => match rest.rsplit_once('/') {
-            Some((base, key)) if base.contains('/') => {
-                // A ` live=1` suffix (librtmp's option) is not part of the key.
-                let (key, live) = key.strip_suffix(" live=1").map_or((key, ""), |k| (k, " live=1"));
-                format!("{scheme}://{base}/{}{live}", redact_identifier(key))
-            }
-            _ => format!("{scheme}://{rest}"),
-        },
-        "srt" | "ws" | "wss" => format!("{scheme}://{rest}"),
-        // A URL of no stream protocol (a mistake): where its key would be is unknown, so
-        // only its host is shown.
-        _ => match rest.split_once('/') {
-            Some((host, path)) if !path.is_empty() => format!("{scheme}://{host}/{{...}}"),
-            _ => format!("{scheme}://{rest}"),
-        },
-    }
-}
-
-/// Any text (a log line, an error) with every URL in it redacted.
-pub fn redact_in(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("://") {
-        // The scheme runs back to the first character a scheme cannot hold; the URL runs to
-        // white space or a quote.
-        let start =
-            rest[..at].rfind(|c: char| !(c.is_ascii_alphanumeric() || "+.-".contains(c))).map(|i| i + 1).unwrap_or(0);
-        let end =
-            rest[at..].find(|c: char| c.is_whitespace() || "'\"<>".contains(c)).map(|i| at + i).unwrap_or(rest.len());
-        out.push_str(&rest[..start]);
-        out.push_str(&redact(&rest[start..end]));
-        rest = &rest[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// LiveKit's `RedactIdentifier`: the first and last three characters of a key of 9 or more,
-/// two of 6 or more, one of 3 or more, none below. An already hidden key stays as it is.
-fn redact_identifier(key: &str) -> String {
-    if key.starts_with('{') && key.ends_with('}') {
-        return key.to_string();
-    }
-    let chars: Vec<char> = key.chars().collect();
-    let keep = (1..=3).rev().find(|i| chars.len() >= i * 3).unwrap_or(0);
-    let head: String = chars[..keep].iter().collect();
-    let tail: String = chars[chars.len() - keep..].iter().collect();
-    format!("{{{head}...{tail}}}")
 }
 
 impl StreamSet {
@@ -341,7 +258,7 @@ fn spawn(s: &mut Stream, specs: Vec<StreamSpec>, thread_name: &str) {
 
 fn finish_info(info: &Mutex<proto::StreamInfo>, status: Status, error: Option<String>) {
     let mut i = lock(info);
-    let now = now_ns();
+    let now = crate::time::unix_ns();
     i.status = status as i32;
     i.ended_at = now;
     if i.started_at > 0 {
@@ -363,6 +280,7 @@ enum Ended {
 fn run(url: &str, specs: &[StreamSpec], rx: Receiver<EncodedPacket>, info: &Mutex<proto::StreamInfo>) {
     let shown = redact(url);
     let mut failures = 0;
+    let mut backoff = crate::time::Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     loop {
         let ended = match connect(url, &shown, specs) {
             Ok(w) => {
@@ -388,12 +306,12 @@ fn run(url: &str, specs: &[StreamSpec], rx: Receiver<EncodedPacket>, info: &Mute
         {
             let mut i = lock(info);
             i.retries = failures;
-            i.last_retry_at = now_ns();
+            i.last_retry_at = crate::time::unix_ns();
             i.error = why.clone();
         }
         tracing::warn!(url = %shown, error = %why, retry = failures, "stream failed; retrying");
         // Wait (draining the queue: those packets are lost to this URL anyway); removal ends the wait.
-        let until = Instant::now() + Duration::from_secs(1 << (failures - 1));
+        let until = Instant::now() + backoff.next_delay();
         loop {
             match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
                 Ok(_) => {}
@@ -446,7 +364,7 @@ fn pump(
                 origin_us = Some(o);
                 let mut i = lock(info);
                 if i.started_at == 0 {
-                    i.started_at = now_ns();
+                    i.started_at = crate::time::unix_ns();
                 }
                 o
             }
@@ -475,29 +393,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_redacted_as_livekit_shows_them() {
-        // LiveKit's own examples (protocol's egress/redact_test.go and utils).
-        for (url, shown) in [
-            ("rtmp://127.0.0.1:1935/live/sk_abcdef123", "rtmp://127.0.0.1:1935/live/{sk_...123}"),
-            ("rtmps://foo.bar.com/app/secret_stream_key", "rtmps://foo.bar.com/app/{sec...key}"),
-            ("rtmps://a.example/app/key", "rtmps://a.example/app/{k...y}"),
-            ("rtmp://host/app/ab", "rtmp://host/app/{...}"),
-            ("rtmp://host/app/abcdefghijkl live=1", "rtmp://host/app/{abc...jkl} live=1"),
-            ("rtmp://host/a/b/c/streamkey123", "rtmp://host/a/b/c/{str...123}"),
-            ("mux://8e0ab1c2d3e4f52ae", "mux://{8e0...2ae}"),
-            ("twitch://abcdef", "twitch://{ab...ef}"),
-            ("srt://foo.bar.com:9999", "srt://foo.bar.com:9999"),
-            ("srt://h:1?streamid=abc&passphrase=s&latency=", "srt://h:1?streamid={...}&passphrase={...}&latency="),
-            ("rtmp://user:pw@host/app/k", "rtmp://user:{...}@host/app/{...}"),
-            ("http://h/app/streamkey", "http://h/{...}"),
-        ] {
-            assert_eq!(redact(url), shown, "{url}");
-            assert_eq!(redact(shown), shown, "redacting {shown} again");
-        }
-        assert_eq!(
-            redact_in("Connection to srt://h:1?passphrase=pw&pkt_size=1316 failed; 'rtmp://h/app/secretkey1'"),
-            "Connection to srt://h:1?passphrase={...}&pkt_size={...} failed; 'rtmp://h/app/{sec...ey1}'"
-        );
+    fn only_stream_urls_are_taken() {
         assert!(check_url("http://x/y").is_err());
         assert!(check_url("rtmp://127.0.0.1/live/k").is_ok());
     }

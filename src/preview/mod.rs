@@ -3,10 +3,12 @@
 
 pub mod synthetic;
 
-use crate::audio::{Mixer, SAMPLE_RATE};
+use crate::compositor::{AudioChunk, Compositor, CompositorOptions, TickSource, TickVideo, VideoAt};
 use crate::config::EncodingOptions;
+use crate::frame::VideoFrame;
 use crate::layout::{Layout, compose};
 use crate::pipeline::{EncodePipeline, PipelineError, Summary};
+use crate::recording::Media;
 use crate::render::{self, Backend, RenderError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -64,6 +66,35 @@ pub fn run(job: &PreviewJob, out: &Path) -> Result<PreviewResult, PreviewError> 
     }
 }
 
+/// The synthetic room as the compositor sees it: its tiles and frames at any time, and
+/// each audible participant's tone generated up to where the mix needs it.
+struct PreviewSource<'a> {
+    room: &'a mut SyntheticRoom,
+    audible: Vec<usize>,
+    audio_pos: i64,
+}
+
+impl TickSource for PreviewSource<'_> {
+    fn video_at(&mut self, t_us: i64) -> VideoAt {
+        self.room.update(t_us);
+        let videos = self.room.shared_frames().into_iter().map(|(key, f)| (key, Some(f))).collect();
+        VideoAt { tiles: self.room.tile_sources(), videos, arrivals: Vec::new() }
+    }
+
+    fn audio_until(&mut self, until: i64) -> Vec<AudioChunk> {
+        let (from, frames) = (self.audio_pos, (until - self.audio_pos).max(0) as usize);
+        self.audio_pos = self.audio_pos.max(until);
+        if frames == 0 {
+            return Vec::new();
+        }
+        let room = &*self.room;
+        self.audible
+            .iter()
+            .map(|&i| AudioChunk { input: i as u64, pos: from, samples: room.audio(i, from, frames) })
+            .collect()
+    }
+}
+
 fn clip(
     job: &PreviewJob,
     room: &mut SyntheticRoom,
@@ -71,8 +102,8 @@ fn clip(
     out: &Path,
 ) -> Result<PreviewResult, PreviewError> {
     use std::io::Write;
-    let (w, h, fps) = (job.encoding.width, job.encoding.height, job.encoding.framerate as i64);
-    let pipeline = EncodePipeline::start(&job.encoding, out, true, true)?;
+    let fps = job.encoding.framerate.max(1);
+    let pipeline = EncodePipeline::start(&job.encoding, out)?;
     let mut raw = match &job.raw_video_out {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p)
@@ -80,8 +111,18 @@ fn clip(
         )),
         None => None,
     };
-    let mut mixer = Mixer::new(0, SAMPLE_RATE as usize / 100);
     let audible = room.audible();
+    let mut source = PreviewSource { room, audible, audio_pos: 0 };
+    // Preview's clock is the output's: no delays, frame k at k/fps.
+    let opts = CompositorOptions {
+        width: job.encoding.width,
+        height: job.encoding.height,
+        fps,
+        media: Media::AudioVideo,
+        video_delay: Duration::ZERO,
+        audio_delay: Duration::ZERO,
+    };
+    let mut compositor = Compositor::new(opts, 0);
     let frames = (job.duration.as_secs_f64() * fps as f64).round() as i64;
     let started = Instant::now();
     let mut rendered = 0u64;
@@ -96,29 +137,27 @@ fn clip(
         pipeline.push_video(f)?;
         Ok(())
     };
-    for k in 0..frames {
-        // Frame k is shown at k/fps on the job clock; audio is mixed up to the next frame.
-        let t_us = k * 1_000_000 / fps;
+    for _ in 0..frames {
         if job.realtime {
-            let due = started + Duration::from_micros(t_us as u64);
+            let due = started + Duration::from_micros(compositor.next_tick_us() as u64);
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
         }
-        room.update(t_us);
-        let scene = compose(&job.layout, &room.tile_sources(), w, h);
-        if let Some(f) = renderer.render(&scene, &room.frames(), t_us)? {
-            emit(f, &pipeline)?;
-        }
-        let audio_until = (k + 1) * SAMPLE_RATE as i64 / fps;
-        while mixer.position() + mixer.block_frames() as i64 <= audio_until {
-            let pos = mixer.position();
-            for &i in &audible {
-                mixer.push(i as u64, pos, &room.audio(i, pos, mixer.block_frames()));
+        let tick = compositor.tick(&mut source, &job.layout);
+        if let TickVideo::Render { scene, frames, pts_us, .. } = tick.video {
+            let refs: Vec<&VideoFrame> = frames.iter().map(|f| f.as_ref()).collect();
+            if let Some(f) = renderer.render(&scene, &refs, pts_us)? {
+                emit(f, &pipeline)?;
             }
-            pipeline.push_audio(mixer.mix())?;
+        }
+        for block in tick.audio {
+            pipeline.push_audio(block)?;
         }
     }
     if let Some(f) = renderer.flush()? {
         emit(f, &pipeline)?;
+    }
+    for block in compositor.finish(&mut source) {
+        pipeline.push_audio(block)?;
     }
     let summary = pipeline.finish()?;
     Ok(PreviewResult { summary: Some(summary), renderer: renderer.describe(), frames: rendered })

@@ -9,6 +9,7 @@ use crate::layout::{TileKind, TileSource};
 use crate::render::cpu::CpuRenderer;
 use crate::render::{RenderError, render_once};
 use crate::scene::{Anchor, Overlay, OverlayContent, Rect, Scene, Tile};
+use std::sync::Arc;
 
 const NAMES: [&str; 12] =
     ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy", "Mallory", "Niaj"];
@@ -64,7 +65,8 @@ pub struct RoomOptions {
 struct Participant {
     name: String,
     base: VideoFrame,
-    frame: VideoFrame,
+    /// Shared with whoever renders it; redrawn in place once they let go.
+    frame: Arc<VideoFrame>,
     light: [u8; 3],
 }
 
@@ -115,7 +117,7 @@ impl SyntheticRoom {
                 let mut base = base_frame(w, h, color(i), &name(i))?;
                 crate::render::cpu::convert_frame(&mut base, opts.color);
                 let light = rgb_to_yuv(lighter(color(i)), opts.color);
-                Ok(Participant { name: name(i), frame: base.clone(), base, light })
+                Ok(Participant { name: name(i), frame: Arc::new(base.clone()), base, light })
             })
             .collect::<Result<_, RenderError>>()?;
         let share = if opts.screen_share && opts.participants > 0 {
@@ -123,7 +125,7 @@ impl SyntheticRoom {
             let mut base = base_frame(1280, 720, slide, &format!("{}'s screen", name(opts.first)))?;
             crate::render::cpu::convert_frame(&mut base, opts.color);
             let light = rgb_to_yuv(Rgba::rgb(40, 40, 40), opts.color);
-            Some(Participant { name: name(opts.first), frame: base.clone(), base, light })
+            Some(Participant { name: name(opts.first), frame: Arc::new(base.clone()), base, light })
         } else {
             None
         };
@@ -134,17 +136,26 @@ impl SyntheticRoom {
     pub fn update(&mut self, t_us: i64) {
         let phase = (t_us.rem_euclid(4_000_000)) as f32 / 4_000_000.0;
         for p in self.people.iter_mut().chain(self.share.iter_mut()) {
-            p.frame.clone_from(&p.base);
-            let w = p.frame.width;
+            let frame = Arc::make_mut(&mut p.frame);
+            frame.clone_from(&p.base);
+            let w = frame.width;
             let bar = (w / 20).max(2) & !1;
             let x0 = ((phase * (w - bar) as f32) as u32) & !1;
-            draw_bar(&mut p.frame, x0, bar, p.light);
+            draw_bar(frame, x0, bar, p.light);
         }
     }
 
     /// The frames, indexed as `tile_sources` refers to them.
     pub fn frames(&self) -> Vec<&VideoFrame> {
-        self.people.iter().chain(self.share.iter()).map(|p| &p.frame).collect()
+        self.people.iter().chain(self.share.iter()).map(|p| p.frame.as_ref()).collect()
+    }
+
+    /// The frames, shared, with a key each (the participant's identity, `:screen` for the share).
+    pub fn shared_frames(&self) -> Vec<(String, Arc<VideoFrame>)> {
+        let first = self.opts.first;
+        let people = self.people.iter().enumerate().map(|(i, p)| (format!("synthetic-{}", first + i), p.frame.clone()));
+        let share = self.share.iter().map(|p| (format!("synthetic-{first}:screen"), p.frame.clone()));
+        people.chain(share).collect()
     }
 
     /// What the layout engine sees: one camera per participant, plus the share.

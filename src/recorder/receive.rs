@@ -5,9 +5,10 @@
 
 use super::clock::{ServerClock, TrackClock, ntp_to_unix_us};
 use super::jitter::{JitterBuffer, JitterStats, is_keyframe};
-use super::store::{SharedStore, lock};
+use super::store::SharedStore;
 use crate::decode::{AudioDecoder, VideoDecoder, codec_for};
 use crate::room::RemoteTrack;
+use crate::sync::lock;
 use bytes::Bytes;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::sender_report::SenderReport;

@@ -96,10 +96,6 @@ pub struct MediaStore {
 
 pub type SharedStore = Arc<Mutex<MediaStore>>;
 
-pub fn lock(s: &SharedStore) -> std::sync::MutexGuard<'_, MediaStore> {
-    s.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,10 +66,9 @@ pub(super) async fn first_response(ws: &mut Ws) -> Result<Resp, ClientError> {
 /// Tries to resume the session until `RESUME_FOR` has passed.
 async fn resume(link: &Link) -> Option<Ws> {
     let started = Instant::now();
-    let mut wait = Duration::from_millis(100);
+    let mut backoff = crate::time::Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
     while started.elapsed() < RESUME_FOR {
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(1));
+        tokio::time::sleep(backoff.next_delay()).await;
         let query = format!("{}&reconnect=1&sid={}", link.query, link.sid);
         let Ok(mut ws) = open(&link.url, &link.token, &query).await else { continue };
         match first_response(&mut ws).await {

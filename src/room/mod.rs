@@ -7,6 +7,7 @@ mod link;
 mod subscriber;
 
 use crate::peer::{Network, Pc, Quiet, gathered};
+use crate::sync::lock;
 use bytes::Bytes;
 use livekit_protocol as proto;
 use proto::signal_request::Message as Req;
@@ -221,10 +222,6 @@ async fn reply<T>(rx: oneshot::Receiver<T>, what: &'static str) -> Result<T, Cli
         .map_err(|_| ClientError::Closed)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl RoomClient {
     /// Joins the room `token` grants on the server at `url` (ws:// or wss://) to publish.
     pub async fn connect(url: &str, token: &str) -> Result<Self, ClientError> {
@@ -315,10 +312,7 @@ impl RoomClient {
         let pinger = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as i64)
-                    .unwrap_or(0);
+                let now = crate::time::unix_ms();
                 if ping_out
                     .send(proto::SignalRequest { message: Some(Req::PingReq(proto::Ping { timestamp: now, rtt: 0 })) })
                     .is_err()

@@ -56,9 +56,9 @@ pub struct S3Config {
     pub force_path_style: bool,
     /// Attempts per upload call inside the SDK (LiveKit's request default: 5).
     pub max_retries: u32,
-    #[serde(deserialize_with = "crate::config::service::duration")]
+    #[serde(deserialize_with = "crate::time::deserialize_duration")]
     pub max_retry_delay: Option<Duration>,
-    #[serde(deserialize_with = "crate::config::service::duration")]
+    #[serde(deserialize_with = "crate::time::deserialize_duration")]
     pub min_retry_delay: Option<Duration>,
     pub metadata: BTreeMap<String, String>,
     pub tagging: String,

@@ -9,9 +9,10 @@
 //! job's time to finish runs out stays on disk and is reported.
 
 use super::{ObjectStore, StorageSpec, UploadError, content_type, key};
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -78,10 +79,6 @@ pub struct UploadReport {
     pub uploaded: u64,
     pub failed: Vec<(PathBuf, String)>,
     pub backup_used: bool,
-}
-
-fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
-    s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Uploader {
@@ -189,7 +186,7 @@ impl Worker {
 
     async fn upload(&self, local: &Path, delete_after: bool) {
         let rel = local.strip_prefix(&self.output_dir).unwrap_or(local).to_string_lossy().into_owned();
-        let mut wait = FIRST_RETRY;
+        let mut backoff = crate::time::Backoff::new(FIRST_RETRY, MAX_RETRY);
         loop {
             let use_backup = lock(&self.state).primary_failed;
             let target = match (&self.backup, use_backup) {
@@ -230,8 +227,8 @@ impl Worker {
                     }
                     let until_deadline =
                         lock(&self.state).deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    let wait = backoff.next_delay();
                     tokio::time::sleep(until_deadline.map_or(wait, |d| d.min(wait))).await;
-                    wait = (wait * 2).min(MAX_RETRY);
                 }
             }
         }

@@ -5,8 +5,8 @@
 use super::livekit::{LiveKit, Options};
 use std::path::Path;
 use std::time::Duration;
-use tessera::devroom::impair::Impairment;
 use tessera::devroom::{DevRoom, DevRoomConfig};
+use tessera::peer::impair::Impairment;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tessera::devroom::DevRoom;
-use tessera::devroom::impair::Impairment;
 use tessera::devroom::synthetic::{self, SyntheticOptions};
+use tessera::peer::impair::Impairment;
 
 pub const KEY: &str = "devkey";
 pub const SECRET: &str = "egress-test-secret-egress-test-secret";

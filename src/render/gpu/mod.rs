@@ -771,8 +771,7 @@ impl GpuRenderer {
 
     /// Waits for a submitted frame's mapping and copies its planes out.
     fn finish(&mut self, p: Pending) -> Result<RenderedFrame, RenderError> {
-        let take =
-            |m: &Mutex<Option<Result<(), wgpu::BufferAsyncError>>>| m.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let take = |m: &Mutex<Option<Result<(), wgpu::BufferAsyncError>>>| crate::sync::lock(m).take();
         self.ctx
             .device
             .poll(wgpu::PollType::Wait { submission_index: Some(p.submission), timeout: None })
@@ -831,7 +830,7 @@ impl Renderer for GpuRenderer {
         let mapped = Arc::new(Mutex::new(None));
         let cb = mapped.clone();
         self.slots[slot].buffer.map_async(wgpu::MapMode::Read, .., move |r| {
-            *cb.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            *crate::sync::lock(&cb) = Some(r);
         });
         self.next_slot = 1 - slot;
         match self.pending.replace(Pending { slot, pts_us, submission, mapped }) {

@@ -1,10 +1,10 @@
 //! What the outside sees of, and does to, a running recording: its layout can be
-//! switched (UpdateLayout), its progress read (metrics, EgressInfo), its start awaited.
+//! switched (UpdateLayout), its progress read (metrics, EgressInfo), its start awaited,
+//! and it can be stopped.
 
 use crate::layout::Layout;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The layout a recording draws, switchable while it runs; the compositor reads it
 /// at every tick.
@@ -17,11 +17,11 @@ impl LiveLayout {
     }
 
     pub fn set(&self, layout: Layout) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(layout);
+        *crate::sync::lock(&self.0) = Arc::new(layout);
     }
 
     pub fn get(&self) -> Arc<Layout> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::sync::lock(&self.0).clone()
     }
 }
 
@@ -44,16 +44,16 @@ pub struct LiveStats {
 
 impl LiveStats {
     pub fn mark_started(&self) {
-        self.started_at_ns.store(unix_ns(), Ordering::SeqCst);
+        self.started_at_ns.store(crate::time::unix_ns(), Ordering::SeqCst);
         self.started.notify_waiters();
     }
 
     pub fn set_children(&self, pids: Vec<u32>) {
-        *self.children.lock().unwrap_or_else(|e| e.into_inner()) = pids;
+        *crate::sync::lock(&self.children) = pids;
     }
 
     pub fn children(&self) -> Vec<u32> {
-        self.children.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::sync::lock(&self.children).clone()
     }
 
     pub fn started_at_ns(&self) -> Option<i64> {
@@ -72,6 +72,27 @@ impl LiveStats {
     }
 }
 
-pub fn unix_ns() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+/// Stops a running recording (SIGINT, an API call).
+#[derive(Clone, Default)]
+pub struct StopHandle(Arc<(AtomicBool, tokio::sync::Notify)>);
+
+impl StopHandle {
+    pub fn stop(&self) {
+        self.0.0.store(true, Ordering::SeqCst);
+        self.0.1.notify_waiters();
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.0.0.load(Ordering::SeqCst)
+    }
+
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.0.1.notified();
+            if self.stopped() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }

@@ -4,6 +4,8 @@
 //! gathered into the local description (`gathered`; devroom then trickles its
 //! publisher answer's candidates, as livekit-server does).
 
+pub mod impair;
+
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use std::sync::Arc;
@@ -47,7 +49,7 @@ pub struct Network {
     /// STUN and TURN servers (the JoinResponse's, for a client of a LiveKit server).
     pub ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
     /// Degrades the RTP it sends (devroom's lossy-network mode; nobody else's).
-    pub impair: crate::devroom::impair::Impairment,
+    pub impair: impair::Impairment,
 }
 
 impl Network {
@@ -97,7 +99,7 @@ pub async fn new_pc(handler: Arc<dyn PeerConnectionEventHandler>, network: &Netw
         .map_err(|e| e.to_string())?
         .with(rtc::interceptor::Slot::from(14_000), KeyframeRequests::default())
         // Wire-most, below the NACK responder's history, so what it drops can be resent.
-        .with(rtc::interceptor::Slot::from(500), crate::devroom::impair::ImpairedLink::new(network.impair));
+        .with(rtc::interceptor::Slot::from(500), impair::ImpairedLink::new(network.impair));
     let se = SettingEngineBuilder::new().with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled).build();
     let config = RTCConfigurationBuilder::new().with_ice_servers(network.ice_servers.clone()).build();
     let pc = PeerConnectionBuilder::new()

@@ -1,0 +1,13 @@
+//! The log on stderr, started by each command before its work.
+
+/// The log level when neither the command nor TESSERA_LOG says otherwise.
+pub const DEFAULT: &str = "warn,tessera=info";
+
+/// Starts the log: `default` unless TESSERA_LOG sets a filter, JSON lines when `json`.
+pub fn init(default: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| default.into());
+    // Colour only on a terminal: a log file or a pipeline gets plain text (or JSON lines).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    if json { fmt.json().flatten_event(true).init() } else { fmt.init() }
+}
