@@ -28,16 +28,37 @@ impl Rgba {
     }
 }
 
+/// Why a layout's colour string is not a colour; each variant quotes it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ColorError {
+    #[error("colour {0:?} must start with '#'")]
+    NoHash(String),
+    /// A pair of digits is not hexadecimal (`cause` is `None` when the pair splits a
+    /// multi-byte character, which `from_str_radix` never sees).
+    #[error("colour {colour:?} is not hexadecimal")]
+    NotHex {
+        colour: String,
+        #[source]
+        cause: Option<std::num::ParseIntError>,
+    },
+    #[error("colour {0:?} must be #rrggbb or #rrggbbaa")]
+    Length(String),
+}
+
 impl FromStr for Rgba {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let hex = s.strip_prefix('#').ok_or_else(|| format!("colour {s:?} must start with '#'"))?;
-        let byte =
-            |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| format!("colour {s:?} is not hexadecimal"));
+    type Err = ColorError;
+    fn from_str(s: &str) -> Result<Self, ColorError> {
+        let hex = s.strip_prefix('#').ok_or_else(|| ColorError::NoHash(s.into()))?;
+        let not_hex = |cause| ColorError::NotHex { colour: s.into(), cause };
+        // `get`, not indexing: a layout file's non-ASCII text must be an error, not a panic.
+        let byte = |i: usize| {
+            let pair = hex.get(i..i + 2).ok_or_else(|| not_hex(None))?;
+            u8::from_str_radix(pair, 16).map_err(|e| not_hex(Some(e)))
+        };
         match hex.len() {
             6 => Ok(Rgba { r: byte(0)?, g: byte(2)?, b: byte(4)?, a: 255 }),
             8 => Ok(Rgba { r: byte(0)?, g: byte(2)?, b: byte(4)?, a: byte(6)? }),
-            _ => Err(format!("colour {s:?} must be #rrggbb or #rrggbbaa")),
+            _ => Err(ColorError::Length(s.into())),
         }
     }
 }
@@ -132,6 +153,12 @@ mod tests {
         assert_eq!("#00000080".parse::<Rgba>().unwrap().a, 0x80);
         assert!("1f8cf9".parse::<Rgba>().is_err());
         assert!("#12345".parse::<Rgba>().is_err());
+        // A pair that splits a multi-byte character is an error, not a panic.
+        assert!(matches!("#aébcd".parse::<Rgba>(), Err(ColorError::NotHex { .. })));
+        assert_eq!(
+            "#12345".parse::<Rgba>().unwrap_err().to_string(),
+            r##"colour "#12345" must be #rrggbb or #rrggbbaa"##
+        );
     }
 
     #[test]

@@ -8,33 +8,33 @@
 // more plainly than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
-pub mod api;
-pub mod audio;
-pub mod auth;
-pub mod browser;
+pub(crate) mod api;
+pub(crate) mod audio;
+pub(crate) mod auth;
+pub(crate) mod browser;
 pub mod cli;
-pub mod color;
-pub mod compositor;
+pub(crate) mod color;
+pub(crate) mod compositor;
 pub mod config;
-pub mod decode;
+pub(crate) mod decode;
 pub mod devroom;
 pub mod egress;
 pub mod encode;
 pub mod frame;
 pub mod layout;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod output;
 pub mod peer;
-pub mod pipeline;
+pub(crate) mod pipeline;
 pub mod preview;
 pub mod recorder;
 pub mod recording;
 pub mod render;
-pub mod room;
+pub(crate) mod room;
 pub mod scene;
-pub mod secrets;
+pub(crate) mod secrets;
 pub mod service;
-pub mod sync;
+pub(crate) mod sync;
 pub mod time;
 pub mod upload;
 pub mod usage;

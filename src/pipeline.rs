@@ -4,10 +4,10 @@
 use crate::audio::MixedBlock;
 use crate::config::EncodingOptions;
 use crate::encode::{AudioCodec, AudioEncoder, EncodeError, EncodedPacket, StreamSpec, VideoEncoder};
-use crate::output::OutputError;
 use crate::output::mp4::Mp4Writer;
 use crate::output::mux::MuxWriter;
 use crate::output::stream::PacketSink;
+use crate::output::{FileFormat, OutputError};
 use crate::recording::{Media, Outputs, RecordingSpec};
 use crate::render::RenderedFrame;
 use std::path::{Path, PathBuf};
@@ -26,35 +26,6 @@ pub enum PipelineError {
     Gone,
     #[error("{0}")]
     Unsupported(String),
-}
-
-/// The file formats a job writes, chosen by the file's extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileFormat {
-    /// H.264 + AAC (or either alone), crash-safe.
-    Mp4,
-    /// Opus, audio only.
-    Ogg,
-    /// MP3, audio only.
-    Mp3,
-}
-
-impl FileFormat {
-    pub fn for_path(path: &Path) -> Self {
-        match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
-            Some("ogg" | "oga" | "opus") => FileFormat::Ogg,
-            Some("mp3") => FileFormat::Mp3,
-            _ => FileFormat::Mp4,
-        }
-    }
-
-    pub fn audio_codec(self) -> AudioCodec {
-        match self {
-            FileFormat::Mp4 => AudioCodec::Aac,
-            FileFormat::Ogg => AudioCodec::Opus,
-            FileFormat::Mp3 => AudioCodec::Mp3,
-        }
-    }
 }
 
 /// The file being written.
@@ -146,8 +117,8 @@ impl EncodePipeline {
         thread_name: &str,
     ) -> Result<Self, PipelineError> {
         let (video, audio, low_latency) = (media.video(), media.audio(), latency == Latency::Live);
-        let format = outputs.file.as_deref().map(FileFormat::for_path).unwrap_or(FileFormat::Mp4);
-        if video && format != FileFormat::Mp4 {
+        let format = outputs.file.as_deref().and_then(FileFormat::from_extension).unwrap_or(FileFormat::Mp4);
+        if video && !format.holds_video() {
             return Err(PipelineError::Unsupported(format!(
                 "{format:?} files hold audio only; record audio only or write an MP4"
             )));

@@ -16,8 +16,6 @@ use livekit_protocol as proto;
 use std::sync::Arc;
 use twirp::{Code, Encoding, TwirpError};
 
-pub const PREFIX: &str = "/twirp/livekit.Egress/";
-
 #[derive(Clone)]
 pub struct ApiState {
     pub manager: Arc<Manager>,

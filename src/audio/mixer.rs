@@ -30,9 +30,6 @@ struct Input {
     queue: VecDeque<f32>,
     /// Clock position (sample frames) of the queue's first frame.
     start: i64,
-    gain: f32,
-    /// Smoothed RMS level, 0..1.
-    level: f32,
     stats: InputStats,
     /// Whether the input ever delivered anything (no underrun counted before it does).
     started: bool,
@@ -80,22 +77,9 @@ impl Mixer {
         self.inputs.entry(id).or_insert(Input {
             queue: VecDeque::new(),
             start: self.position,
-            gain: 1.0,
-            level: 0.0,
             stats: InputStats::default(),
             started: false,
         });
-    }
-
-    /// Removes an input; what it still held is mixed no more.
-    pub fn remove_input(&mut self, id: u64) -> Option<InputStats> {
-        self.inputs.remove(&id).map(|i| i.stats)
-    }
-
-    pub fn set_gain(&mut self, id: u64, gain: f32) {
-        if let Some(i) = self.inputs.get_mut(&id) {
-            i.gain = gain;
-        }
     }
 
     /// Adds interleaved stereo `samples` whose first frame is at clock position `pts`.
@@ -149,15 +133,11 @@ impl Mixer {
             if offset == n {
                 // Its first samples come after this block: it keeps its place (moving its
                 // start to the next block would play it early), and is silent meanwhile.
-                input.level -= input.level * 0.1;
                 continue;
             }
             let avail = input.queue.len().min(n - offset);
-            let mut sum_sq = 0f32;
             for (k, s) in input.queue.drain(..avail).enumerate() {
-                let v = s * input.gain;
-                out[offset + k] += v;
-                sum_sq += v * v;
+                out[offset + k] += s;
             }
             if input.started {
                 input.stats.underrun += ((n - offset - avail) / CHANNELS) as u64;
@@ -166,21 +146,12 @@ impl Mixer {
             if input.queue.is_empty() {
                 input.start = input.start.max(position + self.block as i64);
             }
-            let rms = (sum_sq / n as f32).sqrt();
-            // Fast attack, slower release, like a level meter.
-            let k = if rms > input.level { 0.5 } else { 0.1 };
-            input.level += (rms - input.level) * k;
         }
         for s in &mut out {
             *s = soft_limit(*s, self.knee);
         }
         self.position += self.block as i64;
         MixedBlock { pts: position, samples: out }
-    }
-
-    /// An input's recent level, 0..1 (RMS), usable for speaker detection.
-    pub fn level(&self, id: u64) -> f32 {
-        self.inputs.get(&id).map_or(0.0, |i| i.level)
     }
 
     pub fn stats(&self, id: u64) -> Option<InputStats> {
@@ -264,16 +235,5 @@ mod tests {
             m.push(id, 0, &tone(480, 0.9));
         }
         assert!(m.mix().samples.iter().all(|s| s.abs() <= 1.0));
-    }
-
-    #[test]
-    fn levels_follow_loudness() {
-        let mut m = Mixer::new(0, 480);
-        for k in 0..10 {
-            m.push(1, k * 480, &tone(480, 0.5));
-            m.push(2, k * 480, &tone(480, 0.01));
-            m.mix();
-        }
-        assert!(m.level(1) > 0.4 && m.level(2) < 0.02, "{} {}", m.level(1), m.level(2));
     }
 }

@@ -5,7 +5,7 @@
 //! moment capture started, and audio and video stay in sync.
 
 use crate::audio::{Mixer, SAMPLE_RATE};
-use crate::pipeline::EncodePipeline;
+use crate::pipeline::{EncodePipeline, PipelineError};
 use crate::recording::LiveStats;
 use crate::render::RenderedFrame;
 use ffmpeg::format;
@@ -14,14 +14,62 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::thread::JoinHandle;
 
+/// Why capture could not start or stopped. Each variant names the device or the step,
+/// and keeps FFmpeg's (or the pipeline's) error as its source.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// The device name cannot be handed to FFmpeg (it holds a NUL byte).
+    #[error("FFmpeg device name {device:?}: {cause}")]
+    DeviceName {
+        device: String,
+        #[source]
+        cause: std::ffi::NulError,
+    },
+    #[error("FFmpeg has no {0} input (libavdevice)")]
+    NoDevice(String),
+    #[error("opening {device} {url}: {cause}")]
+    Open {
+        device: String,
+        url: String,
+        #[source]
+        cause: ffmpeg::Error,
+    },
+    #[error("cannot start the {what} capture thread: {cause}")]
+    Spawn {
+        what: &'static str,
+        #[source]
+        cause: std::io::Error,
+    },
+    #[error("a capture thread panicked")]
+    Panicked,
+    #[error("{device} gave no {kind} stream")]
+    NoStream { device: &'static str, kind: &'static str },
+    /// A step of decoding or converting what a device gave.
+    #[error("{what}: {cause}")]
+    Ffmpeg {
+        what: &'static str,
+        #[source]
+        cause: ffmpeg::Error,
+    },
+    /// The encode pipeline refused a frame or an audio block.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+/// Wraps an FFmpeg error with the step it failed in.
+fn ff(what: &'static str) -> impl FnOnce(ffmpeg::Error) -> CaptureError {
+    move |cause| CaptureError::Ffmpeg { what, cause }
+}
+
 /// Opens an FFmpeg input device (`x11grab`, `pulse`) at `url` with `options`.
-fn open_device(device: &str, url: &str, options: &[(&str, String)]) -> Result<format::context::Input, String> {
+fn open_device(device: &str, url: &str, options: &[(&str, String)]) -> Result<format::context::Input, CaptureError> {
     crate::encode::init();
-    let name = std::ffi::CString::new(device).map_err(|e| e.to_string())?;
+    let name =
+        std::ffi::CString::new(device).map_err(|cause| CaptureError::DeviceName { device: device.into(), cause })?;
     // SAFETY: FFmpeg returns a static descriptor or null.
     let ptr = unsafe { ffmpeg::ffi::av_find_input_format(name.as_ptr()) };
     if ptr.is_null() {
-        return Err(format!("FFmpeg has no {device} input (libavdevice)"));
+        return Err(CaptureError::NoDevice(device.into()));
     }
     let fmt = ffmpeg::Format::Input(unsafe { format::Input::wrap(ptr as *mut _) });
     let mut opts = ffmpeg::Dictionary::new();
@@ -30,16 +78,19 @@ fn open_device(device: &str, url: &str, options: &[(&str, String)]) -> Result<fo
     }
     // Without this, opening probes (and buffers) frames for a while: the first ones come late.
     opts.set("fpsprobesize", "0");
-    format::open_with(&url, &fmt, opts).map(|c| c.input()).map_err(|e| format!("opening {device} {url}: {e}"))
+    format::open_with(&url, &fmt, opts).map(|c| c.input()).map_err(|cause| CaptureError::Open {
+        device: device.into(),
+        url: url.into(),
+        cause,
+    })
 }
 
 /// What the capture threads share.
 pub struct Capture {
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<Result<(), String>>>,
+    threads: Vec<JoinHandle<Result<(), CaptureError>>>,
     /// Output µs of the newest video frame and audio sample.
     pub last_video_us: Arc<AtomicI64>,
-    pub frames: Arc<AtomicI64>,
 }
 
 pub struct CaptureConfig {
@@ -56,10 +107,9 @@ pub struct CaptureConfig {
 }
 
 impl Capture {
-    pub fn start(c: CaptureConfig, pipeline: Arc<EncodePipeline>, stats: Arc<LiveStats>) -> Result<Self, String> {
+    pub fn start(c: CaptureConfig, pipeline: Arc<EncodePipeline>, stats: Arc<LiveStats>) -> Result<Self, CaptureError> {
         let stop = Arc::new(AtomicBool::new(false));
         let last_video_us = Arc::new(AtomicI64::new(0));
-        let frames = Arc::new(AtomicI64::new(0));
         let mut threads = Vec::new();
         // Devices open here, so a failure is reported before anything runs.
         if c.video {
@@ -72,16 +122,13 @@ impl Capture {
                     ("draw_mouse", "0".into()),
                 ],
             )?;
-            let (stop, pipeline, stats, last, frames) =
-                (stop.clone(), pipeline.clone(), stats.clone(), last_video_us.clone(), frames.clone());
+            let (stop, pipeline, stats, last) = (stop.clone(), pipeline.clone(), stats.clone(), last_video_us.clone());
             let (t0, frame_us) = (c.t0_us, 1_000_000 / i64::from(c.fps.max(1)));
             threads.push(
                 std::thread::Builder::new()
                     .name(c.thread_name.clone())
-                    .spawn(move || {
-                        logged("video", video(input, t0, frame_us, &stop, &pipeline, &stats, &last, &frames))
-                    })
-                    .map_err(|e| e.to_string())?,
+                    .spawn(move || logged("video", video(input, t0, frame_us, &stop, &pipeline, &stats, &last)))
+                    .map_err(|cause| CaptureError::Spawn { what: "video", cause })?,
             );
         }
         if let Some(server) = &c.pulse_server {
@@ -102,18 +149,18 @@ impl Capture {
                 std::thread::Builder::new()
                     .name(c.thread_name.clone())
                     .spawn(move || logged("audio", audio(input, t0, &stop, &pipeline, &stats, !video_too)))
-                    .map_err(|e| e.to_string())?,
+                    .map_err(|cause| CaptureError::Spawn { what: "audio", cause })?,
             );
         }
-        Ok(Self { stop, threads, last_video_us, frames })
+        Ok(Self { stop, threads, last_video_us })
     }
 
     /// Stops both threads (each within a frame or a fragment) and reports the first error.
-    pub fn stop(self) -> Result<(), String> {
+    pub fn stop(self) -> Result<(), CaptureError> {
         self.stop.store(true, Ordering::SeqCst);
         let mut first = Ok(());
         for t in self.threads {
-            let r = t.join().unwrap_or_else(|_| Err("a capture thread panicked".into()));
+            let r = t.join().unwrap_or(Err(CaptureError::Panicked));
             if first.is_ok() {
                 first = r;
             }
@@ -133,7 +180,7 @@ fn wall_us(pts: i64, tb: ffmpeg::Rational) -> i64 {
     (pts as i128 * 1_000_000 * tb.0 as i128 / tb.1.max(1) as i128) as i64
 }
 
-fn logged(what: &str, r: Result<(), String>) -> Result<(), String> {
+fn logged(what: &str, r: Result<(), CaptureError>) -> Result<(), CaptureError> {
     match &r {
         Ok(()) => tracing::debug!("{what} capture ended"),
         Err(e) => tracing::warn!(error = %e, "{what} capture failed"),
@@ -141,7 +188,6 @@ fn logged(what: &str, r: Result<(), String>) -> Result<(), String> {
     r
 }
 
-#[allow(clippy::too_many_arguments)] // the thread's whole context, handed over once
 fn video(
     mut input: format::context::Input,
     t0_us: i64,
@@ -150,17 +196,20 @@ fn video(
     pipeline: &EncodePipeline,
     stats: &LiveStats,
     last_us: &AtomicI64,
-    frames: &AtomicI64,
-) -> Result<(), String> {
-    let stream = input.streams().best(ffmpeg::media::Type::Video).ok_or("x11grab gave no video stream")?;
+) -> Result<(), CaptureError> {
+    let stream = input
+        .streams()
+        .best(ffmpeg::media::Type::Video)
+        .ok_or(CaptureError::NoStream { device: "x11grab", kind: "video" })?;
     let index = stream.index();
     let tb = stream.time_base();
     let mut decoder = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
         .and_then(|c| c.decoder().video())
-        .map_err(|e| format!("x11grab's raw video: {e}"))?;
+        .map_err(ff("x11grab's raw video"))?;
     let mut scaler: Option<ffmpeg::software::scaling::Context> = None;
     let mut raw = ffmpeg::frame::Video::empty();
     let mut last_pts = i64::MIN;
+    let mut started = false;
     for (s, packet) in input.packets() {
         if stop.load(Ordering::SeqCst) {
             break;
@@ -176,7 +225,7 @@ fn video(
         if pts_us < 0 || pts_us <= last_pts {
             continue;
         }
-        decoder.send_packet(&packet).map_err(|e| format!("x11grab frame: {e}"))?;
+        decoder.send_packet(&packet).map_err(ff("x11grab frame"))?;
         while decoder.receive_frame(&mut raw).is_ok() {
             if scaler.is_none() {
                 let mut ctx = ffmpeg::software::scaling::Context::get(
@@ -188,7 +237,7 @@ fn video(
                     raw.height(),
                     ffmpeg::software::scaling::Flags::BILINEAR,
                 )
-                .map_err(|e| format!("a colour converter for the capture: {e}"))?;
+                .map_err(ff("a colour converter for the capture"))?;
                 // BT.709, limited range: what the encoder declares.
                 unsafe {
                     let coefficients = ffmpeg::ffi::sws_getCoefficients(ffmpeg::ffi::SWS_CS_ITU709);
@@ -207,13 +256,14 @@ fn video(
             }
             let mut yuv = ffmpeg::frame::Video::empty();
             if let Some(sc) = scaler.as_mut() {
-                sc.run(&raw, &mut yuv).map_err(|e| format!("converting the capture: {e}"))?;
+                sc.run(&raw, &mut yuv).map_err(ff("converting the capture"))?;
             }
             let frame = crate::decode::planes_of(&yuv, crate::frame::Matrix::Bt709, false);
-            pipeline.push_video(RenderedFrame { pts_us, frame }).map_err(|e| e.to_string())?;
+            pipeline.push_video(RenderedFrame { pts_us, frame })?;
             last_pts = pts_us;
             last_us.store(pts_us, Ordering::SeqCst);
-            if frames.fetch_add(1, Ordering::SeqCst) == 0 {
+            if !started {
+                started = true;
                 stats.mark_started();
             }
             stats.frames.fetch_add(1, Ordering::Relaxed);
@@ -229,8 +279,11 @@ fn audio(
     pipeline: &EncodePipeline,
     stats: &LiveStats,
     marks_start: bool,
-) -> Result<(), String> {
-    let stream = input.streams().best(ffmpeg::media::Type::Audio).ok_or("pulse gave no audio stream")?;
+) -> Result<(), CaptureError> {
+    let stream = input
+        .streams()
+        .best(ffmpeg::media::Type::Audio)
+        .ok_or(CaptureError::NoStream { device: "pulse", kind: "audio" })?;
     let index = stream.index();
     let tb = stream.time_base();
     let block = SAMPLE_RATE as usize / 100;
@@ -258,7 +311,7 @@ fn audio(
         newest = newest.max(end);
         // A fragment of slack, so a jittery one still lands in its block.
         while mixer.position() + 2 * block as i64 <= newest {
-            pipeline.push_audio(mixer.mix()).map_err(|e| e.to_string())?;
+            pipeline.push_audio(mixer.mix())?;
             if marks_start && !started {
                 started = true;
                 stats.mark_started();
@@ -266,7 +319,7 @@ fn audio(
         }
     }
     while mixer.position() + block as i64 <= newest {
-        pipeline.push_audio(mixer.mix()).map_err(|e| e.to_string())?;
+        pipeline.push_audio(mixer.mix())?;
     }
     Ok(())
 }

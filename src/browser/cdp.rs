@@ -14,15 +14,46 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum CdpError {
-    #[error("DevTools connection: {0}")]
-    Connection(String),
-    #[error("DevTools {method}: {message}")]
-    Command { method: String, message: String },
+    /// The page's WebSocket could not be opened.
+    #[error("DevTools connection to {url}: {cause}")]
+    Connect {
+        url: String,
+        // Boxed: tungstenite's error is large, and every command returns this type.
+        #[source]
+        cause: Box<tokio_tungstenite::tungstenite::Error>,
+    },
+    /// The connection was gone before the command could be sent (the writer task ended
+    /// with it; the unsent message is all the channel's error would add).
+    #[error("DevTools connection: closed before {method} was sent")]
+    Closed { method: String },
+    /// The connection ended while the command waited for its answer.
+    #[error("DevTools connection: closed before answering {method}")]
+    NoAnswer {
+        method: String,
+        #[source]
+        cause: oneshot::error::RecvError,
+    },
+    /// Chromium answered the command with an error.
+    #[error("DevTools {method}: {cause}")]
+    Command {
+        method: String,
+        #[source]
+        cause: ProtocolError,
+    },
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, String>>>>>;
+/// The `error` object of a DevTools answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ProtocolError {
+    /// JSON-RPC's error code, when Chromium gave one.
+    pub code: Option<i64>,
+    pub message: String,
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, ProtocolError>>>>>;
 
 /// A connection to one page target.
 pub struct Cdp {
@@ -41,8 +72,9 @@ pub struct Event {
 impl Cdp {
     /// Connects to `ws_url` (a page's webSocketDebuggerUrl); events arrive on the receiver.
     pub async fn connect(ws_url: &str) -> Result<(Self, mpsc::UnboundedReceiver<Event>), CdpError> {
-        let (ws, _) =
-            tokio_tungstenite::connect_async(ws_url).await.map_err(|e| CdpError::Connection(e.to_string()))?;
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url)
+            .await
+            .map_err(|e| CdpError::Connect { url: ws_url.into(), cause: Box::new(e) })?;
         let (mut sink, mut stream) = ws.split();
         let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
         let (events_tx, events) = mpsc::unbounded_channel();
@@ -61,7 +93,10 @@ impl Cdp {
                 let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
                 if let Some(id) = v.get("id").and_then(Value::as_u64) {
                     let reply = match v.get("error") {
-                        Some(e) => Err(e.get("message").and_then(Value::as_str).unwrap_or("error").to_string()),
+                        Some(e) => Err(ProtocolError {
+                            code: e.get("code").and_then(Value::as_i64),
+                            message: e.get("message").and_then(Value::as_str).unwrap_or("error").to_string(),
+                        }),
                         None => Ok(v.get("result").cloned().unwrap_or(Value::Null)),
                     };
                     if let Some(tx) = crate::sync::lock(&p).remove(&id) {
@@ -84,11 +119,11 @@ impl Cdp {
         let (tx, rx) = oneshot::channel();
         crate::sync::lock(&self.pending).insert(id, tx);
         let msg = json!({ "id": id, "method": method, "params": params }).to_string();
-        self.out.send(Message::Text(msg.into())).map_err(|_| CdpError::Connection("closed".into()))?;
+        self.out.send(Message::Text(msg.into())).map_err(|_| CdpError::Closed { method: method.into() })?;
         match rx.await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(message)) => Err(CdpError::Command { method: method.into(), message }),
-            Err(_) => Err(CdpError::Connection("closed before answering".into())),
+            Ok(Err(cause)) => Err(CdpError::Command { method: method.into(), cause }),
+            Err(cause) => Err(CdpError::NoAnswer { method: method.into(), cause }),
         }
     }
 

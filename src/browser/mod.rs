@@ -49,7 +49,10 @@ pub enum BrowserError {
     #[error("the page did not send START_RECORDING within {0:?}")]
     StartTimeout(Duration),
     #[error("capture failed: {0}")]
-    Capture(String),
+    Capture(#[source] capture::CaptureError),
+    /// The DevTools connection to Chromium failed or a command was refused (a setup failure).
+    #[error(transparent)]
+    DevTools(#[from] cdp::CdpError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
 }
@@ -133,8 +136,7 @@ async fn navigate(
     let mut last = String::new();
     for attempt in 1..=NAVIGATION_TRIES {
         let since = crate::time::unix_ns() as f64 / 1e6;
-        let r =
-            cdp.call("Page.navigate", json!({ "url": url })).await.map_err(|e| BrowserError::Setup(e.to_string()))?;
+        let r = cdp.call("Page.navigate", json!({ "url": url })).await?;
         if let Some(err) = r["errorText"].as_str().filter(|t| !t.is_empty()) {
             // A refused or reset connection may be a server still starting: try again.
             last = err.to_string();
@@ -203,10 +205,9 @@ async fn run(job: BrowserJob, stop: StopHandle) -> Result<RecordSummary, Browser
     let children = [Some(display.pid()), audio.as_ref().map(|a| a.pid()), Some(chrome.process.pid())];
     job.run.stats.set_children(children.into_iter().flatten().collect());
     let ws = chrome.page_ws().await?;
-    let (cdp, mut events) = Cdp::connect(&ws).await.map_err(|e| BrowserError::Setup(e.to_string()))?;
-    let setup = |e: cdp::CdpError| BrowserError::Setup(e.to_string());
+    let (cdp, mut events) = Cdp::connect(&ws).await?;
     for domain in ["Page.enable", "Runtime.enable", "Network.enable"] {
-        cdp.call(domain, Value::Null).await.map_err(setup)?;
+        cdp.call(domain, Value::Null).await?;
     }
     if w < MIN_WIDTH {
         // Narrower than Chromium's smallest window: the page is laid out at the asked width anyway.
@@ -214,8 +215,7 @@ async fn run(job: BrowserJob, stop: StopHandle) -> Result<RecordSummary, Browser
             "Emulation.setDeviceMetricsOverride",
             json!({ "width": w, "height": h, "deviceScaleFactor": 1, "mobile": false }),
         )
-        .await
-        .map_err(setup)?;
+        .await?;
     }
     let (since, mut started, mut ended) = navigate(&cdp, &mut events, &job.url).await?;
     if let Some(text) = template_error(&cdp).await {

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 /// A child that is stopped (SIGTERM to its group, SIGKILL after a grace) when dropped.
 pub struct Owned {
-    pub name: &'static str,
+    /// What it is ("Xvfb", "Chromium"), for the log.
+    name: &'static str,
     child: Child,
 }
 
@@ -37,14 +38,11 @@ impl Owned {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    pub fn child(&mut self) -> &mut Child {
-        &mut self.child
-    }
-
     /// Stops the whole group: SIGTERM, then SIGKILL after `grace`.
     pub fn stop(&mut self, grace: Duration) {
         let group = -(self.child.id() as i32);
         if matches!(self.child.try_wait(), Ok(None)) {
+            tracing::debug!(process = self.name, pid = self.child.id(), "stopping");
             unsafe { libc::kill(group, libc::SIGTERM) };
             let deadline = Instant::now() + grace;
             while Instant::now() < deadline {

@@ -5,6 +5,7 @@
 //! layer switch looks like one continuous stream, and switches wait for a keyframe.
 
 use crate::peer::Network;
+use crate::peer::candidates::{self, RemoteCandidates};
 use crate::sync::lock;
 use livekit_protocol as proto;
 use proto::signal_response::Message as Out;
@@ -261,8 +262,9 @@ pub struct Session {
     subscriber: tokio::sync::Mutex<Option<Pc>>,
     nego: Mutex<Negotiation>,
     sub_connected: Arc<std::sync::atomic::AtomicBool>,
-    /// Candidates that came before the remote description they belong to.
-    early_candidates: Mutex<Vec<(i32, RTCIceCandidateInit)>>,
+    /// The client's candidates for each connection (they can come before its description).
+    publisher_candidates: Mutex<RemoteCandidates>,
+    subscriber_candidates: Mutex<RemoteCandidates>,
 }
 
 #[derive(Default)]
@@ -379,7 +381,8 @@ impl RoomMedia {
             subscriber: tokio::sync::Mutex::new(None),
             nego: Mutex::new(Negotiation::default()),
             sub_connected: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            early_candidates: Mutex::new(Vec::new()),
+            publisher_candidates: Mutex::default(),
+            subscriber_candidates: Mutex::default(),
         });
         lock(&self.sessions).insert(sid.to_string(), s.clone());
         s
@@ -454,7 +457,8 @@ impl Session {
             .await?;
         let desc = RTCSessionDescription::offer(offer.sdp).map_err(|e| e.to_string())?;
         pc.set_remote_description(desc).await.map_err(|e| e.to_string())?;
-        self.apply_early_candidates(proto::SignalTarget::Publisher).await;
+        let early = lock(&self.publisher_candidates).ready(&pc);
+        candidates::add(&pc, early).await;
         let answer = pc.create_answer(None).await.map_err(|e| e.to_string())?;
         pc.set_local_description(answer).await.map_err(|e| e.to_string())?;
         let local = gathered(&pc).await?;
@@ -483,7 +487,8 @@ impl Session {
         let pc = self.subscriber.lock().await.clone().ok_or("answer without an offer")?;
         let desc = RTCSessionDescription::answer(answer.sdp).map_err(|e| e.to_string())?;
         pc.set_remote_description(desc).await.map_err(|e| e.to_string())?;
-        self.apply_early_candidates(proto::SignalTarget::Subscriber).await;
+        let early = lock(&self.subscriber_candidates).ready(&pc);
+        candidates::add(&pc, early).await;
         // Payload types are known now.
         if let Some(room) = self.room() {
             for t in room.published() {
@@ -515,43 +520,17 @@ impl Session {
         if init.candidate.is_empty() {
             return Ok(());
         }
-        let pc = self.pc_for(t.target).await;
-        match pc {
-            Some(pc) if pc.remote_description().await.is_some() => {
-                pc.add_ice_candidate(init).await.map_err(|e| e.to_string())
-            }
-            // The client trickles as it gathers, which can be before its description
-            // reaches us: keep the candidate for when it does.
-            _ => {
-                lock(&self.early_candidates).push((t.target, init));
-                Ok(())
-            }
-        }
-    }
-
-    async fn pc_for(&self, target: i32) -> Option<Pc> {
-        if target == proto::SignalTarget::Subscriber as i32 {
-            self.subscriber.lock().await.clone()
+        // The client trickles as it gathers, which can be before its description reaches us.
+        let remote = if t.target == proto::SignalTarget::Subscriber as i32 {
+            &self.subscriber_candidates
         } else {
-            self.publisher.lock().await.clone()
-        }
-    }
-
-    /// Applies candidates kept for `target` now that its remote description is set.
-    async fn apply_early_candidates(&self, target: proto::SignalTarget) {
-        let mine: Vec<RTCIceCandidateInit> = {
-            let mut all = lock(&self.early_candidates);
-            let (mine, rest): (Vec<_>, Vec<_>) = all.drain(..).partition(|(t, _)| *t == target as i32);
-            *all = rest;
-            mine.into_iter().map(|(_, c)| c).collect()
+            &self.publisher_candidates
         };
-        if let Some(pc) = self.pc_for(target as i32).await {
-            for c in mine {
-                if let Err(e) = pc.add_ice_candidate(c).await {
-                    tracing::debug!(participant = %self.sid, "early candidate refused: {e}");
-                }
-            }
+        let routed = lock(remote).route(init);
+        if let Some((pc, c)) = routed {
+            pc.add_ice_candidate(c).await.map_err(|e| e.to_string())?;
         }
+        Ok(())
     }
 
     /// Restarts every copy this participant receives from a fresh keyframe.

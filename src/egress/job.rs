@@ -1,12 +1,12 @@
 //! One egress: its EgressInfo, its recording and the way its status moves
 //! (STARTING -> ACTIVE -> ENDING -> COMPLETE, or FAILED, ABORTED, LIMIT_REACHED).
 
-use super::outcome::{Outcome, Ran, outcome};
+use super::outcome::{Outcome, Ran, StopReason, outcome};
 use super::request::{ManifestVia, Plan, PlanSource};
 use super::webhook::Notifier;
 use crate::browser::{BrowserError, BrowserJob};
-use crate::output::images::ImageSink;
-use crate::output::segments::SegmentSink;
+use crate::output::images::{ImageSink, ImagesProgress};
+use crate::output::segments::{SegmentSink, SegmentsProgress};
 use crate::output::stream::StreamSet;
 use crate::recorder::{self, RecordJob, RecordSummary};
 use crate::recording::{LiveLayout, LiveStats, RunContext, StopHandle};
@@ -88,8 +88,8 @@ pub struct Job {
     staging_dir: PathBuf,
     /// Where a staged file whose upload was given up is kept.
     local_dir: PathBuf,
-    /// Why it was asked to stop, in LiveKit's words ("StopEgress API", ...).
-    stop_reason: Mutex<Option<&'static str>>,
+    /// Why it was asked to stop, if it was.
+    stop_reason: Mutex<Option<StopReason>>,
     pub fps: u32,
     info: Mutex<proto::EgressInfo>,
     stop: StopHandle,
@@ -148,8 +148,8 @@ impl Job {
     /// Streams and segments report their own state; it is copied in whenever the info is read.
     fn fill_streams(&self, i: &mut proto::EgressInfo) {
         i.stream_results = self.streams.infos();
-        i.segment_results = self.segments.iter().map(|g| g.info()).collect();
-        i.image_results = self.images.iter().map(|g| g.info()).collect();
+        i.segment_results = self.segments.iter().map(|g| self.segments_info(g)).collect();
+        i.image_results = self.images.iter().map(|g| images_info(g.progress())).collect();
         #[allow(deprecated)]
         match &mut i.result {
             Some(proto::egress_info::Result::Stream(list)) => list.info = i.stream_results.clone(),
@@ -178,6 +178,10 @@ impl Job {
         }
     }
 
+    fn segments_info(&self, g: &SegmentSink) -> proto::SegmentsInfo {
+        segments_info(g.progress(), self.uploads.segments.as_ref())
+    }
+
     /// UpdateStream: adds and removes URLs; removing the last one of an egress without a file ends it.
     pub fn update_streams(&self, add: &[String], remove: &[String]) -> Result<proto::EgressInfo, super::EgressError> {
         use super::request::RequestError;
@@ -193,7 +197,7 @@ impl Job {
         }
         if self.path.is_none() && self.segments.is_none() && self.images.is_empty() && self.streams.live() == 0 {
             tracing::info!(egress_id = %self.id, "its last stream was removed: ending");
-            return Ok(self.request_stop("All streams stopped"));
+            return Ok(self.request_stop(StopReason::AllStreamsStopped));
         }
         // LiveKit reports stream changes as an update.
         Ok(self.update("egress_updated", |_| {}))
@@ -224,9 +228,9 @@ impl Job {
         info
     }
 
-    /// Stops the recording (`reason` in LiveKit's words: "StopEgress API", "All streams
-    /// stopped", "Process killed"); it finalises its outputs and the job completes.
-    pub fn request_stop(&self, reason: &'static str) -> proto::EgressInfo {
+    /// Stops the recording; it finalises its outputs and the job completes. The first
+    /// reason given is the one EgressInfo's details will name.
+    pub fn request_stop(&self, reason: StopReason) -> proto::EgressInfo {
         crate::sync::lock(&self.stop_reason).get_or_insert(reason);
         let info = if self.status() == S::EgressEnding {
             self.info()
@@ -463,7 +467,7 @@ impl Job {
             .segments
             .iter()
             .map(|g| {
-                let info = g.info();
+                let info = self.segments_info(g);
                 let dir = info.playlist_name.rsplit_once('/').map(|(d, _)| format!("{d}/")).unwrap_or_default();
                 let base = info.playlist_location.rsplit_once('/').map(|(d, _)| format!("{d}/")).unwrap_or_default();
                 json!({
@@ -484,9 +488,10 @@ impl Job {
             .images
             .iter()
             .flat_map(|im| {
-                let prefix = im.info().filename_prefix;
+                let progress = im.progress();
+                let prefix = progress.filename_prefix;
                 let dir = prefix.rsplit_once('/').map(|(d, _)| format!("{d}/")).unwrap_or_default();
-                let started = im.info().started_at;
+                let started = progress.started_at;
                 im.written().into_iter().map(move |(name, t)| {
                     let at = chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(started + (t * 1e9) as i64);
                     json!({
@@ -590,6 +595,35 @@ impl Job {
             i.file_results.clear();
             i.result = None;
         })
+    }
+}
+
+/// An HLS output's progress as LiveKit's SegmentsInfo; a playlist's location is its upload's
+/// once it is up, else its local path.
+pub fn segments_info(p: SegmentsProgress, uploader: Option<&Uploader>) -> proto::SegmentsInfo {
+    let location = |path: &std::path::Path| {
+        uploader.and_then(|u| u.location_of(path)).unwrap_or_else(|| path.to_string_lossy().into_owned())
+    };
+    proto::SegmentsInfo {
+        playlist_name: p.playlist_name,
+        live_playlist_name: p.live_playlist_name,
+        duration: p.duration_us * 1000,
+        size: p.bytes,
+        playlist_location: location(&p.playlist_path),
+        live_playlist_location: p.live_playlist_path.as_deref().map(location).unwrap_or_default(),
+        segment_count: p.segment_count,
+        started_at: p.started_at,
+        ended_at: p.ended_at,
+    }
+}
+
+/// An image output's progress as LiveKit's ImagesInfo.
+pub fn images_info(p: ImagesProgress) -> proto::ImagesInfo {
+    proto::ImagesInfo {
+        filename_prefix: p.filename_prefix,
+        image_count: p.count,
+        started_at: p.started_at,
+        ended_at: p.ended_at,
     }
 }
 

@@ -3,7 +3,7 @@
 //! budget, lists, updates and stops them, and keeps finished ones listed for a while.
 
 pub mod job;
-mod outcome;
+pub mod outcome;
 pub mod redact;
 pub mod request;
 pub mod room_service;
@@ -260,7 +260,8 @@ impl Manager {
             images: plan.images_storage.iter().map(uploader).collect(),
         };
         let mut sinks: Vec<Arc<dyn crate::output::stream::PacketSink>> = vec![streams.clone()];
-        let segments = plan.segments.clone().map(|g| Arc::new(SegmentSink::new(g, uploads.segments.clone())));
+        let segments =
+            plan.segments.clone().map(|g| Arc::new(SegmentSink::new(g, upload_on_written(&uploads.segments))));
         if let Some(g) = &segments {
             sinks.push(g.clone());
         }
@@ -268,7 +269,7 @@ impl Manager {
             .images
             .iter()
             .zip(&uploads.images)
-            .map(|(i, u)| ImageSink::new(i.clone(), &thread_name, u.clone()))
+            .map(|(i, u)| ImageSink::new(i.clone(), &thread_name, upload_on_written(u)))
             .collect();
         let spec = RecordingSpec {
             encoding: plan.encoding.clone(),
@@ -305,7 +306,8 @@ impl Manager {
         let now = unix_ns();
         let file = plan.file.as_ref().map(|f| proto::FileInfo { filename: f.filename.clone(), ..Default::default() });
         let stream_results = streams.infos();
-        let segment_results: Vec<_> = segments.iter().map(|g| g.info()).collect();
+        let segment_results: Vec<_> =
+            segments.iter().map(|g| job::segments_info(g.progress(), uploads.segments.as_ref())).collect();
         #[allow(deprecated)]
         let result = match (&file, segment_results.first()) {
             (Some(f), _) => Some(proto::egress_info::Result::File(f.clone())),
@@ -327,7 +329,7 @@ impl Manager {
             file_results: file.into_iter().collect(),
             stream_results,
             segment_results,
-            image_results: images.iter().map(|i| i.info()).collect(),
+            image_results: images.iter().map(|i| job::images_info(i.progress())).collect(),
             result,
             request: Some(request),
             ..Default::default()
@@ -481,7 +483,7 @@ impl Manager {
     pub fn stop(&self, req: &proto::StopEgressRequest) -> Result<proto::EgressInfo, EgressError> {
         let job = self.find_active(&req.egress_id, "it cannot be stopped")?;
         tracing::info!(egress_id = %job.id, "stop requested");
-        Ok(job.request_stop("StopEgress API"))
+        Ok(job.request_stop(outcome::StopReason::Api))
     }
 
     /// Takes no new jobs from now on.
@@ -496,7 +498,7 @@ impl Manager {
     /// Stops every running job.
     pub fn stop_all(&self) {
         for j in self.jobs().iter().filter(|j| j.is_active()) {
-            j.request_stop("Process killed");
+            j.request_stop(outcome::StopReason::ProcessKilled);
         }
     }
 
@@ -542,6 +544,13 @@ fn template_url(base: &str, layout: &str, ws_url: &str, token: &str) -> Result<S
 }
 
 /// `EG_` and 12 random characters, as LiveKit's egress ids.
+/// What an output's finished files do: go to its uploader (their last versions are then
+/// removed locally once up), if it has one.
+fn upload_on_written(uploader: &Option<Uploader>) -> Option<crate::output::OnWritten> {
+    let u = uploader.clone()?;
+    Some(Arc::new(move |path: &std::path::Path, last: bool| u.put(path, last)))
+}
+
 /// A job's source, resolved.
 enum Source {
     Room { token: String, layout: crate::layout::Layout },

@@ -5,6 +5,28 @@ use crate::recording::EndReason;
 use livekit_protocol::EgressStatus as S;
 use std::time::Duration;
 
+/// Why an egress was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// StopEgress.
+    Api,
+    /// UpdateStream removed the last stream of an egress that only streams.
+    AllStreamsStopped,
+    /// The service is shutting down and its drain time is over.
+    ProcessKilled,
+}
+
+impl StopReason {
+    /// In LiveKit's words, as `EgressInfo.details` gives it ("End reason: ...").
+    pub fn as_livekit(self) -> &'static str {
+        match self {
+            StopReason::Api => "StopEgress API",
+            StopReason::AllStreamsStopped => "All streams stopped",
+            StopReason::ProcessKilled => "Process killed",
+        }
+    }
+}
+
 /// What happened to a recording, as the job saw it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ran<'a> {
@@ -51,7 +73,7 @@ impl Outcome {
 /// Decides the end: a failure first, then nothing recorded (ABORTED), then a failed file,
 /// failed uploads, every stream failed, the session limit, else COMPLETE. `asked` is why it
 /// was asked to stop, in LiveKit's words; `limit` the session limit it ran under.
-pub fn outcome(ran: &Ran<'_>, asked: Option<&str>, limit: Option<Duration>) -> Outcome {
+pub fn outcome(ran: &Ran<'_>, asked: Option<StopReason>, limit: Option<Duration>) -> Outcome {
     let end = |status, error: String, error_code, details| Outcome { status, error, error_code, details };
     let (ended_by, recorded, file_error, upload_failure, streams_failure) = match ran {
         Ran::Aborted(why) => return end(S::EgressAborted, why.to_string(), 412, None),
@@ -63,8 +85,7 @@ pub fn outcome(ran: &Ran<'_>, asked: Option<&str>, limit: Option<Duration>) -> O
         }
     };
     let details = Some(match (ended_by, asked) {
-        (EndReason::Stopped, Some(r)) => format!("End reason: {r}"),
-        (EndReason::Stopped, None) => "End reason: StopEgress API".into(),
+        (EndReason::Stopped, asked) => format!("End reason: {}", asked.unwrap_or(StopReason::Api).as_livekit()),
         (EndReason::DurationEnded, _) => "End reason: Session limit reached".into(),
         (EndReason::SourceClosed(why), _) => format!("End reason: Source closed ({why})"),
     });
@@ -113,7 +134,8 @@ mod tests {
         #[rustfmt::skip]
         let rows = [
             (done(&stopped, true, ok), None, None, S::EgressComplete, 0, "", Some("End reason: StopEgress API")),
-            (done(&stopped, true, ok), Some("All streams stopped"), None, S::EgressComplete, 0, "", Some("End reason: All streams stopped")),
+            (done(&stopped, true, ok), Some(StopReason::ProcessKilled), None, S::EgressComplete, 0, "", Some("End reason: Process killed")),
+            (done(&stopped, true, ok), Some(StopReason::AllStreamsStopped), None, S::EgressComplete, 0, "", Some("End reason: All streams stopped")),
             (done(&closed, true, ok), None, None, S::EgressComplete, 0, "", Some("End reason: Source closed (the room was closed by the server)")),
             // A duration without a session limit (the request's own) is COMPLETE; with one, LIMIT_REACHED.
             (done(&limit_end, true, ok), None, None, S::EgressComplete, 0, "", Some("End reason: Session limit reached")),
@@ -124,7 +146,7 @@ mod tests {
             (done(&limit_end, true, [None, upload, streams]), None, hour, S::EgressFailed, 400, "bucket unreachable", None),
             (done(&limit_end, true, [None, None, streams]), None, hour, S::EgressFailed, 503, "every stream failed: rtmp://x (refused)", None),
             (Ran::Aborted("Start signal not received"), None, None, S::EgressAborted, 412, "Start signal not received", None),
-            (Ran::Failed { why: "page load error: 404", code: 400 }, Some("StopEgress API"), None, S::EgressFailed, 400, "page load error", Some("End reason: Failure")),
+            (Ran::Failed { why: "page load error: 404", code: 400 }, Some(StopReason::Api), None, S::EgressFailed, 400, "page load error", Some("End reason: Failure")),
             (Ran::Failed { why: "the compositor thread failed", code: 500 }, None, hour, S::EgressFailed, 500, "compositor", Some("End reason: Failure")),
         ];
         for (ran, asked, limit, status, code, error, details) in rows {

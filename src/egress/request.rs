@@ -6,6 +6,7 @@
 
 use crate::config::{EncodingOptions, H264Profile, Preset};
 pub use crate::egress::webhook::EventFilter;
+use crate::output::FileFormat;
 use crate::upload::config::{StorageConfig, StorageSpec};
 use livekit_protocol as proto;
 use std::path::{Component, Path, PathBuf};
@@ -23,34 +24,6 @@ pub enum RequestError {
 
 fn invalid(field: &'static str, why: impl Into<String>) -> RequestError {
     RequestError::Invalid { field, why: why.into() }
-}
-
-/// The file types LiveKit's EncodedFileType names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileType {
-    Mp4,
-    Ogg,
-    Mp3,
-}
-
-impl FileType {
-    pub fn extension(self) -> &'static str {
-        match self {
-            FileType::Mp4 => "mp4",
-            FileType::Ogg => "ogg",
-            FileType::Mp3 => "mp3",
-        }
-    }
-
-    fn from_extension(path: &str) -> Option<Self> {
-        let ext = Path::new(path).extension()?.to_str()?.to_ascii_lowercase();
-        match ext.as_str() {
-            "mp4" => Some(FileType::Mp4),
-            "ogg" => Some(FileType::Ogg),
-            "mp3" => Some(FileType::Mp3),
-            _ => None,
-        }
-    }
 }
 
 /// A room composite as both request shapes (RoomCompositeEgressRequest and the
@@ -390,7 +363,7 @@ pub enum ManifestVia {
 
 #[derive(Debug, Clone)]
 pub struct FilePlan {
-    pub file_type: FileType,
+    pub file_type: FileFormat,
     /// The name reported in FileInfo (relative to the output directory; `{room_id}` still
     /// in it until the room is joined).
     pub filename: String,
@@ -502,7 +475,7 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
         None => None,
     };
     if let Some(f) = &file
-        && f.file_type != FileType::Mp4
+        && f.file_type != FileFormat::Mp4
         && !streams.is_empty()
     {
         return Err(invalid(
@@ -665,16 +638,16 @@ fn file_plan(
     let file_type = resolve_file_type(file_type, filepath, c.audio_only)?;
     // Each file type has its one audio codec: AAC in MP4, Opus in OGG, MP3 in MP3.
     let wanted = match file_type {
-        FileType::Mp4 => proto::AudioCodec::Aac,
-        FileType::Ogg => proto::AudioCodec::Opus,
-        FileType::Mp3 => proto::AudioCodec::AcMp3,
+        FileFormat::Mp4 => proto::AudioCodec::Aac,
+        FileFormat::Ogg => proto::AudioCodec::Opus,
+        FileFormat::Mp3 => proto::AudioCodec::AcMp3,
     };
     if let Some(a) = &c.advanced
         && let Ok(codec) = proto::AudioCodec::try_from(a.audio_codec)
         && codec != proto::AudioCodec::DefaultAc
         && codec != wanted
         // Opus in MP4, as LiveKit allows.
-        && !(file_type == FileType::Mp4 && codec == proto::AudioCodec::Opus)
+        && !(file_type == FileFormat::Mp4 && codec == proto::AudioCodec::Opus)
     {
         return Err(invalid(
             "advanced.audio_codec",
@@ -683,13 +656,13 @@ fn file_plan(
                 codec.as_str_name(),
                 file_type,
                 match file_type {
-                    FileType::Mp4 => "AAC or OPUS",
+                    FileFormat::Mp4 => "AAC or OPUS",
                     _ => wanted.as_str_name(),
                 }
             ),
         ));
     }
-    if c.video_only && file_type != FileType::Mp4 {
+    if c.video_only && file_type != FileFormat::Mp4 {
         return Err(invalid("file_type", "video_only needs an MP4 file"));
     }
     let filename = expand_filename(filepath, c, file_type, ctx.now)?;
@@ -875,17 +848,17 @@ fn expand(name: &str, c: &CompositeRequest, now: chrono::DateTime<chrono::Utc>) 
     if c.room_id.is_empty() { name } else { name.replace("{room_id}", &c.room_id) }
 }
 
-fn resolve_file_type(requested: i32, filepath: &str, audio_only: bool) -> Result<FileType, RequestError> {
+fn resolve_file_type(requested: i32, filepath: &str, audio_only: bool) -> Result<FileFormat, RequestError> {
     let t = match proto::EncodedFileType::try_from(requested) {
         Ok(proto::EncodedFileType::DefaultFiletype) => {
-            FileType::from_extension(filepath).unwrap_or(if audio_only { FileType::Ogg } else { FileType::Mp4 })
+            FileFormat::from_extension(filepath).unwrap_or(if audio_only { FileFormat::Ogg } else { FileFormat::Mp4 })
         }
-        Ok(proto::EncodedFileType::Mp4) => FileType::Mp4,
-        Ok(proto::EncodedFileType::Ogg) => FileType::Ogg,
-        Ok(proto::EncodedFileType::Mp3) => FileType::Mp3,
+        Ok(proto::EncodedFileType::Mp4) => FileFormat::Mp4,
+        Ok(proto::EncodedFileType::Ogg) => FileFormat::Ogg,
+        Ok(proto::EncodedFileType::Mp3) => FileFormat::Mp3,
         Err(_) => return Err(invalid("file_type", format!("{requested} is not a file type (MP4, OGG, MP3)"))),
     };
-    if !audio_only && t != FileType::Mp4 {
+    if !audio_only && t != FileFormat::Mp4 {
         return Err(invalid("file_type", format!("{:?} holds audio only; set audio_only or use MP4", t)));
     }
     Ok(t)
@@ -975,7 +948,7 @@ fn encoding(c: &CompositeRequest) -> Result<EncodingOptions, RequestError> {
 pub fn expand_filename(
     filepath: &str,
     c: &CompositeRequest,
-    file_type: FileType,
+    file_type: FileFormat,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<String, RequestError> {
     let mut name = filepath.trim().to_string();
@@ -984,7 +957,7 @@ pub fn expand_filename(
     }
     name = expand(&name, c, now);
     // The extension says what the file is (the writer goes by it).
-    if FileType::from_extension(&name) != Some(file_type) {
+    if FileFormat::from_extension(&name) != Some(file_type) {
         name = format!("{name}.{}", file_type.extension());
     }
     Ok(name)

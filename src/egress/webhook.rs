@@ -31,6 +31,35 @@ const EVENTS: [&str; 12] = [
     "ingress_ended",
 ];
 
+/// A webhook filter naming something that is no webhook event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{list}: {name:?} is not a webhook event; egress sends egress_started, egress_updated and egress_ended")]
+pub struct FilterError {
+    /// `include_events` or `exclude_events`.
+    pub list: &'static str,
+    pub name: String,
+}
+
+/// The request parser reports a bad filter as a field's reason (`RequestError::Invalid`,
+/// whose `why` is text), taking it through `Into<String>`.
+impl From<FilterError> for String {
+    fn from(e: FilterError) -> String {
+        e.to_string()
+    }
+}
+
+/// Why one POST of an event failed (it is retried; the last failure is logged).
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    #[error("signing the webhook token: {0}")]
+    Token(#[source] livekit_api::access_token::AccessTokenError),
+    /// Holds the error without its URL: the URL is logged next to it, once.
+    #[error(transparent)]
+    Send(reqwest::Error),
+    #[error("HTTP {0}")]
+    Status(reqwest::StatusCode),
+}
+
 /// LiveKit's `FilterParams`: with `include_events`, only those are sent (they win over
 /// `exclude_events`); else everything but `exclude_events`; with neither, everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,12 +70,10 @@ pub struct EventFilter {
 
 impl EventFilter {
     /// Refuses names that are no webhook event (a typo would silently filter everything out).
-    pub fn new(include: &[String], exclude: &[String]) -> Result<Self, String> {
-        for (list, name) in [(include, "include_events"), (exclude, "exclude_events")] {
-            if let Some(bad) = list.iter().find(|e| !EVENTS.contains(&e.as_str())) {
-                return Err(format!(
-                    "{name}: {bad:?} is not a webhook event; egress sends egress_started, egress_updated and egress_ended"
-                ));
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Self, FilterError> {
+        for (events, list) in [(include, "include_events"), (exclude, "exclude_events")] {
+            if let Some(bad) = events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
+                return Err(FilterError { list, name: bad.clone() });
             }
         }
         Ok(Self { include: include.to_vec(), exclude: exclude.to_vec() })
@@ -144,13 +171,13 @@ async fn deliver(
     }
 }
 
-async fn post(client: &reqwest::Client, url: &str, key: &str, secret: &str, body: &[u8]) -> Result<(), String> {
+async fn post(client: &reqwest::Client, url: &str, key: &str, secret: &str, body: &[u8]) -> Result<(), DeliveryError> {
     let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body));
     let token = AccessToken::with_api_key(key, secret)
         .with_ttl(Duration::from_secs(300))
         .with_sha256(&hash)
         .to_jwt()
-        .map_err(|e| e.to_string())?;
+        .map_err(DeliveryError::Token)?;
     let resp = client
         .post(url)
         .header("Content-Type", "application/webhook+json")
@@ -158,8 +185,8 @@ async fn post(client: &reqwest::Client, url: &str, key: &str, secret: &str, body
         .body(body.to_vec())
         .send()
         .await
-        .map_err(|e| e.without_url().to_string())?;
-    if resp.status().is_success() { Ok(()) } else { Err(format!("HTTP {}", resp.status())) }
+        .map_err(|e| DeliveryError::Send(e.without_url()))?;
+    if resp.status().is_success() { Ok(()) } else { Err(DeliveryError::Status(resp.status())) }
 }
 
 #[cfg(test)]
@@ -175,6 +202,8 @@ mod tests {
         assert!(only_end.allows("egress_ended") && !only_end.allows("egress_started"));
         let no_updates = EventFilter::new(&[], &s(&["egress_updated"])).unwrap();
         assert!(no_updates.allows("egress_started") && !no_updates.allows("egress_updated"));
-        assert!(EventFilter::new(&s(&["egress_ende"]), &[]).unwrap_err().contains("egress_ende"));
+        let bad = EventFilter::new(&s(&["egress_ende"]), &[]).unwrap_err();
+        assert_eq!(bad, super::FilterError { list: "include_events", name: "egress_ende".into() });
+        assert!(bad.to_string().contains("\"egress_ende\""), "{bad}");
     }
 }

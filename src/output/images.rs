@@ -3,12 +3,11 @@
 //! output with its own scaler and encoder (FFmpeg's swscale and MJPEG), on its own
 //! thread, so a slow disk never holds up the recording.
 
+use super::OnWritten;
 use crate::frame::{PixelFormat, VideoFrame};
 use crate::sync::lock;
-use crate::upload::queue::Uploader;
 use ffmpeg::{codec, encoder, format, software::scaling};
 use ffmpeg_next as ffmpeg;
-use livekit_protocol as proto;
 use std::path::PathBuf;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -55,10 +54,20 @@ pub struct ImageSink {
     progress: Arc<Mutex<Progress>>,
 }
 
+/// How far an image output has got (the egress job reports it as LiveKit's ImagesInfo).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImagesProgress {
+    pub filename_prefix: String,
+    pub count: i64,
+    /// Unix ns of the first image, and of the end (0: not yet).
+    pub started_at: i64,
+    pub ended_at: i64,
+}
+
 impl ImageSink {
-    /// Starts the image thread, named `thread_name` (the job's); each image written is
-    /// handed to `uploader` when there is one.
-    pub fn new(plan: ImagesPlan, thread_name: &str, uploader: Option<Uploader>) -> Arc<Self> {
+    /// Starts the image thread, named `thread_name` (the job's); `on_written` is told of
+    /// each image written.
+    pub fn new(plan: ImagesPlan, thread_name: &str, on_written: Option<OnWritten>) -> Arc<Self> {
         let (tx, rx) = sync_channel::<(VideoFrame, i64)>(1);
         let progress = Arc::new(Mutex::new(Progress::default()));
         let (p, worker_plan) = (progress.clone(), plan.clone());
@@ -67,7 +76,7 @@ impl ImageSink {
             .spawn(move || {
                 let mut enc: Option<JpegEncoder> = None;
                 for (frame, pts_us) in rx {
-                    if let Err(e) = write_one(&worker_plan, &mut enc, &frame, pts_us, &p, uploader.as_ref()) {
+                    if let Err(e) = write_one(&worker_plan, &mut enc, &frame, pts_us, &p, on_written.as_ref()) {
                         tracing::warn!(error = %e, "image output failed");
                         lock(&p).error = Some(e);
                         return;
@@ -112,11 +121,11 @@ impl ImageSink {
         lock(&self.progress).ended_at = crate::time::unix_ns();
     }
 
-    pub fn info(&self) -> proto::ImagesInfo {
+    pub fn progress(&self) -> ImagesProgress {
         let p = lock(&self.progress);
-        proto::ImagesInfo {
+        ImagesProgress {
             filename_prefix: self.plan.filename_prefix.clone(),
-            image_count: p.count,
+            count: p.count,
             started_at: p.started_at,
             ended_at: p.ended_at,
         }
@@ -221,7 +230,7 @@ fn write_one(
     frame: &VideoFrame,
     pts_us: i64,
     progress: &Mutex<Progress>,
-    uploader: Option<&Uploader>,
+    on_written: Option<&OnWritten>,
 ) -> Result<(), String> {
     if enc.is_none() {
         std::fs::create_dir_all(&plan.dir).map_err(|e| format!("{}: {e}", plan.dir.display()))?;
@@ -243,8 +252,8 @@ fn write_one(
     std::fs::write(&tmp, &jpeg)
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    if let Some(u) = uploader {
-        u.put(&path, true);
+    if let Some(f) = on_written {
+        f(&path, true);
     }
     let mut p = lock(progress);
     if p.count == 0 {

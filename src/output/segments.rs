@@ -11,13 +11,12 @@
 //! second, sliding playlist beside the full one nor reports each segment as it
 //! closes, which the results (and uploads, next) need.
 
+use super::OnWritten;
 use super::OutputError;
 use super::mux::MuxWriter;
 use super::stream::PacketSink;
 use crate::encode::{EncodedPacket, StreamKind, StreamSpec};
 use crate::sync::lock;
-use crate::upload::queue::Uploader;
-use livekit_protocol as proto;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -53,8 +52,8 @@ struct Segment {
 
 struct State {
     plan: SegmentsPlan,
-    /// Where closed segments and rewritten playlists go, when they are uploaded.
-    uploader: Option<Uploader>,
+    /// Told of each closed segment and rewritten playlist.
+    on_written: Option<OnWritten>,
     specs: Vec<StreamSpec>,
     writer: Option<MuxWriter>,
     current: Option<(String, i64)>,
@@ -78,13 +77,30 @@ struct State {
 
 pub struct SegmentSink(Mutex<State>);
 
+/// How far an HLS output has got (the egress job reports it as LiveKit's SegmentsInfo).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SegmentsProgress {
+    /// Names as reported (relative to the output directory).
+    pub playlist_name: String,
+    pub live_playlist_name: String,
+    /// Closed segments: their total length, bytes and number.
+    pub duration_us: i64,
+    pub bytes: i64,
+    pub segment_count: i64,
+    /// Where the playlists are written.
+    pub playlist_path: PathBuf,
+    pub live_playlist_path: Option<PathBuf>,
+    /// Unix ns of the first segment's start, and of the end (0: not yet).
+    pub started_at: i64,
+    pub ended_at: i64,
+}
+
 impl SegmentSink {
-    /// With an uploader, each segment is handed over as it closes (then removed locally
-    /// once up), followed by the rewritten playlists.
-    pub fn new(plan: SegmentsPlan, uploader: Option<Uploader>) -> Self {
+    /// `on_written` is told of each segment as it closes, then of the rewritten playlists.
+    pub fn new(plan: SegmentsPlan, on_written: Option<OnWritten>) -> Self {
         Self(Mutex::new(State {
             plan,
-            uploader,
+            on_written,
             specs: Vec::new(),
             writer: None,
             current: None,
@@ -102,21 +118,15 @@ impl SegmentSink {
         }))
     }
 
-    /// SegmentsInfo as EgressInfo reports it.
-    pub fn info(&self) -> proto::SegmentsInfo {
+    pub fn progress(&self) -> SegmentsProgress {
         let s = lock(&self.0);
-        // Where the playlist is: its upload once it is up, else the local file.
-        let dir = |n: &str| {
-            let p = s.plan.dir.join(n);
-            s.uploader.as_ref().and_then(|u| u.location_of(&p)).unwrap_or_else(|| p.to_string_lossy().into_owned())
-        };
-        proto::SegmentsInfo {
+        SegmentsProgress {
             playlist_name: s.plan.playlist_name.clone(),
             live_playlist_name: s.plan.live_playlist_name.clone(),
-            duration: s.done.iter().map(|g| g.duration_us).sum::<i64>() * 1000,
-            size: s.bytes,
-            playlist_location: dir(&s.plan.playlist),
-            live_playlist_location: s.plan.live_playlist.as_deref().map(dir).unwrap_or_default(),
+            duration_us: s.done.iter().map(|g| g.duration_us).sum(),
+            bytes: s.bytes,
+            playlist_path: s.plan.dir.join(&s.plan.playlist),
+            live_playlist_path: s.plan.live_playlist.as_deref().map(|n| s.plan.dir.join(n)),
             segment_count: s.done.len() as i64,
             started_at: s.started_at,
             ended_at: s.ended_at,
@@ -199,15 +209,14 @@ impl State {
         w.finish()?;
         let path = self.plan.dir.join(&name);
         self.bytes += std::fs::metadata(&path).map(|m| m.len() as i64).unwrap_or(0);
-        if let Some(u) = &self.uploader {
-            u.put(&path, true);
+        if let Some(f) = &self.on_written {
+            f(&path, true);
         }
         self.done.push(Segment { name, start_us, duration_us: (end_us - start_us).max(0) });
         Ok(())
     }
 
-    /// Rewrites the playlists (and hands them to the uploader: the final ones are then
-    /// removed locally once up).
+    /// Rewrites the playlists (and tells the owner: the final ones are their last version).
     fn write_playlists(&self, ended: bool) -> Result<(), OutputError> {
         let full = self.playlist(&self.done, 0, true, ended);
         let path = self.plan.dir.join(&self.plan.playlist);
@@ -220,40 +229,17 @@ impl State {
             write_atomic(&path, &text)?;
             written.push(path);
         }
-        if let Some(u) = &self.uploader {
+        if let Some(f) = &self.on_written {
             for p in &written {
-                u.put(p, ended);
+                f(p, ended);
             }
         }
         Ok(())
     }
 
     fn playlist(&self, segments: &[Segment], sequence: usize, event: bool, ended: bool) -> String {
-        let target = segments
-            .iter()
-            .map(|g| (g.duration_us as f64 / 1e6).round() as u64)
-            .max()
-            .unwrap_or(self.plan.duration_s as u64)
-            .max(self.plan.duration_s as u64);
-        let mut t = String::from("#EXTM3U\n#EXT-X-VERSION:4\n");
-        if event {
-            t.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n");
-        }
-        t.push_str(&format!("#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{sequence}\n"));
-        for g in segments {
-            let wall = self.wall_origin_us.unwrap_or(0) + g.start_us;
-            let pdt = chrono::DateTime::<chrono::Utc>::from_timestamp_micros(wall).unwrap_or_default();
-            t.push_str(&format!(
-                "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.3},\n{}\n",
-                pdt.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
-                g.duration_us as f64 / 1e6,
-                g.name
-            ));
-        }
-        if ended {
-            t.push_str("#EXT-X-ENDLIST\n");
-        }
-        t
+        let wall_origin_us = self.wall_origin_us.unwrap_or(0);
+        playlist_text(segments, sequence, event, ended, self.plan.duration_s, wall_origin_us)
     }
 
     fn write(&mut self, p: &EncodedPacket) -> Result<(), OutputError> {
@@ -271,11 +257,11 @@ impl State {
             self.started_at = now;
             self.next_cut_us = pts_us + self.plan.duration_s as i64 * 1_000_000;
             self.open(pts_us)?;
-        } else if cut_here && pts_us + CUT_SLACK_US >= self.next_cut_us {
+        } else if cut_here
+            && let Some(next) = cut_point(self.next_cut_us, pts_us, self.plan.duration_s as i64 * 1_000_000)
+        {
             self.cut(pts_us, has_audio && has_video)?;
-            while self.next_cut_us <= pts_us + CUT_SLACK_US {
-                self.next_cut_us += self.plan.duration_s as i64 * 1_000_000;
-            }
+            self.next_cut_us = next;
             self.open(pts_us)?;
         }
         self.last_pts_us = self.last_pts_us.max(pts_us + us(p.packet.duration(), p.time_base));
@@ -295,6 +281,60 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// Whether a packet that can start a segment (a keyframe, or any packet for audio only)
+/// at `pts_us` cuts one, the next cut being due at `next_cut_us`: then the cut after it,
+/// whole segment lengths on (a keyframe late by more than a segment skips a cut rather
+/// than making short segments after it).
+fn cut_point(next_cut_us: i64, pts_us: i64, every_us: i64) -> Option<i64> {
+    if pts_us + CUT_SLACK_US < next_cut_us {
+        return None;
+    }
+    let mut next = next_cut_us;
+    while next <= pts_us + CUT_SLACK_US {
+        next += every_us.max(1);
+    }
+    Some(next)
+}
+
+/// A playlist's text: version 4, the target duration (the longest segment, at least the
+/// planned length), each segment with its program date-time on the wall clock, and
+/// ENDLIST once the recording has ended. `event` marks the full playlist (segments are
+/// only added), `sequence` is the first segment's index (the live one slides).
+fn playlist_text(
+    segments: &[Segment],
+    sequence: usize,
+    event: bool,
+    ended: bool,
+    planned_s: u32,
+    wall_origin_us: i64,
+) -> String {
+    let target = segments
+        .iter()
+        .map(|g| (g.duration_us as f64 / 1e6).round() as u64)
+        .max()
+        .unwrap_or(planned_s as u64)
+        .max(planned_s as u64);
+    let mut t = String::from("#EXTM3U\n#EXT-X-VERSION:4\n");
+    if event {
+        t.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n");
+    }
+    t.push_str(&format!("#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{sequence}\n"));
+    for g in segments {
+        let wall = wall_origin_us + g.start_us;
+        let pdt = chrono::DateTime::<chrono::Utc>::from_timestamp_micros(wall).unwrap_or_default();
+        t.push_str(&format!(
+            "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.3},\n{}\n",
+            pdt.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+            g.duration_us as f64 / 1e6,
+            g.name
+        ));
+    }
+    if ended {
+        t.push_str("#EXT-X-ENDLIST\n");
+    }
+    t
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<(), OutputError> {
@@ -351,5 +391,51 @@ impl PacketSink for SegmentSink {
             return true;
         }
         s.writer.is_some() && next_pts_us + CUT_SLACK_US >= s.next_cut_us
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_cut_at_the_first_keyframe_due_and_late_keyframes_skip_cuts() {
+        let s = 1_000_000;
+        // Due at 2 s: a keyframe at 1.9 s does not cut, one at 2 s (or a millisecond early) does.
+        assert_eq!(cut_point(2 * s, 1_900_000, 2 * s), None);
+        assert_eq!(cut_point(2 * s, 2 * s, 2 * s), Some(4 * s));
+        assert_eq!(cut_point(2 * s, 2 * s - 999, 2 * s), Some(4 * s));
+        // Keyframes every 3 s against 2 s segments: cut at 3 s, next due at 4 s; at 6 s, next 8 s.
+        assert_eq!(cut_point(2 * s, 3 * s, 2 * s), Some(4 * s));
+        assert_eq!(cut_point(4 * s, 6 * s, 2 * s), Some(8 * s));
+        // A keyframe 5 s late skips the cuts it missed.
+        assert_eq!(cut_point(2 * s, 7 * s, 2 * s), Some(8 * s));
+    }
+
+    #[test]
+    fn playlists_as_players_read_them() {
+        let seg = |name: &str, start_s: f64, dur_s: f64| Segment {
+            name: name.into(),
+            start_us: (start_s * 1e6) as i64,
+            duration_us: (dur_s * 1e6) as i64,
+        };
+        let done = [seg("a_00000.ts", 0.0, 2.0), seg("a_00001.ts", 2.0, 2.533), seg("a_00002.ts", 4.533, 1.2)];
+        // 2026-12-04T10:00:00Z as media time 0.
+        let origin = 1_796_378_400_000_000;
+        let full = playlist_text(&done, 0, true, true, 2, origin);
+        assert_eq!(
+            full,
+            "#EXTM3U\n#EXT-X-VERSION:4\n#EXT-X-PLAYLIST-TYPE:EVENT\n#EXT-X-TARGETDURATION:3\n#EXT-X-MEDIA-SEQUENCE:0\n\
+             #EXT-X-PROGRAM-DATE-TIME:2026-12-04T10:00:00.000Z\n#EXTINF:2.000,\na_00000.ts\n\
+             #EXT-X-PROGRAM-DATE-TIME:2026-12-04T10:00:02.000Z\n#EXTINF:2.533,\na_00001.ts\n\
+             #EXT-X-PROGRAM-DATE-TIME:2026-12-04T10:00:04.533Z\n#EXTINF:1.200,\na_00002.ts\n\
+             #EXT-X-ENDLIST\n"
+        );
+        // The live playlist: no type, a sliding sequence, no ENDLIST while recording; the
+        // target is never below the planned length.
+        let live = playlist_text(&done[2..], 2, false, false, 2, origin);
+        assert!(live.starts_with("#EXTM3U\n#EXT-X-VERSION:4\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:2\n"));
+        assert!(!live.contains("ENDLIST") && !live.contains("PLAYLIST-TYPE"));
+        assert_eq!(live.matches("#EXTINF").count(), 1);
     }
 }

@@ -4,6 +4,7 @@
 //! gathered into the local description (`gathered`; devroom then trickles its
 //! publisher answer's candidates, as livekit-server does).
 
+pub mod candidates;
 pub mod impair;
 
 use rtc::interceptor::Registry;

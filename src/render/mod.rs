@@ -24,8 +24,9 @@ pub enum RenderError {
     MissingSource(usize),
     #[error("swscale could not scale {0}")]
     Scaler(String),
+    #[cfg(feature = "gpu")]
     #[error("no GPU adapter: {0}")]
-    NoAdapter(String),
+    NoAdapter(#[source] gpu::context::AdapterError),
     #[error("GPU error: {0}")]
     Gpu(String),
     #[error("the {0} renderer is not built in (cargo feature `gpu`)")]
@@ -67,14 +68,19 @@ pub enum Backend {
     Gpu,
 }
 
+/// A renderer name that is none of `Backend`'s (it holds the name, lowercased).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("unknown renderer {0:?}: use auto, cpu or gpu")]
+pub struct UnknownBackend(pub String);
+
 impl FromStr for Backend {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownBackend;
+    fn from_str(s: &str) -> Result<Self, UnknownBackend> {
         match s.to_ascii_lowercase().as_str() {
             "auto" | "" => Ok(Backend::Auto),
             "cpu" => Ok(Backend::Cpu),
             "gpu" | "wgpu" => Ok(Backend::Gpu),
-            other => Err(format!("unknown renderer {other:?}: use auto, cpu or gpu")),
+            other => Err(UnknownBackend(other.into())),
         }
     }
 }

@@ -6,6 +6,7 @@
 mod link;
 mod subscriber;
 
+use crate::peer::candidates::{self, RemoteCandidates};
 use crate::peer::{Network, Pc, Quiet, gathered};
 use crate::sync::lock;
 use bytes::Bytes;
@@ -90,7 +91,6 @@ impl TrackSpec {
 /// A published track: write encoded frames to it.
 pub struct LocalTrack {
     pub sid: String,
-    pub kind: RtpCodecKind,
     track: Arc<TrackLocalStaticSample>,
     ssrc: u32,
     pt: u8,
@@ -180,14 +180,6 @@ fn network_for(url: &str) -> Network {
     if local { Network::loopback() } else { Network::any_interface() }
 }
 
-/// The server's candidates for our publisher connection, kept until the
-/// connection has the server's answer (they can arrive before it).
-#[derive(Default)]
-struct PublisherIce {
-    pc: Option<Pc>,
-    early: Vec<webrtc::peer_connection::RTCIceCandidateInit>,
-}
-
 /// A trickled candidate as the server sends it (JSON of RTCIceCandidateInit).
 fn candidate(t: &proto::TrickleRequest) -> Option<webrtc::peer_connection::RTCIceCandidateInit> {
     serde_json::from_str(&t.candidate_init)
@@ -207,7 +199,8 @@ pub struct RoomClient {
     out: mpsc::UnboundedSender<proto::SignalRequest>,
     pending: Arc<Mutex<Pending>>,
     publisher: tokio::sync::Mutex<Option<Pc>>,
-    publisher_ice: Arc<Mutex<PublisherIce>>,
+    /// The server's candidates for our publisher connection (they can come before its answer).
+    publisher_ice: Arc<Mutex<RemoteCandidates>>,
     network: Network,
     next_offer: Mutex<u32>,
     subscriber: mpsc::UnboundedSender<subscriber::Signal>,
@@ -244,7 +237,7 @@ impl RoomClient {
         let p = pending.clone();
         let events = options.events;
         let network = options.network.unwrap_or_else(|| network_for(url)).with_ice_servers(&join.ice_servers);
-        let publisher_ice = Arc::new(Mutex::new(PublisherIce::default()));
+        let publisher_ice = Arc::new(Mutex::new(RemoteCandidates::default()));
         let ice = publisher_ice.clone();
         let emit = {
             let events = events.clone();
@@ -270,18 +263,8 @@ impl RoomClient {
                 // LiveKit's server trickles its candidates for our publisher connection
                 // (devroom puts them in its answer).
                 Resp::Trickle(t) => {
-                    if let Some(c) = candidate(&t) {
-                        let mut ice = lock(&ice);
-                        match ice.pc.clone() {
-                            Some(pc) => {
-                                tokio::spawn(async move {
-                                    if let Err(e) = pc.add_ice_candidate(c).await {
-                                        tracing::debug!("publisher candidate refused: {e}");
-                                    }
-                                });
-                            }
-                            None => ice.early.push(c),
-                        }
+                    if let Some((pc, c)) = candidate(&t).and_then(|c| lock(&ice).route(c)) {
+                        tokio::spawn(async move { candidates::add(&pc, [c]).await });
                     }
                 }
                 Resp::Update(u) => route_emit(RoomEvent::Participants(u.participants)),
@@ -424,18 +407,10 @@ impl RoomClient {
         }))?;
         let answer = reply(rx, "answer").await?;
         pc.set_remote_description(RTCSessionDescription::answer(answer.sdp).map_err(rtc)?).await.map_err(rtc)?;
-        let early = {
-            let mut ice = lock(&self.publisher_ice);
-            ice.pc = Some(pc.clone());
-            std::mem::take(&mut ice.early)
-        };
-        for c in early {
-            if let Err(e) = pc.add_ice_candidate(c).await {
-                tracing::debug!("publisher candidate refused: {e}");
-            }
-        }
+        let early = lock(&self.publisher_ice).ready(&pc);
+        candidates::add(&pc, early).await;
         let mut tracks = Vec::new();
-        for (sid, kind, track, ssrc, transceiver, codec) in made {
+        for (sid, _kind, track, ssrc, transceiver, codec) in made {
             let sender =
                 transceiver.sender().await.map_err(rtc)?.ok_or_else(|| ClientError::Rtc("no sender".into()))?;
             let params = sender.get_parameters().await.map_err(rtc)?;
@@ -451,7 +426,7 @@ impl RoomClient {
                     }
                 }
             });
-            tracks.push(LocalTrack { sid, kind, track, ssrc, pt, keyframe_wanted });
+            tracks.push(LocalTrack { sid, track, ssrc, pt, keyframe_wanted });
         }
         Ok(tracks)
     }

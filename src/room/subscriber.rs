@@ -4,13 +4,14 @@
 //! offer must never be applied while the first is still being answered.
 
 use super::{RemoteTrack, RoomEvent};
+use crate::peer::candidates::{self, RemoteCandidates};
 use crate::peer::{Pc, gathered};
 use livekit_protocol as proto;
 use proto::signal_request::Message as Req;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::TrackRemote;
-use webrtc::peer_connection::{PeerConnectionEventHandler, RTCIceCandidateInit, RTCSessionDescription};
+use webrtc::peer_connection::{PeerConnectionEventHandler, RTCSessionDescription};
 
 pub(super) enum Signal {
     Offer(proto::SessionDescription),
@@ -44,7 +45,7 @@ pub(super) fn spawn(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
         let slot = tokio::sync::Mutex::new(None::<Pc>);
-        let mut early: Vec<RTCIceCandidateInit> = Vec::new();
+        let mut remote = RemoteCandidates::default();
         while let Some(signal) = rx.recv().await {
             match signal {
                 Signal::Offer(offer) => {
@@ -57,7 +58,7 @@ pub(super) fn spawn(
                                 continue;
                             }
                         };
-                    match answer(&pc, offer, &mut early).await {
+                    match answer(&pc, offer, &mut remote).await {
                         Ok(a) => {
                             let _ = out.send(proto::SignalRequest { message: Some(Req::Answer(a)) });
                         }
@@ -65,16 +66,8 @@ pub(super) fn spawn(
                     }
                 }
                 Signal::Trickle(t) => {
-                    let Some(init) = super::candidate(&t) else { continue };
-                    let pc = slot.lock().await.clone();
-                    match pc {
-                        Some(pc) if pc.remote_description().await.is_some() => {
-                            if let Err(e) = pc.add_ice_candidate(init).await {
-                                tracing::debug!("candidate refused: {e}");
-                            }
-                        }
-                        // Candidates can overtake the offer they belong to.
-                        _ => early.push(init),
+                    if let Some((pc, c)) = super::candidate(&t).and_then(|c| remote.route(c)) {
+                        candidates::add(&pc, [c]).await;
                     }
                 }
                 Signal::Close => break,
@@ -90,15 +83,11 @@ pub(super) fn spawn(
 async fn answer(
     pc: &Pc,
     offer: proto::SessionDescription,
-    early: &mut Vec<RTCIceCandidateInit>,
+    remote: &mut RemoteCandidates,
 ) -> Result<proto::SessionDescription, String> {
     let desc = RTCSessionDescription::offer(offer.sdp).map_err(|e| e.to_string())?;
     pc.set_remote_description(desc).await.map_err(|e| e.to_string())?;
-    for c in early.drain(..) {
-        if let Err(e) = pc.add_ice_candidate(c).await {
-            tracing::debug!("early candidate refused: {e}");
-        }
-    }
+    candidates::add(pc, remote.ready(pc)).await;
     let answer = pc.create_answer(None).await.map_err(|e| e.to_string())?;
     pc.set_local_description(answer).await.map_err(|e| e.to_string())?;
     let local = gathered(pc).await?;

@@ -16,6 +16,26 @@
 use crate::render::RenderError;
 use std::sync::{Arc, OnceLock};
 
+/// Why no device could be opened. `Clone`: the first attempt's outcome is kept and
+/// handed to every later caller.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AdapterError {
+    #[error("TESSERA_GPU_BACKEND={0:?}: use vulkan or gl")]
+    BadBackend(String),
+    #[error("no Vulkan or GL adapter (backends {0:?})")]
+    NoneFound(wgpu::Backends),
+    #[error("TESSERA_GPU_ADAPTER={0:?} matches no adapter (see the debug log for the list)")]
+    NoMatch(String),
+    #[error("{adapter} ({backend}): cannot open a device: {cause}")]
+    Device {
+        adapter: String,
+        backend: wgpu::Backend,
+        // Boxed: wgpu's error is large, and it would make every `RenderError` as large.
+        #[source]
+        cause: Box<wgpu::RequestDeviceError>,
+    },
+}
+
 pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -41,7 +61,7 @@ impl std::fmt::Debug for GpuContext {
 
 /// The first attempt's outcome, kept for the life of the process: a machine
 /// without an adapter does not grow one, and retrying costs a Vulkan instance each time.
-static SHARED: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
+static SHARED: OnceLock<Result<Arc<GpuContext>, AdapterError>> = OnceLock::new();
 
 /// The shared device on the chosen adapter, whatever its kind (lavapipe included).
 pub fn shared() -> Result<Arc<GpuContext>, RenderError> {
@@ -69,14 +89,14 @@ pub fn shared_hardware() -> Option<Arc<GpuContext>> {
 }
 
 /// Backends to enumerate, from `TESSERA_GPU_BACKEND`.
-fn backends() -> Result<wgpu::Backends, String> {
+fn backends() -> Result<wgpu::Backends, AdapterError> {
     match std::env::var("TESSERA_GPU_BACKEND") {
         Err(_) => Ok(wgpu::Backends::VULKAN | wgpu::Backends::GL),
         Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
             "" => Ok(wgpu::Backends::VULKAN | wgpu::Backends::GL),
             "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
             "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
-            other => Err(format!("TESSERA_GPU_BACKEND={other:?}: use vulkan or gl")),
+            other => Err(AdapterError::BadBackend(other.into())),
         },
     }
 }
@@ -95,7 +115,7 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
 }
 
 /// The instance, the adapter to use and whether it was forced by name.
-fn choose_adapter() -> Result<(wgpu::Instance, wgpu::Adapter, bool), String> {
+fn choose_adapter() -> Result<(wgpu::Instance, wgpu::Adapter, bool), AdapterError> {
     let backends = backends()?;
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;
@@ -113,22 +133,24 @@ fn choose_adapter() -> Result<(wgpu::Instance, wgpu::Adapter, bool), String> {
         );
     }
     if adapters.is_empty() {
-        return Err(format!("no Vulkan or GL adapter (backends {backends:?})"));
+        return Err(AdapterError::NoneFound(backends));
     }
     let forced = std::env::var("TESSERA_GPU_ADAPTER").ok().filter(|s| !s.trim().is_empty());
     let adapter = match &forced {
         Some(want) => {
             let want = want.trim().to_lowercase();
-            adapters.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&want)).ok_or_else(|| {
-                format!("TESSERA_GPU_ADAPTER={want:?} matches no adapter (see the debug log for the list)")
-            })?
+            adapters
+                .into_iter()
+                .find(|a| a.get_info().name.to_lowercase().contains(&want))
+                .ok_or(AdapterError::NoMatch(want))?
         }
-        None => adapters.into_iter().min_by_key(|a| rank(&a.get_info())).ok_or_else(|| "no adapter".to_string())?,
+        // Never empty here (checked above); were it, that is the same "no adapter".
+        None => adapters.into_iter().min_by_key(|a| rank(&a.get_info())).ok_or(AdapterError::NoneFound(backends))?,
     };
     Ok((instance, adapter, forced.is_some()))
 }
 
-fn open() -> Result<GpuContext, String> {
+fn open() -> Result<GpuContext, AdapterError> {
     let (_instance, adapter, forced) = choose_adapter()?;
     let info = adapter.get_info();
     // Downlevel limits open everywhere; texture size follows the adapter so 4K
@@ -140,7 +162,11 @@ fn open() -> Result<GpuContext, String> {
         required_limits: limits,
         ..Default::default()
     }))
-    .map_err(|e| format!("{} ({}): cannot open a device: {e}", info.name, info.backend))?;
+    .map_err(|cause| AdapterError::Device {
+        adapter: info.name.clone(),
+        backend: info.backend,
+        cause: Box::new(cause),
+    })?;
     // wgpu's default handler panics; a renderer reports errors through error
     // scopes, and anything that escapes them is logged rather than fatal.
     device.on_uncaptured_error(Arc::new(|e: wgpu::Error| tracing::error!("uncaptured wgpu error: {e}")));
