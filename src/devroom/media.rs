@@ -4,8 +4,8 @@
 //! UpdateTrackSettings; SSRC, sequence numbers and timestamps are rewritten so a
 //! layer switch looks like one continuous stream, and switches wait for a keyframe.
 
-use crate::peer::Network;
 use crate::peer::candidates::{self, RemoteCandidates};
+use crate::peer::{Network, PeerError, rtc};
 use crate::sync::lock;
 use livekit_protocol as proto;
 use proto::signal_response::Message as Out;
@@ -451,16 +451,16 @@ impl Session {
     }
 
     /// The client's offer for its publisher connection: answered with the same id.
-    pub async fn on_offer(self: &Arc<Self>, offer: proto::SessionDescription) -> Result<(), String> {
+    pub async fn on_offer(self: &Arc<Self>, offer: proto::SessionDescription) -> Result<(), PeerError> {
         let session = Arc::downgrade(self);
         let pc = crate::peer::get_or_create(&self.publisher, || Arc::new(PubHandler { session }), &Network::loopback())
             .await?;
-        let desc = RTCSessionDescription::offer(offer.sdp).map_err(|e| e.to_string())?;
-        pc.set_remote_description(desc).await.map_err(|e| e.to_string())?;
+        let desc = RTCSessionDescription::offer(offer.sdp).map_err(rtc("reading the offer"))?;
+        pc.set_remote_description(desc).await.map_err(rtc("setting the offer"))?;
         let early = lock(&self.publisher_candidates).ready(&pc);
         candidates::add(&pc, early).await;
-        let answer = pc.create_answer(None).await.map_err(|e| e.to_string())?;
-        pc.set_local_description(answer).await.map_err(|e| e.to_string())?;
+        let answer = pc.create_answer(None).await.map_err(rtc("creating the answer"))?;
+        pc.set_local_description(answer).await.map_err(rtc("setting the answer"))?;
         let local = gathered(&pc).await?;
         // As livekit-server does: the answer without candidates, then each one trickled.
         let (sdp, candidates) = split_candidates(&local.sdp);
@@ -483,10 +483,10 @@ impl Session {
     }
 
     /// The client's answer to our subscriber offer.
-    pub async fn on_answer(self: &Arc<Self>, answer: proto::SessionDescription) -> Result<(), String> {
-        let pc = self.subscriber.lock().await.clone().ok_or("answer without an offer")?;
-        let desc = RTCSessionDescription::answer(answer.sdp).map_err(|e| e.to_string())?;
-        pc.set_remote_description(desc).await.map_err(|e| e.to_string())?;
+    pub async fn on_answer(self: &Arc<Self>, answer: proto::SessionDescription) -> Result<(), PeerError> {
+        let pc = self.subscriber.lock().await.clone().ok_or(PeerError::NoOffer)?;
+        let desc = RTCSessionDescription::answer(answer.sdp).map_err(rtc("reading the answer"))?;
+        pc.set_remote_description(desc).await.map_err(rtc("setting the answer"))?;
         let early = lock(&self.subscriber_candidates).ready(&pc);
         candidates::add(&pc, early).await;
         // Payload types are known now.
@@ -515,8 +515,8 @@ impl Session {
         Ok(())
     }
 
-    pub async fn on_trickle(&self, t: proto::TrickleRequest) -> Result<(), String> {
-        let init: RTCIceCandidateInit = serde_json::from_str(&t.candidate_init).map_err(|e| e.to_string())?;
+    pub async fn on_trickle(&self, t: proto::TrickleRequest) -> Result<(), PeerError> {
+        let init: RTCIceCandidateInit = serde_json::from_str(&t.candidate_init).map_err(PeerError::Candidate)?;
         if init.candidate.is_empty() {
             return Ok(());
         }
@@ -528,7 +528,7 @@ impl Session {
         };
         let routed = lock(remote).route(init);
         if let Some((pc, c)) = routed {
-            pc.add_ice_candidate(c).await.map_err(|e| e.to_string())?;
+            pc.add_ice_candidate(c).await.map_err(rtc("adding a candidate"))?;
         }
         Ok(())
     }
@@ -545,7 +545,7 @@ impl Session {
     }
 
     /// Subscribes to, or unsubscribes from, tracks (UpdateSubscription).
-    pub async fn set_subscribed(self: &Arc<Self>, track_sids: &[String], subscribe: bool) -> Result<(), String> {
+    pub async fn set_subscribed(self: &Arc<Self>, track_sids: &[String], subscribe: bool) -> Result<(), PeerError> {
         let Some(room) = self.room() else { return Ok(()) };
         for t in room.published().into_iter().filter(|t| track_sids.contains(&t.sid) && t.publisher != self.sid) {
             if subscribe {
@@ -663,7 +663,7 @@ impl Session {
     }
 
     /// Adds a copy of `t` to this participant's subscriber connection and offers it.
-    async fn subscribe(self: &Arc<Self>, t: &Arc<PublishedTrack>) -> Result<(), String> {
+    async fn subscribe(self: &Arc<Self>, t: &Arc<PublishedTrack>) -> Result<(), PeerError> {
         if !self.can_subscribe || lock(&t.down).iter().any(|d| d.subscriber == self.sid) {
             return Ok(());
         }
@@ -685,8 +685,8 @@ impl Session {
                 Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Sendonly, ..Default::default() }),
             )
             .await
-            .map_err(|e| e.to_string())?;
-        let sender = transceiver.sender().await.map_err(|e| e.to_string())?;
+            .map_err(rtc("adding a track for a subscriber"))?;
+        let sender = transceiver.sender().await.map_err(rtc("the transceiver's sender"))?;
         let d = Arc::new(DownTrack {
             subscriber: self.sid.clone(),
             local,
@@ -734,7 +734,7 @@ impl Session {
     }
 
     /// Offers the subscriber connection, one negotiation at a time.
-    async fn negotiate(self: &Arc<Self>) -> Result<(), String> {
+    async fn negotiate(self: &Arc<Self>) -> Result<(), PeerError> {
         let id = {
             let mut n = lock(&self.nego);
             if n.in_flight {
@@ -747,8 +747,8 @@ impl Session {
         };
         let Some(pc) = self.subscriber.lock().await.clone() else { return Ok(()) };
         let result = async {
-            let offer = pc.create_offer(None).await.map_err(|e| e.to_string())?;
-            pc.set_local_description(offer).await.map_err(|e| e.to_string())?;
+            let offer = pc.create_offer(None).await.map_err(rtc("creating an offer"))?;
+            pc.set_local_description(offer).await.map_err(rtc("setting the offer"))?;
             gathered(&pc).await
         }
         .await;

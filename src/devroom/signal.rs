@@ -350,7 +350,7 @@ enum Handled {
     Media(Box<In>),
 }
 
-async fn run_media(media: &Arc<super::media::Session>, action: In) -> Result<(), String> {
+async fn run_media(media: &Arc<super::media::Session>, action: In) -> Result<(), crate::peer::PeerError> {
     match action {
         In::Offer(o) => media.on_offer(o).await,
         In::Answer(a) => media.on_answer(a).await,

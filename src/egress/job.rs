@@ -7,7 +7,7 @@ use super::webhook::Notifier;
 use crate::browser::{BrowserError, BrowserJob};
 use crate::output::images::{ImageSink, ImagesProgress};
 use crate::output::segments::{SegmentSink, SegmentsProgress};
-use crate::output::stream::StreamSet;
+use crate::output::stream::{Status as StreamStatus, StreamProgress, StreamSet};
 use crate::recorder::{self, RecordJob, RecordSummary};
 use crate::recording::{LiveLayout, LiveStats, RunContext, StopHandle};
 use crate::time::unix_ns;
@@ -147,7 +147,7 @@ impl Job {
 
     /// Streams and segments report their own state; it is copied in whenever the info is read.
     fn fill_streams(&self, i: &mut proto::EgressInfo) {
-        i.stream_results = self.streams.infos();
+        i.stream_results = self.streams.progress().into_iter().map(stream_info).collect();
         i.segment_results = self.segments.iter().map(|g| self.segments_info(g)).collect();
         i.image_results = self.images.iter().map(|g| images_info(g.progress())).collect();
         #[allow(deprecated)]
@@ -267,7 +267,7 @@ impl Job {
 
     /// Each stream's status, start and retries: what makes a stream update worth reporting.
     fn stream_states(&self) -> Vec<(i32, bool, u32)> {
-        self.streams.infos().iter().map(|s| (s.status, s.started_at != 0, s.retries)).collect()
+        self.streams.progress().iter().map(|s| (s.status as i32, s.started_at != 0, s.retries)).collect()
     }
 
     /// The final status for what ran (see `outcome`), with why it was asked to stop.
@@ -385,11 +385,11 @@ impl Job {
         }
         let mut failed = self.drain_uploads().await;
         // Streams that gave up make the egress FAILED only when nothing else was recorded.
-        let streams = self.streams.infos();
+        let streams = self.streams.progress();
         let all_failed = self.path.is_none()
             && self.segments.is_none()
             && !streams.is_empty()
-            && streams.iter().all(|st| st.status == proto::stream_info::Status::Failed as i32);
+            && streams.iter().all(|st| st.status == StreamStatus::Failed);
         let streams_failure = all_failed
             .then(|| streams.iter().map(|st| format!("{} ({})", st.url, st.error)).collect::<Vec<_>>().join("; "));
         let file_location = self
@@ -614,6 +614,25 @@ pub fn segments_info(p: SegmentsProgress, uploader: Option<&Uploader>) -> proto:
         segment_count: p.segment_count,
         started_at: p.started_at,
         ended_at: p.ended_at,
+    }
+}
+
+/// A stream's progress as LiveKit's StreamInfo.
+pub fn stream_info(p: StreamProgress) -> proto::StreamInfo {
+    use proto::stream_info::Status as S;
+    proto::StreamInfo {
+        url: p.url,
+        status: match p.status {
+            StreamStatus::Active => S::Active,
+            StreamStatus::Finished => S::Finished,
+            StreamStatus::Failed => S::Failed,
+        } as i32,
+        started_at: p.started_at,
+        ended_at: p.ended_at,
+        duration: p.duration,
+        retries: p.retries,
+        last_retry_at: p.last_retry_at,
+        error: p.error,
     }
 }
 

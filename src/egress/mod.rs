@@ -305,7 +305,7 @@ impl Manager {
         let request = redact::request(request);
         let now = unix_ns();
         let file = plan.file.as_ref().map(|f| proto::FileInfo { filename: f.filename.clone(), ..Default::default() });
-        let stream_results = streams.infos();
+        let stream_results: Vec<_> = streams.progress().into_iter().map(job::stream_info).collect();
         let segment_results: Vec<_> =
             segments.iter().map(|g| job::segments_info(g.progress(), uploads.segments.as_ref())).collect();
         #[allow(deprecated)]

@@ -78,7 +78,7 @@ impl ImageSink {
                 for (frame, pts_us) in rx {
                     if let Err(e) = write_one(&worker_plan, &mut enc, &frame, pts_us, &p, on_written.as_ref()) {
                         tracing::warn!(error = %e, "image output failed");
-                        lock(&p).error = Some(e);
+                        lock(&p).error = Some(e.to_string());
                         return;
                     }
                 }
@@ -150,8 +150,27 @@ struct JpegEncoder {
     next_pts: i64,
 }
 
-fn ff(what: &'static str) -> impl FnOnce(ffmpeg::Error) -> String {
-    move |e| format!("{what}: {e}")
+/// Why an image could not be made; the output stops at the first (EgressInfo says which).
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("no MJPEG encoder in this FFmpeg")]
+    NoEncoder,
+    #[error("{what}: {source}")]
+    Ffmpeg {
+        what: &'static str,
+        #[source]
+        source: ffmpeg::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn ff(what: &'static str) -> impl FnOnce(ffmpeg::Error) -> ImageError {
+    move |source| ImageError::Ffmpeg { what, source }
 }
 
 /// The images' size: as asked, the frame's when neither side is given, and with one side
@@ -167,10 +186,10 @@ pub fn image_size(width: u32, height: u32, frame_w: u32, frame_h: u32) -> (u32, 
 }
 
 impl JpegEncoder {
-    fn new(frame: &VideoFrame, plan: &ImagesPlan) -> Result<Self, String> {
+    fn new(frame: &VideoFrame, plan: &ImagesPlan) -> Result<Self, ImageError> {
         crate::encode::init();
         let (w, h) = image_size(plan.width, plan.height, frame.width, frame.height);
-        let codec = encoder::find(codec::Id::MJPEG).ok_or("no MJPEG encoder")?;
+        let codec = encoder::find(codec::Id::MJPEG).ok_or(ImageError::NoEncoder)?;
         let mut enc = codec::context::Context::new_with_codec(codec).encoder().video().map_err(ff("MJPEG context"))?;
         enc.set_width(w);
         enc.set_height(h);
@@ -203,7 +222,7 @@ impl JpegEncoder {
         })
     }
 
-    fn encode(&mut self, frame: &VideoFrame) -> Result<Vec<u8>, String> {
+    fn encode(&mut self, frame: &VideoFrame) -> Result<Vec<u8>, ImageError> {
         for (i, plane) in frame.planes.iter().enumerate() {
             let rows = if i == 0 { frame.height as usize } else { (frame.height as usize).div_ceil(2) };
             let stride = self.src.stride(i);
@@ -231,9 +250,9 @@ fn write_one(
     pts_us: i64,
     progress: &Mutex<Progress>,
     on_written: Option<&OnWritten>,
-) -> Result<(), String> {
+) -> Result<(), ImageError> {
     if enc.is_none() {
-        std::fs::create_dir_all(&plan.dir).map_err(|e| format!("{}: {e}", plan.dir.display()))?;
+        std::fs::create_dir_all(&plan.dir).map_err(|source| ImageError::Io { path: plan.dir.clone(), source })?;
         *enc = Some(JpegEncoder::new(frame, plan)?);
     }
     let Some(e) = enc.as_mut() else { return Ok(()) };
@@ -251,7 +270,7 @@ fn write_one(
     let tmp = path.with_extension("jpeg.tmp");
     std::fs::write(&tmp, &jpeg)
         .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|source| ImageError::Io { path: path.clone(), source })?;
     if let Some(f) = on_written {
         f(&path, true);
     }

@@ -11,8 +11,6 @@ use super::mux::MuxWriter;
 use crate::encode::{EncodedPacket, StreamKind, StreamSpec};
 use crate::secrets::redact;
 use crate::sync::lock;
-use livekit_protocol as proto;
-use proto::stream_info::Status;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -64,9 +62,34 @@ struct Inner {
     finished: bool,
 }
 
+/// Where a stream stands (LiveKit's StreamInfo status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Status {
+    #[default]
+    Active,
+    Finished,
+    Failed,
+}
+
+/// How one URL has fared (the egress job reports it as LiveKit's StreamInfo). Times are
+/// Unix ns, 0 when not yet.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamProgress {
+    /// With its key hidden.
+    pub url: String,
+    pub status: Status,
+    pub started_at: i64,
+    pub ended_at: i64,
+    pub duration: i64,
+    /// Reconnections so far, the last one's time, and the last error.
+    pub retries: u32,
+    pub last_retry_at: i64,
+    pub error: String,
+}
+
 struct Stream {
     url: String,
-    info: Arc<Mutex<proto::StreamInfo>>,
+    info: Arc<Mutex<StreamProgress>>,
     /// None once removed, failed or finished.
     tx: Option<SyncSender<EncodedPacket>>,
     /// A full queue dropped a packet: skip to the next keyframe.
@@ -121,11 +144,7 @@ impl StreamSet {
         if inner.streams.iter().any(|s| s.url == url && s.tx.is_some()) {
             return Err(StreamError::Duplicate(redact(url)));
         }
-        let info = Arc::new(Mutex::new(proto::StreamInfo {
-            url: redact(url),
-            status: Status::Active as i32,
-            ..Default::default()
-        }));
+        let info = Arc::new(Mutex::new(StreamProgress { url: redact(url), ..Default::default() }));
         let mut s = Stream { url: url.to_string(), info, tx: None, resync: false, worker: None };
         if let Some(specs) = inner.specs.clone() {
             spawn(&mut s, specs, &inner.thread_name);
@@ -159,14 +178,14 @@ impl StreamSet {
         lock(&self.0).streams.iter().filter(|s| is_live(s)).count()
     }
 
-    /// StreamInfo for every URL this job has had.
-    pub fn infos(&self) -> Vec<proto::StreamInfo> {
+    /// The progress of every URL this job has had.
+    pub fn progress(&self) -> Vec<StreamProgress> {
         lock(&self.0).streams.iter().map(|s| lock(&s.info).clone()).collect()
     }
 }
 
 fn is_live(s: &Stream) -> bool {
-    Status::try_from(lock(&s.info).status) == Ok(Status::Active) && (s.tx.is_some() || s.worker.is_none())
+    lock(&s.info).status == Status::Active && (s.tx.is_some() || s.worker.is_none())
 }
 
 impl PacketSink for StreamSet {
@@ -175,7 +194,7 @@ impl PacketSink for StreamSet {
         inner.specs = Some(specs.to_vec());
         let name = inner.thread_name.clone();
         for s in inner.streams.iter_mut().filter(|s| s.worker.is_none() && s.tx.is_none()) {
-            if Status::try_from(lock(&s.info).status) == Ok(Status::Active) {
+            if lock(&s.info).status == Status::Active {
                 spawn(s, specs.to_vec(), &name);
             }
         }
@@ -221,7 +240,7 @@ impl PacketSink for StreamSet {
                 .iter_mut()
                 .map(|s| {
                     s.tx = None;
-                    if s.worker.is_none() && Status::try_from(lock(&s.info).status) == Ok(Status::Active) {
+                    if s.worker.is_none() && lock(&s.info).status == Status::Active {
                         finish_info(&s.info, Status::Finished, None);
                     }
                     s.worker.take()
@@ -256,10 +275,10 @@ fn spawn(s: &mut Stream, specs: Vec<StreamSpec>, thread_name: &str) {
     }
 }
 
-fn finish_info(info: &Mutex<proto::StreamInfo>, status: Status, error: Option<String>) {
+fn finish_info(info: &Mutex<StreamProgress>, status: Status, error: Option<String>) {
     let mut i = lock(info);
     let now = crate::time::unix_ns();
-    i.status = status as i32;
+    i.status = status;
     i.ended_at = now;
     if i.started_at > 0 {
         i.duration = now - i.started_at;
@@ -277,7 +296,7 @@ enum Ended {
 }
 
 /// One URL's thread: connect, stream, reconnect with backoff, report.
-fn run(url: &str, specs: &[StreamSpec], rx: Receiver<EncodedPacket>, info: &Mutex<proto::StreamInfo>) {
+fn run(url: &str, specs: &[StreamSpec], rx: Receiver<EncodedPacket>, info: &Mutex<StreamProgress>) {
     let shown = redact(url);
     let mut failures = 0;
     let mut backoff = crate::time::Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
@@ -341,12 +360,7 @@ fn connect(url: &str, shown: &str, specs: &[StreamSpec]) -> Result<MuxWriter, Ou
 }
 
 /// Streams from the next keyframe with timestamps from zero, until the queue closes or a write fails.
-fn pump(
-    mut w: MuxWriter,
-    rx: &Receiver<EncodedPacket>,
-    specs: &[StreamSpec],
-    info: &Mutex<proto::StreamInfo>,
-) -> Ended {
+fn pump(mut w: MuxWriter, rx: &Receiver<EncodedPacket>, specs: &[StreamSpec], info: &Mutex<StreamProgress>) -> Ended {
     let has_video = specs.iter().any(|s| s.kind == StreamKind::Video);
     // The first packet written (a keyframe when there is video) is time zero, in µs.
     let mut origin_us: Option<i64> = None;

@@ -84,20 +84,42 @@ impl Network {
     }
 }
 
+/// A WebRTC step that failed, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("{what}: {source}")]
+    Rtc {
+        what: &'static str,
+        #[source]
+        source: webrtc::error::Error,
+    },
+    #[error("ICE gathering did not finish within 3 s")]
+    Gathering,
+    #[error("an answer came without an offer")]
+    NoOffer,
+    #[error("unreadable ICE candidate: {0}")]
+    Candidate(#[source] serde_json::Error),
+}
+
+/// Names the step for an error from the `webrtc` crate.
+pub fn rtc(what: &'static str) -> impl FnOnce(webrtc::error::Error) -> PeerError {
+    move |source| PeerError::Rtc { what, source }
+}
+
 /// Builds a peer connection with VP8, H.264, Opus and the header extensions
 /// simulcast needs (mid, rid), candidates embedded in the SDP, on `network`.
-pub async fn new_pc(handler: Arc<dyn PeerConnectionEventHandler>, network: &Network) -> Result<Pc, String> {
+pub async fn new_pc(handler: Arc<dyn PeerConnectionEventHandler>, network: &Network) -> Result<Pc, PeerError> {
     let mut me = MediaEngine::default();
-    me.register_default_codecs().map_err(|e| e.to_string())?;
+    me.register_default_codecs().map_err(rtc("registering codecs"))?;
     // The audio level of each packet: devroom's SpeakersChanged, the recorder's speaker detection.
     me.register_header_extension(
         rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability { uri: AUDIO_LEVEL_URI.into() },
         rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio,
         None,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(rtc("registering the audio level extension"))?;
     let registry = register_default_interceptors(Registry::new(), &mut me)
-        .map_err(|e| e.to_string())?
+        .map_err(rtc("registering interceptors"))?
         .with(rtc::interceptor::Slot::from(14_000), KeyframeRequests::default())
         // Wire-most, below the NACK responder's history, so what it drops can be resent.
         .with(rtc::interceptor::Slot::from(500), impair::ImpairedLink::new(network.impair));
@@ -113,13 +135,13 @@ pub async fn new_pc(handler: Arc<dyn PeerConnectionEventHandler>, network: &Netw
         .with_tcp_addrs(network.tcp.clone())
         .build()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(rtc("creating a peer connection"))?;
     Ok(Arc::new(pc))
 }
 
 /// The local description once every candidate is in it (no trickle from us:
 /// LiveKit's Rust SDK panics on some trickles, and loopback gathers at once).
-pub async fn gathered(pc: &Pc) -> Result<RTCSessionDescription, String> {
+pub async fn gathered(pc: &Pc) -> Result<RTCSessionDescription, PeerError> {
     for _ in 0..300 {
         if let Some(d) = pc.local_description().await
             && d.sdp.contains("a=end-of-candidates")
@@ -128,7 +150,7 @@ pub async fn gathered(pc: &Pc) -> Result<RTCSessionDescription, String> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    pc.local_description().await.ok_or_else(|| "ICE gathering did not finish".to_string())
+    pc.local_description().await.ok_or(PeerError::Gathering)
 }
 
 /// Hands the keyframe requests (PLI, FIR) a peer sends about our outgoing tracks
@@ -222,7 +244,7 @@ pub async fn get_or_create(
     slot: &tokio::sync::Mutex<Option<Pc>>,
     handler: impl FnOnce() -> Arc<dyn PeerConnectionEventHandler>,
     network: &Network,
-) -> Result<Pc, String> {
+) -> Result<Pc, PeerError> {
     let mut guard = slot.lock().await;
     if let Some(pc) = guard.as_ref() {
         return Ok(pc.clone());

@@ -36,6 +36,8 @@ pub enum ClientError {
     Timeout(&'static str),
     #[error("WebRTC: {0}")]
     Rtc(String),
+    #[error("WebRTC: {0}")]
+    Peer(#[from] crate::peer::PeerError),
 }
 
 /// A track to publish.
@@ -357,7 +359,7 @@ impl RoomClient {
         }
         let pc = crate::peer::get_or_create(&self.publisher, || Arc::new(Quiet), &self.network)
             .await
-            .map_err(ClientError::Rtc)?;
+            .map_err(ClientError::Peer)?;
         let rtc = |e: webrtc::error::Error| ClientError::Rtc(e.to_string());
         let mut made = Vec::new();
         for (spec, (cid, info)) in specs.iter().zip(infos) {
@@ -396,7 +398,7 @@ impl RoomClient {
         };
         let offer = pc.create_offer(None).await.map_err(rtc)?;
         pc.set_local_description(offer).await.map_err(rtc)?;
-        let local = gathered(&pc).await.map_err(ClientError::Rtc)?;
+        let local = gathered(&pc).await?;
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).answers.insert(id, tx);
         self.send(Req::Offer(proto::SessionDescription {

@@ -5,7 +5,7 @@
 
 use super::{RemoteTrack, RoomEvent};
 use crate::peer::candidates::{self, RemoteCandidates};
-use crate::peer::{Pc, gathered};
+use crate::peer::{Pc, PeerError, gathered, rtc};
 use livekit_protocol as proto;
 use proto::signal_request::Message as Req;
 use std::sync::Arc;
@@ -84,12 +84,12 @@ async fn answer(
     pc: &Pc,
     offer: proto::SessionDescription,
     remote: &mut RemoteCandidates,
-) -> Result<proto::SessionDescription, String> {
-    let desc = RTCSessionDescription::offer(offer.sdp).map_err(|e| e.to_string())?;
-    pc.set_remote_description(desc).await.map_err(|e| e.to_string())?;
+) -> Result<proto::SessionDescription, PeerError> {
+    let desc = RTCSessionDescription::offer(offer.sdp).map_err(rtc("reading the offer"))?;
+    pc.set_remote_description(desc).await.map_err(rtc("setting the offer"))?;
     candidates::add(pc, remote.ready(pc)).await;
-    let answer = pc.create_answer(None).await.map_err(|e| e.to_string())?;
-    pc.set_local_description(answer).await.map_err(|e| e.to_string())?;
+    let answer = pc.create_answer(None).await.map_err(rtc("creating the answer"))?;
+    pc.set_local_description(answer).await.map_err(rtc("setting the answer"))?;
     let local = gathered(pc).await?;
     Ok(proto::SessionDescription { r#type: "answer".into(), sdp: local.sdp, id: offer.id, ..Default::default() })
 }
