@@ -420,15 +420,24 @@ async fn sixteen_participants_record_without_dropped_frames_until_the_room_close
     let v = stream(&p, "video");
     assert_eq!(v["nb_frames"].as_str().and_then(|s| s.parse::<u64>().ok()), Some(expected));
     assert_eq!(v["r_frame_rate"], "15/1");
-    // All sixteen show up in the grid late in the recording.
+    // All sixteen show up in the grid once they have joined and before the room closes. On
+    // livekit-server sixteen publishers take several seconds to join, and DeleteRoom takes them
+    // out one by one (the grid shrinking) before the recorder's own leave, so the whole
+    // recording is read, every third frame, and at least a second's worth must show them all.
     let video = frames(&path, w, h);
     let cells = rects("grid", 16, false, w, h);
     assert_eq!(cells.len(), 16);
-    let f = frame_at(&video, summary.duration_s - 2.0, fps as f64);
-    let mut seen: Vec<usize> = cells.iter().filter_map(|r| who(median(f, w, centre(*r)), 16)).collect();
-    seen.sort_unstable();
-    seen.dedup();
-    assert!(seen.len() >= 15, "participants visible: {seen:?}");
+    let visible: Vec<usize> = video
+        .iter()
+        .step_by(3)
+        .map(|f| {
+            let mut seen: Vec<usize> = cells.iter().filter_map(|r| who(median(f, w, centre(*r)), 16)).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            seen.len()
+        })
+        .collect();
+    assert!(visible.iter().filter(|n| **n >= 15).count() >= 5, "participants visible, every 0.2 s: {visible:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
