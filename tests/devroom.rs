@@ -256,8 +256,19 @@ async fn python_sdk_publishes_with_simulcast_and_a_hidden_python_subscriber_rece
 async fn a_subscriber_asking_for_low_quality_is_switched_to_the_low_layer_and_keeps_decoding() {
     let room = start().await;
     let url = room.url();
-    let publisher = peer("lk_publish.py", &url, "layers", &["--seconds", "16"]).spawn().unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let publisher = peer("lk_publish.py", &url, "layers", &["--seconds", "30"]).spawn().unwrap();
+    // The publisher opens its top layer once its bandwidth estimate allows (seconds on a loaded
+    // machine): the subscriber comes once devroom receives it.
+    let has_h = || {
+        room.registry
+            .room("layers")
+            .is_some_and(|r| r.media.published_layers().iter().any(|(_, rids)| rids.iter().any(|r| r == "h")))
+    };
+    let waited = Instant::now();
+    while !has_h() && waited.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(has_h(), "the publisher never sent its h layer");
     // The subscriber watches at full quality, then asks for LOW after 3 s.
     let subscriber =
         peer("lk_subscribe.py", &url, "layers", &["--seconds", "10", "--hidden", "--quality", "low"]).spawn().unwrap();

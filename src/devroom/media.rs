@@ -392,6 +392,11 @@ impl RoomMedia {
         lock(&self.tracks).len()
     }
 
+    /// The simulcast layers (rids, "" without simulcast) each published track has sent so far.
+    pub fn published_layers(&self) -> Vec<(String, Vec<String>)> {
+        lock(&self.tracks).values().map(|t| (t.sid.clone(), lock(&t.layers).keys().cloned().collect())).collect()
+    }
+
     /// (track sid, subscriber sid, rid being forwarded) for every copy that is flowing.
     pub fn forwarded_layers(&self) -> Vec<(String, String, String)> {
         let mut out = Vec::new();
