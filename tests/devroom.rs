@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::python;
+
 use futures_util::{SinkExt, StreamExt};
 use livekit_api::access_token::{AccessToken, VideoGrants};
 use livekit_protocol as proto;
@@ -181,13 +183,6 @@ async fn fifty_participants_joining_and_leaving_leave_nothing_behind() {
     let mut ws = join_ws(&room, "after", "r").await;
     ws.close(None).await.unwrap();
     drained(&room).await;
-}
-
-/// The Python interpreter of scripts/test-peers.sh's venv.
-fn python() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/peers-venv/bin/python");
-    assert!(p.exists(), "run scripts/test-peers.sh (make test does) to install LiveKit's Python SDK");
-    p
 }
 
 fn peer(script: &str, url: &str, room: &str, args: &[&str]) -> tokio::process::Command {

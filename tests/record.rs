@@ -10,7 +10,7 @@
 mod common;
 
 use common::rooms::{CutProxy, Kind, Server};
-use common::{amplitude, audio_mono, beeps, dist, frames, probe, stream, who, workdir};
+use common::{amplitude, audio_mono, beeps, dist, frames, probe, python, stream, who, workdir};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tessera::config::EncodingOptions;
@@ -485,13 +485,6 @@ async fn loss_and_jitter_are_recovered_with_nack_and_pli_and_the_recording_stays
     for s in 1..11 {
         assert!(rms(&audio[s * 16_000..(s + 1) * 16_000]) > 0.02, "silence in second {s}");
     }
-}
-
-/// The Python interpreter of scripts/test-peers.sh's venv.
-fn python() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/peers-venv/bin/python");
-    assert!(p.exists(), "run scripts/test-peers.sh (make test does) to install LiveKit's Python SDK");
-    p
 }
 
 both!(tessera_record_records_a_python_sdk_publisher_and_finalises_on_sigint);

@@ -23,7 +23,7 @@ use crate::upload::queue::Uploader;
 use job::{Job, Recording};
 use livekit_protocol as proto;
 use request::{CompositeRequest, PlanContext, PlanSource, RequestError};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -271,17 +271,17 @@ impl Manager {
             .zip(&uploads.images)
             .map(|(i, u)| ImageSink::new(i.clone(), &thread_name, upload_on_written(u)))
             .collect();
+        let limit = self.session_limit(&plan);
         let spec = RecordingSpec {
             encoding: plan.encoding.clone(),
             media: Media::from_flags(plan.audio_only, plan.video_only),
-            limit: self.session_limit(&plan),
+            limit,
             outputs: Outputs { file: plan.file.as_ref().map(|f| f.path.clone()), sinks, images: images.clone() },
         };
         let run = RunContext::named(&thread_name);
         let recording = match source {
             Source::Room { token, layout } => {
-                let mut rec = RecordJob::new(&self.cfg.ws_url, &token, layout, plan.encoding.clone(), Path::new(""));
-                rec.spec = spec;
+                let mut rec = RecordJob::with_spec(&self.cfg.ws_url, &token, layout, spec);
                 rec.run = run;
                 rec.backend = self.backend;
                 rec.network = self.cfg.rtc.network();
@@ -344,7 +344,7 @@ impl Manager {
         let file = plan.file.as_ref().map(|f| f.filename.as_str()).unwrap_or("-");
         let redacted: Vec<String> = plan.streams.iter().map(|u| crate::secrets::redact(u)).collect();
         tracing::info!(egress_id = %id, room = %plan.room_name, layout = %plan.layout, file, streams = ?redacted, "egress starting");
-        tokio::spawn(job.run(recording, self.session_limit(&plan)));
+        tokio::spawn(job.run(recording, limit));
         Ok(info)
     }
 

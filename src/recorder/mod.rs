@@ -71,10 +71,15 @@ impl RecordJob {
     /// Audio and video of the room into `output`, with no limit.
     pub fn new(url: &str, token: &str, layout: Layout, encoding: EncodingOptions, output: &Path) -> Self {
         let outputs = Outputs { file: Some(output.to_path_buf()), ..Outputs::default() };
+        Self::with_spec(url, token, layout, RecordingSpec { encoding, outputs, ..RecordingSpec::default() })
+    }
+
+    /// What `spec` asks for, with the default delays, renderer and network.
+    pub fn with_spec(url: &str, token: &str, layout: Layout, spec: RecordingSpec) -> Self {
         Self {
             url: url.into(),
             token: token.into(),
-            spec: RecordingSpec { encoding, outputs, ..RecordingSpec::default() },
+            spec,
             layout: LiveLayout::new(layout),
             backend: Backend::Auto,
             video_delay: Duration::from_millis(50),

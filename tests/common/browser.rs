@@ -2,6 +2,7 @@
 //! served from the repository on loopback, its progress read from Chromium's log as
 //! "TESSERA <event>" console lines.
 
+use super::python;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -16,12 +17,6 @@ pub struct BrowserPublisher {
     lines: mpsc::UnboundedReceiver<String>,
     /// Every "TESSERA" console line so far.
     pub console: Vec<String>,
-}
-
-fn python() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/peers-venv/bin/python");
-    assert!(p.exists(), "run scripts/test-peers.sh (make test does) to install the test peers");
-    p
 }
 
 impl BrowserPublisher {

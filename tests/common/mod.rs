@@ -11,6 +11,13 @@ pub mod service;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The Python interpreter of scripts/test-peers.sh's venv (LiveKit's Python SDK, the test peers).
+pub fn python() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/peers-venv/bin/python");
+    assert!(p.exists(), "run scripts/test-peers.sh (make test does) to install LiveKit's Python SDK");
+    p
+}
+
 /// A fresh directory under target/ for one test's files.
 pub fn workdir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
