@@ -439,7 +439,7 @@ async fn metadata_update(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn update_participant_sets_metadata_that_the_participant_and_the_room_hear() {
+async fn update_participant_sets_metadata_everyone_hears_and_list_participants_shows_it() {
     let room = start().await;
     let mut rec = join_ws(&room, "recorder", "meta").await;
     let mut other = join_ws(&room, "other", "meta").await;
@@ -466,6 +466,17 @@ async fn update_participant_sets_metadata_that_the_participant_and_the_room_hear
     // The participant itself hears it (a template learns its layout so), and so does the room.
     assert_eq!(metadata_update(&mut rec, "recorder").await.as_deref(), Some(r#"{"layout":"speaker"}"#));
     assert_eq!(metadata_update(&mut other, "recorder").await.as_deref(), Some(r#"{"layout":"speaker"}"#));
+    // ListParticipants lists both, the recorder with its new metadata; another room's grant is refused.
+    let (code, reply) = twirp(room.addr, "ListParticipants", &admin("meta"), r#"{"room":"meta"}"#).await;
+    assert_eq!(code, 200, "{reply}");
+    let list: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    let mut who: Vec<&str> =
+        list["participants"].as_array().unwrap().iter().filter_map(|p| p["identity"].as_str()).collect();
+    who.sort_unstable();
+    assert_eq!(who, ["other", "recorder"], "{reply}");
+    assert!(reply.contains("speaker"), "{reply}");
+    let (code, _) = twirp(room.addr, "ListParticipants", &admin("elsewhere"), r#"{"room":"meta"}"#).await;
+    assert_eq!(code, 403);
     rec.close(None).await.unwrap();
     other.close(None).await.unwrap();
     drained(&room).await;

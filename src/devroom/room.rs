@@ -282,6 +282,13 @@ impl Registry {
         if ok { parked.remove(sid) } else { None }
     }
 
+    /// RoomService.ListParticipants: who is in `room` now (None: no such room).
+    pub fn participants(&self, room: &str) -> Option<Vec<proto::ParticipantInfo>> {
+        let r = self.room(room)?;
+        let st = state(&r);
+        Some(st.participants.values().map(|p| p.info.clone()).collect())
+    }
+
     /// Sets what RoomService.UpdateParticipant may change (metadata, name, attributes) on
     /// `identity` in `room` and tells everyone, the participant itself included, as LiveKit
     /// does: a recorder's template learns its new layout this way. None: no such participant.

@@ -1,6 +1,6 @@
 //! The signal endpoint: `/rtc` WebSocket, `/rtc/validate`, and `/rtc/v1` answered
 //! with 404 so LiveKit's SDKs fall back to two peer connections (v0); and the three RoomService
-//! calls the egress side needs (ListRooms, DeleteRoom, UpdateParticipant).
+//! calls the egress side needs (ListRooms, ListParticipants, DeleteRoom, UpdateParticipant).
 
 use super::room::{self, Outbound, PROTOCOL_VERSION, Registry, Room};
 use crate::auth::{AuthError, Keys};
@@ -33,6 +33,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/rtc/v1/validate", get(single_pc_not_supported))
         .route("/twirp/livekit.RoomService/DeleteRoom", axum::routing::post(delete_room))
         .route("/twirp/livekit.RoomService/ListRooms", axum::routing::post(list_rooms))
+        .route("/twirp/livekit.RoomService/ListParticipants", axum::routing::post(list_participants))
         .route("/twirp/livekit.RoomService/UpdateParticipant", axum::routing::post(update_participant))
         .with_state(server)
 }
@@ -142,6 +143,25 @@ async fn list_rooms(
         return Err(TwirpError::new(StatusCode::FORBIDDEN, "permission_denied", "the token does not grant roomList"));
     }
     Ok(call.reply(&proto::ListRoomsResponse { rooms: s.registry.list(&call.req.names) }))
+}
+
+/// RoomService.ListParticipants: who is in a room now, as LiveKit's server lists them
+/// (roomAdmin for that room).
+async fn list_participants(
+    State(s): State<Arc<Server>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, TwirpError> {
+    let call = RoomServiceCall::<proto::ListParticipantsRequest>::read(&s, &headers, &body, "ListParticipantsRequest")?;
+    let (v, req) = (&call.claims.video, &call.req);
+    if !v.room_admin || v.room != req.room {
+        let msg = format!("the token does not grant roomAdmin for room {:?}", req.room);
+        return Err(TwirpError::new(StatusCode::FORBIDDEN, "permission_denied", msg));
+    }
+    let participants = s.registry.participants(&req.room).ok_or_else(|| {
+        TwirpError::new(StatusCode::NOT_FOUND, "not_found", format!("room {:?} does not exist", req.room))
+    })?;
+    Ok(call.reply(&proto::ListParticipantsResponse { participants }))
 }
 
 /// RoomService.DeleteRoom: closes a room, as LiveKit's server does; everyone in it is

@@ -50,8 +50,10 @@ pub(super) async fn first_response(ws: &mut Ws) -> Result<Resp, ClientError> {
     tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(m) = ws.next().await {
             let Ok(Message::Binary(b)) = m else { continue };
-            if let Ok(proto::SignalResponse { message: Some(r @ (Resp::Join(_) | Resp::Reconnect(_))) }) =
-                proto::SignalResponse::decode(b.as_ref())
+            // A Leave here is the server's answer too: it will not take us (back).
+            if let Ok(proto::SignalResponse {
+                message: Some(r @ (Resp::Join(_) | Resp::Reconnect(_) | Resp::Leave(_))),
+            }) = proto::SignalResponse::decode(b.as_ref())
             {
                 return Some(r);
             }
@@ -63,8 +65,17 @@ pub(super) async fn first_response(ws: &mut Ws) -> Result<Resp, ClientError> {
     .ok_or(ClientError::Closed)
 }
 
+/// How a resume ended.
+enum Resume {
+    Resumed(Ws),
+    /// The server answered but will not resume the session (it forgot us, or the room was closed).
+    Refused(String),
+    /// No answer in `RESUME_FOR`.
+    GaveUp,
+}
+
 /// Tries to resume the session until `RESUME_FOR` has passed.
-async fn resume(link: &Link) -> Option<Ws> {
+async fn resume(link: &Link) -> Resume {
     let started = Instant::now();
     let mut backoff = crate::time::Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
     while started.elapsed() < RESUME_FOR {
@@ -72,18 +83,21 @@ async fn resume(link: &Link) -> Option<Ws> {
         let query = format!("{}&reconnect=1&sid={}", link.query, link.sid);
         let Ok(mut ws) = open(&link.url, &link.token, &query).await else { continue };
         match first_response(&mut ws).await {
-            Ok(Resp::Reconnect(_)) => return Some(ws),
+            Ok(Resp::Reconnect(_)) => return Resume::Resumed(ws),
+            // livekit-server answers a resume of a participant it no longer has with a Leave
+            // (STATE_MISMATCH): retrying cannot help.
+            Ok(Resp::Leave(l)) => return Resume::Refused(format!("{:?}", l.reason())),
             // The server started a new session: ours (and its peer connections) is gone.
             Ok(_) => {
                 let leave = proto::SignalRequest { message: Some(Req::Leave(proto::LeaveRequest::default())) };
                 let _ = ws.send(Message::Binary(leave.encode_to_vec().into())).await;
                 let _ = ws.close(None).await;
-                return None;
+                return Resume::Refused("a new session instead of ours".into());
             }
             Err(_) => continue,
         }
     }
-    None
+    Resume::GaveUp
 }
 
 /// Runs the connection until we leave, the server ends the session, or it cannot be resumed.
@@ -127,12 +141,15 @@ pub(super) async fn run(
         if broken {
             tracing::warn!("signal connection lost: resuming");
             match resume(&link).await {
-                Some(ws) => {
+                Resume::Resumed(ws) => {
                     (sink, stream) = ws.split();
                     tracing::info!("signal connection resumed");
                     emit(RoomEvent::Resumed);
                 }
-                None => break "the signal connection broke and could not be resumed".to_string(),
+                Resume::Refused(why) => {
+                    break format!("the signal connection broke and the server ended the session ({why})");
+                }
+                Resume::GaveUp => break "the signal connection broke and could not be resumed".to_string(),
             }
         }
     };

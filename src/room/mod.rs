@@ -231,8 +231,12 @@ impl RoomClient {
             options.auto_subscribe as u8
         );
         let mut ws = link::open(url, token, &query).await?;
-        let Resp::Join(join) = link::first_response(&mut ws).await? else {
-            return Err(ClientError::Refused("the server resumed a session we did not ask for".into()));
+        let join = match link::first_response(&mut ws).await? {
+            Resp::Join(join) => join,
+            Resp::Leave(l) => {
+                return Err(ClientError::Refused(format!("the server asked us to leave ({:?})", l.reason())));
+            }
+            _ => return Err(ClientError::Refused("the server resumed a session we did not ask for".into())),
         };
         let (out, out_rx) = mpsc::unbounded_channel::<proto::SignalRequest>();
         let pending = Arc::new(Mutex::new(Pending::default()));

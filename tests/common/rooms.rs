@@ -42,6 +42,33 @@ impl Server {
         }
     }
 
+    /// How many participants are in a room now, by RoomService.ListParticipants (Twirp JSON;
+    /// ListRooms' count is refreshed only now and then on livekit-server); 0 when it is not open.
+    #[allow(dead_code)]
+    pub async fn participant_count(&self, key: &str, secret: &str, room: &str) -> Result<u64, String> {
+        let http = self.url().replacen("ws://", "http://", 1);
+        let token = livekit_api::access_token::AccessToken::with_api_key(key, secret)
+            .with_identity("operator")
+            .with_grants(livekit_api::access_token::VideoGrants {
+                room_admin: true,
+                room: room.into(),
+                ..Default::default()
+            })
+            .to_jwt()
+            .map_err(|e| e.to_string())?;
+        let resp = reqwest::Client::new()
+            .post(format!("{http}/twirp/livekit.RoomService/ListParticipants"))
+            .bearer_auth(token)
+            .header("Content-Type", "application/json")
+            .body(serde_json::json!({ "room": room }).to_string())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        let body: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+        Ok(body["participants"].as_array().map_or(0, |p| p.len() as u64))
+    }
+
     /// Closes a room the way an operator does: RoomService.DeleteRoom (Twirp JSON).
     pub async fn delete_room(&self, key: &str, secret: &str, room: &str) -> Result<(), String> {
         let http = self.url().replacen("ws://", "http://", 1);
