@@ -52,6 +52,17 @@ fn participants(
     tokio::spawn(synthetic::run(o))
 }
 
+/// Waits until `n` publishers are in `name`. A recorder joins after them: livekit-server closes
+/// a room that holds only an egress participant after its empty timeout (2 s here), which a
+/// loaded machine can take to join a few publishers.
+async fn joined(room: &Server, name: &str, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while room.participant_count(KEY, SECRET, name).await.unwrap_or(0) < n {
+        assert!(std::time::Instant::now() < deadline, "the publishers in {name} never all joined");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn job(room: &Server, name: &str, layout: &str, size: (u32, u32, u32), secs: f64, out: &Path) -> RecordJob {
     let token = tessera::recorder::token::mint(KEY, SECRET, name, &format!("EG_{layout}")).unwrap();
     let layout = LayoutSet::builtin().unwrap().resolve(layout).unwrap();
@@ -147,6 +158,7 @@ async fn grid_speaker_and_single_speaker_follow_the_room(kind: Kind) {
     let dir = workdir("record-layouts");
     let room = server(kind, &dir).await;
     let pubs = participants(&room, "layouts", 4, |_| {});
+    joined(&room, "layouts", 1).await;
     let (w, h, fps) = (640, 360, 15);
     let secs = 14.0;
     let paths: Vec<PathBuf> =
@@ -267,6 +279,7 @@ async fn audio_and_video_stay_in_sync_for_everyone_including_a_participant_who_j
         o.late_joiner = true;
         o.late_by = Duration::from_secs(20);
     });
+    joined(&room, "sync", 1).await;
     let (w, h, fps) = (640, 360, 30);
     let path = dir.join("sync.mp4");
     let secs = 31.0;
@@ -321,6 +334,7 @@ async fn leaving_muting_and_a_screen_share_show_up_in_the_recording(kind: Kind) 
         o.screen_share = true;
         o.share_after = Duration::from_secs(11);
     });
+    joined(&room, "events", 1).await;
     // Full size, so the labels' muted-microphone icon is big enough to read back.
     let (w, h, fps) = (1280, 720, 15);
     let path = dir.join("events.mp4");
@@ -405,11 +419,7 @@ async fn sixteen_participants_record_without_dropped_frames_until_the_room_close
     // The recorder joins once all sixteen are in: livekit-server closes a room that holds only
     // an egress participant after its empty timeout (2 s here), and sixteen publishers can take
     // longer than that to join on a loaded machine.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while room.participant_count(KEY, SECRET, "sixteen").await.unwrap_or(0) < 16 {
-        assert!(std::time::Instant::now() < deadline, "the sixteen publishers never all joined");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    joined(&room, "sixteen", 16).await;
     let (w, h, fps) = (1280, 720, 15);
     let path = dir.join("sixteen.mp4");
     let mut j = job(&room, "sixteen", "grid", (w, h, fps), 60.0, &path);
@@ -457,6 +467,7 @@ async fn loss_and_jitter_are_recovered_with_nack_and_pli_and_the_recording_stays
         common::rooms::devroom(KEY, SECRET, Impairment { loss: 0.10, jitter: Duration::from_millis(50) }).await,
     );
     let pubs = participants(&room, "loss", 2, |_| {});
+    joined(&room, "loss", 1).await;
     let (w, h, fps) = (640, 360, 15);
     let path = dir.join("loss.mp4");
     let mut j = job(&room, "loss", "grid", (w, h, fps), 12.0, &path);
@@ -579,6 +590,7 @@ async fn a_dropped_signal_connection_is_resumed_and_the_recording_goes_on(kind: 
     let dir = workdir("record-resume");
     let room = server(kind, &dir).await;
     let pubs = participants(&room, "resume", 2, |_| {});
+    joined(&room, "resume", 1).await;
     let (w, h, fps) = (640, 360, 15);
     let path = dir.join("resume.mp4");
     // The recorder's signal connection goes through a proxy that can cut it.
@@ -620,6 +632,7 @@ async fn the_last_participant_leaving_closes_the_room_and_ends_the_recording(kin
     let room = server(kind, &dir).await;
     // Both leave after 5 s; the server closes the room after its empty timeout (2 s here).
     let pubs = participants(&room, "emptying", 2, |o| o.duration = Some(Duration::from_secs(5)));
+    joined(&room, "emptying", 1).await;
     let path = dir.join("emptying.mp4");
     let mut j = job(&room, "emptying", "grid", (320, 180, 15), 60.0, &path);
     j.spec.limit = None;
@@ -653,6 +666,7 @@ async fn a_livekit_server_on_another_host_is_recorded_over_udp_and_with_udp_bloc
         o.tcp = true;
         let room = Server::Real(common::livekit::LiveKit::start(&dir, &o));
         let pubs = participants(&room, "remote", 2, |_| {});
+        joined(&room, "remote", 1).await;
         let (w, h, fps) = (640, 360, 15);
         let path = dir.join("remote.mp4");
         let summary = record(job(&room, "remote", "grid", (w, h, fps), 8.0, &path)).await;
@@ -691,6 +705,7 @@ async fn a_browser_publisher_s_simulcast_layer_follows_its_tile_when_the_layout_
     let layers = browser.wait_for("LAYERS", Duration::from_secs(5)).await;
     assert_eq!(layers, "LAYERS q:320x180,h:640x360,f:1280x720");
     let others = participants(&room, "web", 3, |o| o.duration = Some(Duration::from_secs(45)));
+    joined(&room, "web", 1).await;
 
     // A grid of four at 640x360 (tiles of about 308x168, the low layer), then single-speaker (the
     // browser full frame, the middle layer), switched as UpdateLayout switches a job's layout.
