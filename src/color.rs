@@ -87,7 +87,7 @@ fn weights(m: Matrix) -> (f32, f32) {
 /// Y'CbCr <-> R'G'B' as affine 3x4 matrices on normalised values (0..1 for every
 /// code value), the form the shaders take as uniforms.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct YuvMatrix {
+pub(crate) struct YuvMatrix {
     /// rows: r, g, b; columns: y, u, v, offset
     pub to_rgb: [[f32; 4]; 3],
     /// rows: y, u, v; columns: r, g, b, offset
@@ -95,7 +95,7 @@ pub struct YuvMatrix {
 }
 
 impl YuvMatrix {
-    pub fn new(cs: ColorSpace) -> Self {
+    pub(crate) fn new(cs: ColorSpace) -> Self {
         let (kr, kb) = weights(cs.matrix);
         let kg = 1.0 - kr - kb;
         // Scale and offset of the code values, on a 0..1 scale.
@@ -128,7 +128,7 @@ impl YuvMatrix {
 }
 
 /// An opaque colour in the output's Y'CbCr, rounded to code values.
-pub fn rgb_to_yuv(c: Rgba, cs: ColorSpace) -> [u8; 3] {
+pub(crate) fn rgb_to_yuv(c: Rgba, cs: ColorSpace) -> [u8; 3] {
     let m = YuvMatrix::new(cs).from_rgb;
     let [r, g, b, _] = c.to_f32();
     let ch = |row: [f32; 4]| ((row[0] * r + row[1] * g + row[2] * b + row[3]) * 255.0).round().clamp(0.0, 255.0) as u8;
@@ -136,7 +136,7 @@ pub fn rgb_to_yuv(c: Rgba, cs: ColorSpace) -> [u8; 3] {
 }
 
 /// Y'CbCr code values back to sRGB (for PNG output and tests).
-pub fn yuv_to_rgb(yuv: [u8; 3], cs: ColorSpace) -> [u8; 3] {
+pub(crate) fn yuv_to_rgb(yuv: [u8; 3], cs: ColorSpace) -> [u8; 3] {
     let m = YuvMatrix::new(cs).to_rgb;
     let [y, u, v] = yuv.map(|c| c as f32 / 255.0);
     let ch = |row: [f32; 4]| ((row[0] * y + row[1] * u + row[2] * v + row[3]) * 255.0).round().clamp(0.0, 255.0) as u8;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// What a tick needs of the room: the tiles and the frame each video shows, and the audio.
-pub trait TickSource {
+pub(crate) trait TickSource {
     /// The tiles at source time `t_us`, and for each video a tile refers to (by index)
     /// its key (a track sid, for layer requests) and the frame it shows (None: none yet).
     fn video_at(&mut self, t_us: i64) -> VideoAt;
@@ -27,7 +27,7 @@ pub trait TickSource {
 
 /// The picture side of a source at one time.
 #[derive(Default)]
-pub struct VideoAt {
+pub(crate) struct VideoAt {
     pub tiles: Vec<TileSource>,
     pub videos: Vec<(String, Option<Arc<VideoFrame>>)>,
     /// Source-clock times at which the frames first shown now arrived (for latency).
@@ -35,7 +35,7 @@ pub struct VideoAt {
 }
 
 /// Samples of one mixer input from a source-clock sample position (interleaved stereo).
-pub struct AudioChunk {
+pub(crate) struct AudioChunk {
     pub input: u64,
     pub pos: i64,
     pub samples: Vec<f32>,
@@ -43,7 +43,7 @@ pub struct AudioChunk {
 
 /// The output's shape and the delays that let late media make its tick.
 #[derive(Debug, Clone)]
-pub struct CompositorOptions {
+pub(crate) struct CompositorOptions {
     pub width: u32,
     pub height: u32,
     pub fps: u32,
@@ -53,7 +53,7 @@ pub struct CompositorOptions {
 }
 
 /// What one tick produced.
-pub struct TickOutput {
+pub(crate) struct TickOutput {
     pub video: TickVideo,
     /// Mixed 10 ms blocks, stamped on the output clock.
     pub audio: Vec<MixedBlock>,
@@ -62,7 +62,7 @@ pub struct TickOutput {
     pub layer_requests: Vec<(String, u32, u32)>,
 }
 
-pub enum TickVideo {
+pub(crate) enum TickVideo {
     /// Render this scene from these frames (indexed as the scene's tiles refer to them).
     Render { scene: Scene, frames: Vec<Arc<VideoFrame>>, arrivals: Vec<i64>, pts_us: i64 },
     /// A video shown in the layout has no frame yet: nothing to render this tick.
@@ -71,7 +71,7 @@ pub enum TickVideo {
     None,
 }
 
-pub struct Compositor {
+pub(crate) struct Compositor {
     opts: CompositorOptions,
     frame_us: i64,
     /// Source time of output time 0, and when tick 0 is due (origin + video delay).
@@ -88,7 +88,7 @@ fn to_pos(us: i64) -> i64 {
 
 impl Compositor {
     /// Output time 0 is source time `origin_us` (the first frame, so there is no black lead-in).
-    pub fn new(opts: CompositorOptions, origin_us: i64) -> Self {
+    pub(crate) fn new(opts: CompositorOptions, origin_us: i64) -> Self {
         let frame_us = 1_000_000 / opts.fps.max(1) as i64;
         let start_us = origin_us + opts.video_delay.as_micros() as i64;
         Self {
@@ -103,22 +103,22 @@ impl Compositor {
     }
 
     /// Source time at which the next tick is due.
-    pub fn next_tick_us(&self) -> i64 {
+    pub(crate) fn next_tick_us(&self) -> i64 {
         self.start_us + self.k * self.frame_us
     }
 
     /// Output time covered by the ticks so far.
-    pub fn elapsed_us(&self) -> i64 {
+    pub(crate) fn elapsed_us(&self) -> i64 {
         self.k * self.frame_us
     }
 
     /// Whether a tick run at source time `now_us` is more than a frame late.
-    pub fn is_late(&self, now_us: i64) -> bool {
+    pub(crate) fn is_late(&self, now_us: i64) -> bool {
         now_us - self.next_tick_us() > self.frame_us
     }
 
     /// Composes the next tick against `layout` and mixes the audio that is due.
-    pub fn tick(&mut self, source: &mut dyn TickSource, layout: &Layout) -> TickOutput {
+    pub(crate) fn tick(&mut self, source: &mut dyn TickSource, layout: &Layout) -> TickOutput {
         let due = self.next_tick_us();
         let mut layer_requests = Vec::new();
         let video = if self.opts.media.video() {
@@ -149,12 +149,12 @@ impl Compositor {
     }
 
     /// The audio up to the end of the last tick (everything that arrived before the end).
-    pub fn finish(&mut self, source: &mut dyn TickSource) -> Vec<MixedBlock> {
+    pub(crate) fn finish(&mut self, source: &mut dyn TickSource) -> Vec<MixedBlock> {
         self.mix(source, to_pos(self.origin_us + self.elapsed_us()))
     }
 
     /// The mixer's accounting of input `id`: late, gap-filled and underrun samples.
-    pub fn audio_stats(&self, id: u64) -> Option<crate::audio::InputStats> {
+    pub(crate) fn audio_stats(&self, id: u64) -> Option<crate::audio::InputStats> {
         self.mixer.stats(id)
     }
 

@@ -7,6 +7,7 @@
 // Image code walks planes, strides and colour components in step; an index says so
 // more plainly than zipped iterators.
 #![allow(clippy::needless_range_loop)]
+#![warn(unreachable_pub)]
 
 pub(crate) mod api;
 pub(crate) mod audio;

@@ -9,7 +9,7 @@ use livekit_protocol as proto;
 use prometheus::{Encoder, Gauge, GaugeVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use std::sync::atomic::Ordering;
 
-pub fn render(m: &Manager) -> String {
+pub(crate) fn render(m: &Manager) -> String {
     match gather(m) {
         Ok(text) => text,
         Err(e) => format!("# metrics unavailable: {e}\n"),

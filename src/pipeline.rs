@@ -89,7 +89,7 @@ enum Latency {
     Live,
 }
 
-pub struct EncodePipeline {
+pub(crate) struct EncodePipeline {
     tx: Option<SyncSender<Msg>>,
     handle: Option<JoinHandle<Result<Summary, PipelineError>>>,
 }
@@ -97,7 +97,7 @@ pub struct EncodePipeline {
 impl EncodePipeline {
     /// Opens encoders and the file for audio and video from a source that is not live
     /// (the encoder may look ahead), then starts the encode thread.
-    pub fn start(opts: &EncodingOptions, path: &Path) -> Result<Self, PipelineError> {
+    pub(crate) fn start(opts: &EncodingOptions, path: &Path) -> Result<Self, PipelineError> {
         let outputs = Outputs { file: Some(path.to_path_buf()), ..Outputs::default() };
         Self::open(opts, &outputs, Media::AudioVideo, Latency::Lookahead, "encode")
     }
@@ -105,7 +105,7 @@ impl EncodePipeline {
     /// Opens what `spec` asks for, for a live source: every frame's packet comes out as it
     /// is encoded. The encode thread is named `thread_name` (FFmpeg's worker threads inherit
     /// the name, so a job's CPU can be told apart from another's in one process).
-    pub fn start_live(spec: &RecordingSpec, thread_name: &str) -> Result<Self, PipelineError> {
+    pub(crate) fn start_live(spec: &RecordingSpec, thread_name: &str) -> Result<Self, PipelineError> {
         Self::open(&spec.encoding, &spec.outputs, spec.media, Latency::Live, thread_name)
     }
 
@@ -158,12 +158,12 @@ impl EncodePipeline {
         Ok(Self { tx: Some(tx), handle: Some(handle) })
     }
 
-    pub fn push_video(&self, frame: RenderedFrame) -> Result<(), PipelineError> {
+    pub(crate) fn push_video(&self, frame: RenderedFrame) -> Result<(), PipelineError> {
         self.send(Msg::Video(frame, Vec::new()))
     }
 
     /// A frame showing source frames that arrived at `arrivals`.
-    pub fn push_video_timed(
+    pub(crate) fn push_video_timed(
         &self,
         frame: RenderedFrame,
         arrivals: Vec<std::time::Instant>,
@@ -171,7 +171,7 @@ impl EncodePipeline {
         self.send(Msg::Video(frame, arrivals))
     }
 
-    pub fn push_audio(&self, block: MixedBlock) -> Result<(), PipelineError> {
+    pub(crate) fn push_audio(&self, block: MixedBlock) -> Result<(), PipelineError> {
         self.send(Msg::Audio(block))
     }
 
@@ -183,7 +183,7 @@ impl EncodePipeline {
     }
 
     /// Flushes the encoders and finalises the file.
-    pub fn finish(mut self) -> Result<Summary, PipelineError> {
+    pub(crate) fn finish(mut self) -> Result<Summary, PipelineError> {
         self.tx.take();
         match self.handle.take().map(|h| h.join()) {
             Some(Ok(r)) => r,

@@ -6,7 +6,7 @@
 /// a few characters at each end (`{abc...xyz}`), every query value becomes `{...}` (SRT's
 /// `streamid` and `passphrase`), and so does a password in the URL. Redacting a redacted URL
 /// changes nothing.
-pub fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     if let Some((base, query)) = url.split_once('?') {
         let q: Vec<String> = query
             .split('&')
@@ -47,7 +47,7 @@ pub fn redact(url: &str) -> String {
 }
 
 /// Any text (a log line, an error) with every URL in it redacted.
-pub fn redact_in(text: &str) -> String {
+pub(crate) fn redact_in(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("://") {

@@ -2,7 +2,7 @@
 //! `EgressClient` from LiveKit's server SDKs works unchanged. Every call needs a
 //! token carrying the `roomRecord` grant, as LiveKit's server asks.
 
-pub mod twirp;
+pub(crate) mod twirp;
 
 use crate::auth::Keys;
 use crate::egress::request::RequestError;
@@ -17,12 +17,12 @@ use std::sync::Arc;
 use twirp::{Code, Encoding, TwirpError};
 
 #[derive(Clone)]
-pub struct ApiState {
+pub(crate) struct ApiState {
     pub manager: Arc<Manager>,
     pub keys: Keys,
 }
 
-pub fn router(state: ApiState) -> Router {
+pub(crate) fn router(state: ApiState) -> Router {
     Router::new()
         .route(
             "/twirp/livekit.Egress/{method}",

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 /// Twirp error codes used here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Code {
+pub(crate) enum Code {
     InvalidArgument,
     Malformed,
     NotFound,
@@ -25,7 +25,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Code::InvalidArgument => "invalid_argument",
             Code::Malformed => "malformed",
@@ -41,7 +41,7 @@ impl Code {
         }
     }
 
-    pub fn status(self) -> StatusCode {
+    pub(crate) fn status(self) -> StatusCode {
         match self {
             Code::InvalidArgument | Code::Malformed => StatusCode::BAD_REQUEST,
             Code::NotFound | Code::BadRoute => StatusCode::NOT_FOUND,
@@ -57,13 +57,13 @@ impl Code {
 }
 
 #[derive(Debug, Clone)]
-pub struct TwirpError {
+pub(crate) struct TwirpError {
     pub code: Code,
     pub msg: String,
 }
 
 impl TwirpError {
-    pub fn new(code: Code, msg: impl Into<String>) -> Self {
+    pub(crate) fn new(code: Code, msg: impl Into<String>) -> Self {
         Self { code, msg: msg.into() }
     }
 }
@@ -79,14 +79,14 @@ impl IntoResponse for TwirpError {
 
 /// How a request's body is encoded (and so its answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
+pub(crate) enum Encoding {
     Json,
     Protobuf,
 }
 
 impl Encoding {
     /// From the Content-Type; parameters such as `charset` are ignored.
-    pub fn from_headers(headers: &HeaderMap) -> Result<Self, TwirpError> {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Result<Self, TwirpError> {
         let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         match essence.as_str() {
@@ -99,7 +99,7 @@ impl Encoding {
         }
     }
 
-    pub fn decode<T: prost::Message + DeserializeOwned + Default>(self, body: &[u8]) -> Result<T, TwirpError> {
+    pub(crate) fn decode<T: prost::Message + DeserializeOwned + Default>(self, body: &[u8]) -> Result<T, TwirpError> {
         match self {
             Encoding::Json => {
                 // An empty JSON body is an empty message, as in Twirp.
@@ -119,7 +119,7 @@ impl Encoding {
         }
     }
 
-    pub fn encode<T: prost::Message + Serialize>(self, msg: &T) -> Response {
+    pub(crate) fn encode<T: prost::Message + Serialize>(self, msg: &T) -> Response {
         let (ct, body) = match self {
             Encoding::Json => match serde_json::to_vec(msg) {
                 Ok(b) => ("application/json", b),

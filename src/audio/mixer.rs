@@ -48,7 +48,7 @@ pub struct MixedBlock {
     pub samples: Vec<f32>,
 }
 
-pub struct Mixer {
+pub(crate) struct Mixer {
     block: usize,
     /// Clock position of the next block to mix.
     position: i64,
@@ -60,20 +60,20 @@ pub struct Mixer {
 impl Mixer {
     /// A mixer whose first block starts at `start` (sample frames), in blocks of `block` frames
     /// (480 = 10 ms at 48 kHz).
-    pub fn new(start: i64, block: usize) -> Self {
+    pub(crate) fn new(start: i64, block: usize) -> Self {
         Self { block, position: start, inputs: BTreeMap::new(), knee: 0.8 }
     }
 
-    pub fn block_frames(&self) -> usize {
+    pub(crate) fn block_frames(&self) -> usize {
         self.block
     }
 
     /// Clock position of the next block `mix` will produce.
-    pub fn position(&self) -> i64 {
+    pub(crate) fn position(&self) -> i64 {
         self.position
     }
 
-    pub fn add_input(&mut self, id: u64) {
+    pub(crate) fn add_input(&mut self, id: u64) {
         self.inputs.entry(id).or_insert(Input {
             queue: VecDeque::new(),
             start: self.position,
@@ -83,7 +83,7 @@ impl Mixer {
     }
 
     /// Adds interleaved stereo `samples` whose first frame is at clock position `pts`.
-    pub fn push(&mut self, id: u64, pts: i64, samples: &[f32]) {
+    pub(crate) fn push(&mut self, id: u64, pts: i64, samples: &[f32]) {
         self.add_input(id);
         let position = self.position;
         let Some(input) = self.inputs.get_mut(&id) else { return };
@@ -118,7 +118,7 @@ impl Mixer {
     }
 
     /// Mixes the next block. Inputs that have nothing for it contribute silence.
-    pub fn mix(&mut self) -> MixedBlock {
+    pub(crate) fn mix(&mut self) -> MixedBlock {
         let n = self.block * CHANNELS;
         let mut out = vec![0f32; n];
         let position = self.position;
@@ -154,14 +154,14 @@ impl Mixer {
         MixedBlock { pts: position, samples: out }
     }
 
-    pub fn stats(&self, id: u64) -> Option<InputStats> {
+    pub(crate) fn stats(&self, id: u64) -> Option<InputStats> {
         self.inputs.get(&id).map(|i| i.stats)
     }
 }
 
 /// Identity below the knee, then a tanh curve that approaches 1.0 without ever
 /// reaching it: loud sums are compressed, never clipped.
-pub fn soft_limit(x: f32, knee: f32) -> f32 {
+pub(crate) fn soft_limit(x: f32, knee: f32) -> f32 {
     let a = x.abs();
     if a <= knee {
         return x;

@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 /// Why capture could not start or stopped. Each variant names the device or the step,
 /// and keeps FFmpeg's (or the pipeline's) error as its source.
 #[derive(Debug, thiserror::Error)]
-pub enum CaptureError {
+pub(crate) enum CaptureError {
     /// The device name cannot be handed to FFmpeg (it holds a NUL byte).
     #[error("FFmpeg device name {device:?}: {cause}")]
     DeviceName {
@@ -86,14 +86,14 @@ fn open_device(device: &str, url: &str, options: &[(&str, String)]) -> Result<fo
 }
 
 /// What the capture threads share.
-pub struct Capture {
+pub(crate) struct Capture {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<Result<(), CaptureError>>>,
     /// Output µs of the newest video frame and audio sample.
     pub last_video_us: Arc<AtomicI64>,
 }
 
-pub struct CaptureConfig {
+pub(crate) struct CaptureConfig {
     pub display: String,
     pub width: u32,
     pub height: u32,
@@ -107,7 +107,7 @@ pub struct CaptureConfig {
 }
 
 impl Capture {
-    pub fn start(c: CaptureConfig, pipeline: Arc<EncodePipeline>, stats: Arc<LiveStats>) -> Result<Self, CaptureError> {
+    pub(crate) fn start(c: CaptureConfig, pipeline: Arc<EncodePipeline>, stats: Arc<LiveStats>) -> Result<Self, CaptureError> {
         let stop = Arc::new(AtomicBool::new(false));
         let last_video_us = Arc::new(AtomicI64::new(0));
         let mut threads = Vec::new();
@@ -156,7 +156,7 @@ impl Capture {
     }
 
     /// Stops both threads (each within a frame or a fragment) and reports the first error.
-    pub fn stop(self) -> Result<(), CaptureError> {
+    pub(crate) fn stop(self) -> Result<(), CaptureError> {
         self.stop.store(true, Ordering::SeqCst);
         let mut first = Ok(());
         for t in self.threads {
@@ -169,7 +169,7 @@ impl Capture {
     }
 
     /// Whether a capture thread has ended by itself (a device failed).
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         self.threads.iter().any(|t| t.is_finished())
     }
 }

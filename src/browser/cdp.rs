@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Debug, thiserror::Error)]
-pub enum CdpError {
+pub(crate) enum CdpError {
     /// The page's WebSocket could not be opened.
     #[error("DevTools connection to {url}: {cause}")]
     Connect {
@@ -47,7 +47,7 @@ pub enum CdpError {
 /// The `error` object of a DevTools answer.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-pub struct ProtocolError {
+pub(crate) struct ProtocolError {
     /// JSON-RPC's error code, when Chromium gave one.
     pub code: Option<i64>,
     pub message: String,
@@ -56,7 +56,7 @@ pub struct ProtocolError {
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, ProtocolError>>>>>;
 
 /// A connection to one page target.
-pub struct Cdp {
+pub(crate) struct Cdp {
     out: mpsc::UnboundedSender<Message>,
     pending: Pending,
     next: AtomicU64,
@@ -64,14 +64,14 @@ pub struct Cdp {
 
 /// An event: its method and params.
 #[derive(Debug, Clone)]
-pub struct Event {
+pub(crate) struct Event {
     pub method: String,
     pub params: Value,
 }
 
 impl Cdp {
     /// Connects to `ws_url` (a page's webSocketDebuggerUrl); events arrive on the receiver.
-    pub async fn connect(ws_url: &str) -> Result<(Self, mpsc::UnboundedReceiver<Event>), CdpError> {
+    pub(crate) async fn connect(ws_url: &str) -> Result<(Self, mpsc::UnboundedReceiver<Event>), CdpError> {
         let (ws, _) = tokio_tungstenite::connect_async(ws_url)
             .await
             .map_err(|e| CdpError::Connect { url: ws_url.into(), cause: Box::new(e) })?;
@@ -114,7 +114,7 @@ impl Cdp {
     }
 
     /// Sends a command and waits for its result.
-    pub async fn call(&self, method: &str, params: Value) -> Result<Value, CdpError> {
+    pub(crate) async fn call(&self, method: &str, params: Value) -> Result<Value, CdpError> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         crate::sync::lock(&self.pending).insert(id, tx);
@@ -128,7 +128,7 @@ impl Cdp {
     }
 
     /// Evaluates a JavaScript expression; its value (by value).
-    pub async fn eval(&self, expression: &str) -> Result<Value, CdpError> {
+    pub(crate) async fn eval(&self, expression: &str) -> Result<Value, CdpError> {
         let r = self.call("Runtime.evaluate", json!({ "expression": expression, "returnByValue": true })).await?;
         Ok(r.pointer("/result/value").cloned().unwrap_or(Value::Null))
     }

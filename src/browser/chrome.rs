@@ -10,13 +10,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub struct Chrome {
+pub(crate) struct Chrome {
     pub devtools_port: u16,
     pub process: Owned,
 }
 
 /// The Chromium binary: `TESSERA_CHROMIUM`, else the first of Debian's names found.
-pub fn binary() -> String {
+pub(crate) fn binary() -> String {
     if let Ok(b) = std::env::var("TESSERA_CHROMIUM") {
         return b;
     }
@@ -30,7 +30,7 @@ pub fn binary() -> String {
 
 impl Chrome {
     /// Starts Chromium on `display` at `width` x `height`, its profile under `dir`.
-    pub fn start(
+    pub(crate) fn start(
         display: &str,
         width: u32,
         height: u32,
@@ -110,7 +110,7 @@ impl Chrome {
     }
 
     /// The page target's WebSocket URL (the window opened with about:blank).
-    pub async fn page_ws(&self) -> Result<String, BrowserError> {
+    pub(crate) async fn page_ws(&self) -> Result<String, BrowserError> {
         let url = format!("http://127.0.0.1:{}/json/list", self.devtools_port);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

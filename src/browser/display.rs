@@ -9,18 +9,18 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub struct Display {
+pub(crate) struct Display {
     pub name: String,
     _xvfb: Owned,
 }
 
 impl Display {
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self._xvfb.pid()
     }
 
     /// A screen of `width` x `height` (24-bit).
-    pub fn start(width: u32, height: u32) -> Result<Self, BrowserError> {
+    pub(crate) fn start(width: u32, height: u32) -> Result<Self, BrowserError> {
         let mut fds = [0; 2];
         if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
             return Err(BrowserError::Setup(format!("Xvfb: pipe: {}", std::io::Error::last_os_error())));

@@ -10,12 +10,12 @@
 //! at once for a web page that does not await it) and ends on `END_RECORDING`, on stop
 //! or when the duration ends. Everything the job started is stopped when it ends.
 
-pub mod capture;
-pub mod cdp;
-pub mod chrome;
-pub mod display;
-pub mod process;
-pub mod pulse;
+pub(crate) mod capture;
+pub(crate) mod cdp;
+pub(crate) mod chrome;
+pub(crate) mod display;
+pub(crate) mod process;
+pub(crate) mod pulse;
 
 use crate::pipeline::{EncodePipeline, PipelineError};
 use crate::recorder::RecordSummary;
@@ -33,7 +33,7 @@ const NAVIGATION_TRIES: usize = 3;
 const NAVIGATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
-pub enum BrowserError {
+pub(crate) enum BrowserError {
     /// Xvfb, PulseAudio or Chromium could not be started or died.
     #[error("{0}")]
     Setup(String),
@@ -76,7 +76,7 @@ pub struct BrowserJob {
 
 /// Records the page until END_RECORDING, `stop` or the duration; every process the job
 /// started is gone when this returns.
-pub async fn record(job: BrowserJob, stop: StopHandle) -> Result<RecordSummary, BrowserError> {
+pub(crate) async fn record(job: BrowserJob, stop: StopHandle) -> Result<RecordSummary, BrowserError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let name = job.run.thread_name.clone();
     std::thread::Builder::new()

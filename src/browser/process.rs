@@ -9,14 +9,14 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// A child that is stopped (SIGTERM to its group, SIGKILL after a grace) when dropped.
-pub struct Owned {
+pub(crate) struct Owned {
     /// What it is ("Xvfb", "Chromium"), for the log.
     name: &'static str,
     child: Child,
 }
 
 impl Owned {
-    pub fn spawn(name: &'static str, mut cmd: Command) -> std::io::Result<Self> {
+    pub(crate) fn spawn(name: &'static str, mut cmd: Command) -> std::io::Result<Self> {
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
@@ -29,17 +29,17 @@ impl Owned {
         Ok(Self { name, child })
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Whether it is still running.
-    pub fn alive(&mut self) -> bool {
+    pub(crate) fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Stops the whole group: SIGTERM, then SIGKILL after `grace`.
-    pub fn stop(&mut self, grace: Duration) {
+    pub(crate) fn stop(&mut self, grace: Duration) {
         let group = -(self.child.id() as i32);
         if matches!(self.child.try_wait(), Ok(None)) {
             tracing::debug!(process = self.name, pid = self.child.id(), "stopping");

@@ -9,21 +9,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const SINK: &str = "tessera";
+pub(crate) const SINK: &str = "tessera";
 
-pub struct Pulse {
+pub(crate) struct Pulse {
     /// `unix:/.../native`, for PULSE_SERVER and FFmpeg's `server` option.
     pub server: String,
     _daemon: Owned,
 }
 
 impl Pulse {
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self._daemon.pid()
     }
 
     /// Starts the daemon with its files under `dir`.
-    pub fn start(dir: &Path) -> Result<Self, BrowserError> {
+    pub(crate) fn start(dir: &Path) -> Result<Self, BrowserError> {
         let runtime = dir.join("pulse");
         std::fs::create_dir_all(&runtime).map_err(|e| BrowserError::Setup(format!("{}: {e}", runtime.display())))?;
         let socket = runtime.join("native");
@@ -54,7 +54,7 @@ impl Pulse {
     }
 
     /// Environment a client of this server needs (no cookie: the socket takes anonymous clients).
-    pub fn client_env(&self, dir: &Path) -> Vec<(&'static str, String)> {
+    pub(crate) fn client_env(&self, dir: &Path) -> Vec<(&'static str, String)> {
         vec![
             ("PULSE_SERVER", self.server.clone()),
             ("PULSE_SINK", SINK.to_string()),

@@ -8,7 +8,7 @@ use ffmpeg_next as ffmpeg;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum DecodeError {
+pub(crate) enum DecodeError {
     #[error("no FFmpeg decoder for {0}")]
     NoDecoder(String),
     #[error("FFmpeg {what}: {cause}")]
@@ -20,7 +20,7 @@ fn ff(what: &'static str) -> impl FnOnce(ffmpeg::Error) -> DecodeError {
 }
 
 /// The FFmpeg codec for a WebRTC MIME type (`video/VP8`, `audio/opus`, ...).
-pub fn codec_for(mime: &str) -> Option<codec::Id> {
+pub(crate) fn codec_for(mime: &str) -> Option<codec::Id> {
     match mime.to_ascii_lowercase().as_str() {
         "video/vp8" => Some(codec::Id::VP8),
         "video/vp9" => Some(codec::Id::VP9),
@@ -51,20 +51,20 @@ fn open(id: codec::Id) -> Result<codec::decoder::Decoder, DecodeError> {
     Ok(ctx.decoder())
 }
 
-pub struct VideoDecoder {
+pub(crate) struct VideoDecoder {
     dec: decoder::Video,
     frame: ffmpeg::frame::Video,
     scaler: Option<(ffmpeg::software::scaling::Context, format::Pixel, u32, u32)>,
 }
 
 impl VideoDecoder {
-    pub fn new(id: codec::Id) -> Result<Self, DecodeError> {
+    pub(crate) fn new(id: codec::Id) -> Result<Self, DecodeError> {
         let dec = open(id)?.video().map_err(ff("video decoder"))?;
         Ok(Self { dec, frame: ffmpeg::frame::Video::empty(), scaler: None })
     }
 
     /// Decodes one frame's bitstream (`pts_us` passes through); returns the frames it completed.
-    pub fn decode(&mut self, data: &[u8], pts_us: i64) -> Result<Vec<(i64, VideoFrame)>, DecodeError> {
+    pub(crate) fn decode(&mut self, data: &[u8], pts_us: i64) -> Result<Vec<(i64, VideoFrame)>, DecodeError> {
         let mut pkt = ffmpeg::Packet::copy(data);
         pkt.set_pts(Some(pts_us));
         pkt.set_dts(Some(pts_us));
@@ -139,19 +139,19 @@ pub(crate) fn planes_of(f: &ffmpeg::frame::Video, matrix: Matrix, full: bool) ->
     }
 }
 
-pub struct AudioDecoder {
+pub(crate) struct AudioDecoder {
     dec: decoder::Audio,
     frame: ffmpeg::frame::Audio,
 }
 
 impl AudioDecoder {
-    pub fn new(id: codec::Id) -> Result<Self, DecodeError> {
+    pub(crate) fn new(id: codec::Id) -> Result<Self, DecodeError> {
         let dec = open(id)?.audio().map_err(ff("audio decoder"))?;
         Ok(Self { dec, frame: ffmpeg::frame::Audio::empty() })
     }
 
     /// Decodes one packet to interleaved stereo f32 at 48 kHz.
-    pub fn decode(&mut self, data: &[u8]) -> Result<Vec<f32>, DecodeError> {
+    pub(crate) fn decode(&mut self, data: &[u8]) -> Result<Vec<f32>, DecodeError> {
         let pkt = ffmpeg::Packet::copy(data);
         self.dec.send_packet(&pkt).map_err(ff("sending an audio packet"))?;
         let mut out = Vec::new();

@@ -7,7 +7,7 @@ use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_void};
 
 /// Routes FFmpeg's messages at `level` and above (more severe) through `tracing`.
-pub fn install() {
+pub(super) fn install() {
     // SAFETY: the callback is a plain function that only formats its arguments with FFmpeg's
     // own formatter into a local buffer; FFmpeg may call it from any thread.
     unsafe { ffi::av_log_set_callback(Some(callback)) };

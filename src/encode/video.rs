@@ -8,7 +8,7 @@ use ffmpeg_next as ffmpeg;
 
 /// Video timestamps are microseconds of the job clock, rescaled to 90 kHz (the
 /// MPEG clock every container handles well).
-pub const TIME_BASE: Rational = Rational(1, 90_000);
+pub(super) const TIME_BASE: Rational = Rational(1, 90_000);
 
 pub struct VideoEncoder {
     enc: encoder::Video,

@@ -42,7 +42,7 @@ pub enum ClientError {
 
 /// A track to publish.
 #[derive(Debug, Clone)]
-pub struct TrackSpec {
+pub(crate) struct TrackSpec {
     pub name: String,
     pub kind: RtpCodecKind,
     pub source: proto::TrackSource,
@@ -56,13 +56,13 @@ impl TrackSpec {
         Self { name: name.into(), kind: RtpCodecKind::Video, source, width, height, codec }
     }
 
-    pub fn vp8(name: &str, source: proto::TrackSource, width: u32, height: u32) -> Self {
+    pub(crate) fn vp8(name: &str, source: proto::TrackSource, width: u32, height: u32) -> Self {
         let codec = RTCRtpCodec { mime_type: "video/VP8".into(), clock_rate: 90_000, ..Default::default() };
         Self::video(name, source, width, height, codec)
     }
 
     /// Constrained baseline H.264, packetisation mode 1, as browsers send it.
-    pub fn h264(name: &str, source: proto::TrackSource, width: u32, height: u32) -> Self {
+    pub(crate) fn h264(name: &str, source: proto::TrackSource, width: u32, height: u32) -> Self {
         let codec = RTCRtpCodec {
             mime_type: "video/H264".into(),
             clock_rate: 90_000,
@@ -72,7 +72,7 @@ impl TrackSpec {
         Self::video(name, source, width, height, codec)
     }
 
-    pub fn opus(name: &str) -> Self {
+    pub(crate) fn opus(name: &str) -> Self {
         Self {
             name: name.into(),
             kind: RtpCodecKind::Audio,
@@ -91,7 +91,7 @@ impl TrackSpec {
 }
 
 /// A published track: write encoded frames to it.
-pub struct LocalTrack {
+pub(crate) struct LocalTrack {
     pub sid: String,
     track: Arc<TrackLocalStaticSample>,
     ssrc: u32,
@@ -102,18 +102,18 @@ pub struct LocalTrack {
 
 impl LocalTrack {
     /// Whether a keyframe was asked for since the last call (the encoder should make one).
-    pub fn keyframe_requested(&self) -> bool {
+    pub(crate) fn keyframe_requested(&self) -> bool {
         self.keyframe_wanted.swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sends one encoded frame (a VP8 frame, an Opus packet) lasting `duration`.
-    pub async fn write(&self, data: Bytes, duration: Duration) -> Result<(), ClientError> {
+    pub(crate) async fn write(&self, data: Bytes, duration: Duration) -> Result<(), ClientError> {
         self.write_with(data, duration, &[]).await
     }
 
     /// Sends an Opus packet with its loudness in -dBov (0 loudest, 127 silent) in the
     /// audio-level header extension, which servers use to tell who is speaking.
-    pub async fn write_audio(&self, data: Bytes, duration: Duration, dbov: u8) -> Result<(), ClientError> {
+    pub(crate) async fn write_audio(&self, data: Bytes, duration: Duration, dbov: u8) -> Result<(), ClientError> {
         use rtc::rtp::extension::{HeaderExtension, audio_level_extension::AudioLevelExtension};
         let level = HeaderExtension::AudioLevel(AudioLevelExtension { level: dbov.min(127), voice: dbov < 127 });
         self.write_with(data, duration, &[level]).await
@@ -141,7 +141,7 @@ impl LocalTrack {
 }
 
 /// What the room tells a subscribing client, in the order it happened.
-pub enum RoomEvent {
+pub(crate) enum RoomEvent {
     /// Participants as the server last described them (the join response's, then updates; a
     /// participant whose state is `Disconnected` has left).
     Participants(Vec<proto::ParticipantInfo>),
@@ -164,7 +164,7 @@ pub struct RemoteTrack {
 
 /// How to join.
 #[derive(Default)]
-pub struct ConnectOptions {
+pub(crate) struct ConnectOptions {
     /// Ask the server to subscribe us to every track (a recorder); publishers leave it off.
     pub auto_subscribe: bool,
     /// Where room events go; None for a client that only publishes.
@@ -196,7 +196,7 @@ struct Pending {
 }
 
 /// A joined participant.
-pub struct RoomClient {
+pub(crate) struct RoomClient {
     pub join: proto::JoinResponse,
     out: mpsc::UnboundedSender<proto::SignalRequest>,
     pending: Arc<Mutex<Pending>>,
@@ -219,12 +219,12 @@ async fn reply<T>(rx: oneshot::Receiver<T>, what: &'static str) -> Result<T, Cli
 
 impl RoomClient {
     /// Joins the room `token` grants on the server at `url` (ws:// or wss://) to publish.
-    pub async fn connect(url: &str, token: &str) -> Result<Self, ClientError> {
+    pub(crate) async fn connect(url: &str, token: &str) -> Result<Self, ClientError> {
         Self::connect_with(url, token, ConnectOptions::default()).await
     }
 
     /// Joins with options: a recorder subscribes and listens to events.
-    pub async fn connect_with(url: &str, token: &str, options: ConnectOptions) -> Result<Self, ClientError> {
+    pub(crate) async fn connect_with(url: &str, token: &str, options: ConnectOptions) -> Result<Self, ClientError> {
         let query = format!(
             "protocol=17&sdk=tessera&version={}&auto_subscribe={}",
             env!("CARGO_PKG_VERSION"),
@@ -323,7 +323,7 @@ impl RoomClient {
         })
     }
 
-    pub fn participant_sid(&self) -> String {
+    pub(crate) fn participant_sid(&self) -> String {
         self.join.participant.as_ref().map(|p| p.sid.clone()).unwrap_or_default()
     }
 
@@ -332,7 +332,7 @@ impl RoomClient {
     }
 
     /// Publishes tracks in one negotiation (so nothing already flowing is renegotiated).
-    pub async fn publish(&self, specs: Vec<TrackSpec>) -> Result<Vec<LocalTrack>, ClientError> {
+    pub(crate) async fn publish(&self, specs: Vec<TrackSpec>) -> Result<Vec<LocalTrack>, ClientError> {
         let mut infos = Vec::new();
         for (i, spec) in specs.iter().enumerate() {
             let cid = format!("TC_{}_{i}_{}", self.participant_sid(), rand::random::<u32>());
@@ -438,7 +438,7 @@ impl RoomClient {
     }
 
     /// Asks for a video track at the size it is shown (the server picks the simulcast layer).
-    pub fn track_settings(&self, track_sid: &str, width: u32, height: u32) -> Result<(), ClientError> {
+    pub(crate) fn track_settings(&self, track_sid: &str, width: u32, height: u32) -> Result<(), ClientError> {
         self.send(Req::TrackSetting(proto::UpdateTrackSettings {
             track_sids: vec![track_sid.into()],
             width,
@@ -447,12 +447,12 @@ impl RoomClient {
         }))
     }
 
-    pub fn mute(&self, track_sid: &str, muted: bool) -> Result<(), ClientError> {
+    pub(crate) fn mute(&self, track_sid: &str, muted: bool) -> Result<(), ClientError> {
         self.send(Req::Mute(proto::MuteTrackRequest { sid: track_sid.into(), muted }))
     }
 
     /// Leaves the room and closes the connections.
-    pub async fn leave(mut self) {
+    pub(crate) async fn leave(mut self) {
         let _ = self.send(Req::Leave(proto::LeaveRequest {
             reason: proto::DisconnectReason::ClientInitiated as i32,
             action: proto::leave_request::Action::Disconnect as i32,

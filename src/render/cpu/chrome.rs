@@ -9,7 +9,7 @@ use std::sync::Arc;
 /// One affected sample: offset (x, y) inside the tile (luma or chroma units), body
 /// and border coverage in 0..=255.
 #[derive(Debug, Clone, Copy)]
-pub struct Sample {
+pub(super) struct Sample {
     pub x: u16,
     pub y: u16,
     pub body: u8,
@@ -17,7 +17,7 @@ pub struct Sample {
 }
 
 #[derive(Debug, Default)]
-pub struct ChromeMask {
+pub(super) struct ChromeMask {
     pub luma: Vec<Sample>,
     pub chroma: Vec<Sample>,
 }
@@ -31,12 +31,12 @@ struct Key {
 }
 
 #[derive(Default)]
-pub struct ChromeCache {
+pub(super) struct ChromeCache {
     masks: HashMap<Key, Arc<ChromeMask>>,
 }
 
 impl ChromeCache {
-    pub fn get(&mut self, w: u32, h: u32, radius: f32, border: f32) -> Arc<ChromeMask> {
+    pub(super) fn get(&mut self, w: u32, h: u32, radius: f32, border: f32) -> Arc<ChromeMask> {
         let key = Key { w, h, radius: radius.to_bits(), border: border.to_bits() };
         if self.masks.len() > 512 {
             self.masks.clear();
@@ -92,6 +92,6 @@ fn build(w: u32, h: u32, radius: f32, border: f32) -> ChromeMask {
 
 /// (a * (255 - t) + b * t) / 255, rounded.
 #[inline]
-pub fn mix(a: u8, b: u8, t: u8) -> u8 {
+pub(super) fn mix(a: u8, b: u8, t: u8) -> u8 {
     ((a as u32 * (255 - t as u32) + b as u32 * t as u32 + 127) / 255) as u8
 }

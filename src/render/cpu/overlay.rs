@@ -6,7 +6,7 @@ use crate::frame::ColorSpace;
 use crate::render::sprites::Sprite;
 use crate::scene::Rect;
 
-pub struct YuvSprite {
+pub(super) struct YuvSprite {
     pub w: u32,
     pub h: u32,
     /// Premultiplied luma and alpha, per pixel.
@@ -16,7 +16,7 @@ pub struct YuvSprite {
 }
 
 impl YuvSprite {
-    pub fn new(s: &Sprite, cs: ColorSpace) -> Self {
+    pub(super) fn new(s: &Sprite, cs: ColorSpace) -> Self {
         let m = YuvMatrix::new(cs).from_rgb;
         let (w, h) = (s.width, s.height);
         let px = |x: u32, y: u32| {
@@ -54,7 +54,7 @@ impl YuvSprite {
     }
 
     /// Blends at (x, y) (even), clipped to `clip`.
-    pub fn blend(&self, planes: &mut [&mut [u8]; 3], strides: [usize; 3], x: i64, y: i64, clip: Rect) {
+    pub(super) fn blend(&self, planes: &mut [&mut [u8]; 3], strides: [usize; 3], x: i64, y: i64, clip: Rect) {
         let (x0, y0) = (x.max(clip.x as i64), y.max(clip.y as i64));
         let x1 = (x + self.w as i64).min(clip.right() as i64);
         let y1 = (y + self.h as i64).min(clip.bottom() as i64);
