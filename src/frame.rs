@@ -88,7 +88,7 @@ impl VideoFrame {
     }
 
     /// Wraps planes received from elsewhere, checking they are large enough.
-    pub fn from_planes(
+    pub(crate) fn from_planes(
         format: PixelFormat,
         width: u32,
         height: u32,
@@ -132,7 +132,7 @@ impl VideoFrame {
     }
 
     /// Bytes per row and number of rows of plane `i`.
-    pub fn plane_dims(&self, i: usize) -> (usize, usize) {
+    pub(crate) fn plane_dims(&self, i: usize) -> (usize, usize) {
         let (w, h) = (self.width as usize, self.height as usize);
         match (self.format, i) {
             (_, 0) => (w, h),
@@ -142,7 +142,7 @@ impl VideoFrame {
     }
 
     /// Number of planes for this format.
-    pub fn plane_count(&self) -> usize {
+    pub(crate) fn plane_count(&self) -> usize {
         match self.format {
             PixelFormat::I420 => 3,
             PixelFormat::Nv12 => 2,
@@ -150,7 +150,7 @@ impl VideoFrame {
     }
 
     /// The Y'CbCr sample at (x, y), for tests and probes.
-    pub fn yuv_at(&self, x: u32, y: u32) -> [u8; 3] {
+    pub(crate) fn yuv_at(&self, x: u32, y: u32) -> [u8; 3] {
         let (x, y) = (x as usize, y as usize);
         let luma = self.planes[0].data[y * self.planes[0].stride + x];
         match self.format {

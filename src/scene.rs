@@ -47,7 +47,7 @@ pub enum Fit {
 }
 
 /// Index of an input frame in the slice handed to the renderer with the scene.
-pub type SourceId = usize;
+pub(crate) type SourceId = usize;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Border {
@@ -101,7 +101,7 @@ pub struct Scene {
 }
 
 /// Where a `w`x`h` overlay lands in `tile`, kept on even pixels and inside the frame.
-pub fn place_overlay(anchor: Anchor, tile: Rect, w: u32, h: u32) -> (i64, i64) {
+pub(crate) fn place_overlay(anchor: Anchor, tile: Rect, w: u32, h: u32) -> (i64, i64) {
     let (x, y) = match anchor {
         Anchor::BottomLeft { margin } => {
             (tile.x as i64 + margin as i64, tile.bottom() as i64 - margin as i64 - h as i64)
@@ -117,12 +117,12 @@ pub fn place_overlay(anchor: Anchor, tile: Rect, w: u32, h: u32) -> (i64, i64) {
 /// `w` x `h` with rounded corners of radius `r`: 1 inside, 0 outside, a one-pixel
 /// ramp across the edge. Both backends use this formula (the WGSL twin is in
 /// `shaders/composite.wgsl`) so they agree on corners and borders.
-pub fn rounded_box_coverage(px: f32, py: f32, w: f32, h: f32, r: f32) -> f32 {
+pub(crate) fn rounded_box_coverage(px: f32, py: f32, w: f32, h: f32, r: f32) -> f32 {
     0.5 - rounded_box_sdf(px, py, w, h, r)
 }
 
 /// Signed distance from a point to the edge of a rounded box (negative inside).
-pub fn rounded_box_sdf(px: f32, py: f32, w: f32, h: f32, r: f32) -> f32 {
+pub(crate) fn rounded_box_sdf(px: f32, py: f32, w: f32, h: f32, r: f32) -> f32 {
     let r = r.min(w / 2.0).min(h / 2.0).max(0.0);
     let qx = (px - w / 2.0).abs() - (w / 2.0 - r);
     let qy = (py - h / 2.0).abs() - (h / 2.0 - r);
@@ -131,7 +131,7 @@ pub fn rounded_box_sdf(px: f32, py: f32, w: f32, h: f32, r: f32) -> f32 {
 }
 
 /// Coverage of a tile's body and of its inset border at a pixel centre.
-pub fn tile_chrome(px: f32, py: f32, w: f32, h: f32, r: f32, border: f32) -> (f32, f32) {
+pub(crate) fn tile_chrome(px: f32, py: f32, w: f32, h: f32, r: f32, border: f32) -> (f32, f32) {
     let body = rounded_box_coverage(px, py, w, h, r).clamp(0.0, 1.0);
     if border <= 0.0 {
         return (body, 0.0);

@@ -9,17 +9,17 @@ pub fn unix_ns() -> i64 {
 }
 
 /// Milliseconds since the Unix epoch (signal pings, participant join times).
-pub fn unix_ms() -> i64 {
+pub(crate) fn unix_ms() -> i64 {
     unix_ns() / 1_000_000
 }
 
 /// Microseconds since the Unix epoch.
-pub fn unix_us() -> i64 {
+pub(crate) fn unix_us() -> i64 {
     unix_ns() / 1_000
 }
 
 /// Go-style durations as LiveKit writes them ("90s", "1h30m"), or plain seconds.
-pub fn deserialize_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn deserialize_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     use serde::Deserialize;
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -40,13 +40,13 @@ pub fn deserialize_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Op
 
 /// Delays between retries: `first`, then doubling up to `max` (backon's exponential
 /// backoff, without jitter: a retry here waits on one peer, not on a crowd).
-pub struct Backoff {
+pub(crate) struct Backoff {
     delays: backon::ExponentialBackoff,
     max: Duration,
 }
 
 impl Backoff {
-    pub fn new(first: Duration, max: Duration) -> Self {
+    pub(crate) fn new(first: Duration, max: Duration) -> Self {
         use backon::BackoffBuilder;
         let delays =
             backon::ExponentialBuilder::new().with_min_delay(first).with_max_delay(max).without_max_times().build();
@@ -54,7 +54,7 @@ impl Backoff {
     }
 
     /// How long to wait before the next try.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         self.delays.next().unwrap_or(self.max)
     }
 }

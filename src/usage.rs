@@ -17,7 +17,7 @@ pub fn peak_rss_mib() -> f64 {
 }
 
 /// Resident memory of this process now, bytes.
-pub fn rss_bytes() -> u64 {
+pub(crate) fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
@@ -58,7 +58,7 @@ fn ticks_per_second() -> f64 {
 /// CPU seconds used by this process's live threads, summed by thread name. Threads
 /// inherit their creator's name, so naming a job's threads after the job (FFmpeg's
 /// workers included) gives that job's CPU.
-pub fn cpu_seconds_by_thread_name() -> std::collections::HashMap<String, f64> {
+pub(crate) fn cpu_seconds_by_thread_name() -> std::collections::HashMap<String, f64> {
     let mut by_name = std::collections::HashMap::new();
     let ticks = ticks_per_second();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return by_name };
@@ -72,7 +72,7 @@ pub fn cpu_seconds_by_thread_name() -> std::collections::HashMap<String, f64> {
 
 /// What a tree of child processes uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct TreeUsage {
+pub(crate) struct TreeUsage {
     /// CPU seconds (user + system) of the live processes, plus what their reaped children used.
     pub cpu_seconds: f64,
     /// Resident memory of the live processes, bytes (shared pages count in each).
@@ -81,13 +81,13 @@ pub struct TreeUsage {
 
 /// A snapshot of every process's parent, CPU and memory, from /proc. A browser job's
 /// Chromium, Xvfb and PulseAudio are other processes, so the job's threads miss them.
-pub struct ProcessTable {
+pub(crate) struct ProcessTable {
     procs: std::collections::HashMap<u32, (f64, u64)>,
     children: std::collections::HashMap<u32, Vec<u32>>,
 }
 
 impl ProcessTable {
-    pub fn read() -> Self {
+    pub(crate) fn read() -> Self {
         let ticks = ticks_per_second();
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64;
@@ -106,7 +106,7 @@ impl ProcessTable {
     }
 
     /// CPU and memory of the processes `roots` and all their descendants.
-    pub fn usage(&self, roots: &[u32]) -> TreeUsage {
+    pub(crate) fn usage(&self, roots: &[u32]) -> TreeUsage {
         let mut usage = TreeUsage::default();
         let mut seen = std::collections::HashSet::new();
         let mut todo: Vec<u32> = roots.to_vec();

@@ -107,7 +107,11 @@ pub(crate) struct CaptureConfig {
 }
 
 impl Capture {
-    pub(crate) fn start(c: CaptureConfig, pipeline: Arc<EncodePipeline>, stats: Arc<LiveStats>) -> Result<Self, CaptureError> {
+    pub(crate) fn start(
+        c: CaptureConfig,
+        pipeline: Arc<EncodePipeline>,
+        stats: Arc<LiveStats>,
+    ) -> Result<Self, CaptureError> {
         let stop = Arc::new(AtomicBool::new(false));
         let last_video_us = Arc::new(AtomicI64::new(0));
         let mut threads = Vec::new();

@@ -18,14 +18,14 @@ pub enum ConfigError {
 
 /// Smallest and largest output side we accept (LiveKit asks for at least 16; 4096
 /// is the largest H.264 level 5.1 frame side and beyond what a room composite needs).
-pub const MIN_SIDE: u32 = 16;
-pub const MAX_SIDE: u32 = 4096;
+pub(crate) const MIN_SIDE: u32 = 16;
+pub(crate) const MAX_SIDE: u32 = 4096;
 
 /// Checks an output size the way the API will: even, 16..=4096 on each side.
 /// The sample rates AAC and MP3 both take; the 48 kHz mix is resampled to any of them.
-pub const AUDIO_RATES: [u32; 9] = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
+pub(crate) const AUDIO_RATES: [u32; 9] = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
 
-pub fn check_size(width: u32, height: u32) -> Result<(), ConfigError> {
+pub(crate) fn check_size(width: u32, height: u32) -> Result<(), ConfigError> {
     let bad = |why| Err(ConfigError::BadSize { width, height, why });
     if width < MIN_SIDE || height < MIN_SIDE {
         return bad("each side must be at least 16 pixels");
@@ -64,7 +64,7 @@ impl FromStr for H264Profile {
 }
 
 impl H264Profile {
-    pub fn x264_name(self) -> &'static str {
+    pub(crate) fn x264_name(self) -> &'static str {
         match self {
             H264Profile::Baseline => "baseline",
             H264Profile::Main => "main",
@@ -88,7 +88,7 @@ pub enum Preset {
 }
 
 impl Preset {
-    pub const ALL: [Preset; 8] = [
+    pub(crate) const ALL: [Preset; 8] = [
         Preset::H264_720P_30,
         Preset::H264_720P_60,
         Preset::H264_1080P_30,
@@ -215,7 +215,7 @@ impl EncodingOptions {
     }
 
     /// Frames between keyframes for this output, `default_s` when unset.
-    pub fn gop_frames(&self, default_s: f64) -> u32 {
+    pub(crate) fn gop_frames(&self, default_s: f64) -> u32 {
         let s = if self.key_frame_interval > 0.0 { self.key_frame_interval } else { default_s };
         ((s * self.framerate as f64).round() as u32).max(1)
     }

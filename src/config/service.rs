@@ -198,7 +198,7 @@ const UNUSED_LIVEKIT_KEYS: [(&str, &str); 36] = [
 
 /// Why a key the config parser did not use was not used: a LiveKit key with no effect here
 /// (and why), or an unknown key.
-pub fn why_unused(key: &str) -> Option<&'static str> {
+pub(crate) fn why_unused(key: &str) -> Option<&'static str> {
     let extra = [
         ("cpu_cost.memory_source", "admission counts CPU only"),
         ("cpu_cost.memory_kill_grace_sec", "admission counts CPU only"),
@@ -332,7 +332,7 @@ pub struct Loaded {
 }
 
 /// Environment variables holding the YAML itself (Tessera's, then LiveKit egress's).
-pub const BODY_VARS: [&str; 2] = ["TESSERA_CONFIG_BODY", "EGRESS_CONFIG_BODY"];
+pub(crate) const BODY_VARS: [&str; 2] = ["TESSERA_CONFIG_BODY", "EGRESS_CONFIG_BODY"];
 
 impl ServiceConfig {
     /// Loads from `path`, else from the YAML in an environment variable, else defaults;
@@ -423,7 +423,7 @@ impl ServiceConfig {
     }
 
     /// The `storage` block, or the old top-level keys read as one.
-    pub fn storage_block(&self) -> Result<Option<StorageConfig>, StorageConfigError> {
+    pub(crate) fn storage_block(&self) -> Result<Option<StorageConfig>, StorageConfigError> {
         match &self.storage {
             Some(s) => Ok(Some(s.clone())),
             None => crate::upload::config::legacy(self.s3.as_ref(), self.azure.as_ref(), self.gcp.as_ref()),
@@ -431,7 +431,7 @@ impl ServiceConfig {
     }
 
     /// Where outputs go when a request names no storage (None: they stay in output_dir).
-    pub fn storage_spec(&self) -> Result<Option<StorageSpec>, StorageConfigError> {
+    pub(crate) fn storage_spec(&self) -> Result<Option<StorageSpec>, StorageConfigError> {
         let at = if self.storage.is_some() { "storage" } else { "" };
         match self.storage_block()? {
             Some(b) => b.spec(at).map_err(|mut e| {
@@ -443,7 +443,7 @@ impl ServiceConfig {
     }
 
     /// The backup storage: `backup`, or the old `backup_storage` directory.
-    pub fn backup_spec(&self) -> Result<Option<StorageSpec>, StorageConfigError> {
+    pub(crate) fn backup_spec(&self) -> Result<Option<StorageSpec>, StorageConfigError> {
         match (&self.backup, &self.backup_storage) {
             (Some(b), _) => b.spec("backup"),
             (None, Some(dir)) => Ok(Some(StorageSpec {
@@ -455,7 +455,7 @@ impl ServiceConfig {
     }
 
     /// Old-style keys in use, to warn about.
-    pub fn legacy_keys(&self) -> Vec<&'static str> {
+    pub(crate) fn legacy_keys(&self) -> Vec<&'static str> {
         [
             ("s3", self.s3.is_some()),
             ("azure", self.azure.is_some()),
@@ -475,7 +475,7 @@ impl ServiceConfig {
     }
 
     /// The key webhooks are signed with, and its secret.
-    pub fn webhook_key(&self) -> &str {
+    pub(crate) fn webhook_key(&self) -> &str {
         if self.webhook.api_key.is_empty() { &self.api_key } else { &self.webhook.api_key }
     }
 }

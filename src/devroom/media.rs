@@ -66,7 +66,7 @@ impl Rewriter {
 }
 
 /// Whether an RTP payload starts a keyframe (VP8 or H.264).
-pub fn is_keyframe(mime: &str, p: &[u8]) -> bool {
+pub(crate) fn is_keyframe(mime: &str, p: &[u8]) -> bool {
     let mime = mime.to_ascii_lowercase();
     if mime.ends_with("vp8") {
         // Payload descriptor: S=1 and PID=0, then the VP8 header's P bit is 0.
@@ -123,7 +123,7 @@ fn rid_rank(rid: &str) -> u8 {
 }
 
 /// One subscriber's copy of a published track.
-pub struct DownTrack {
+pub(crate) struct DownTrack {
     pub subscriber: String,
     /// The subscriber connection is up (SRTP keys exist): before that, packets are lost.
     connected: Arc<std::sync::atomic::AtomicBool>,
@@ -146,7 +146,7 @@ struct DownState {
 }
 
 /// A track someone publishes, with its layers and subscribers.
-pub struct PublishedTrack {
+pub(crate) struct PublishedTrack {
     pub sid: String,
     pub publisher: String,
     pub kind: RtpCodecKind,
@@ -388,10 +388,6 @@ impl RoomMedia {
         s
     }
 
-    pub fn track_count(&self) -> usize {
-        lock(&self.tracks).len()
-    }
-
     /// The simulcast layers (rids, "" without simulcast) each published track has sent so far.
     pub fn published_layers(&self) -> Vec<(String, Vec<String>)> {
         lock(&self.tracks).values().map(|t| (t.sid.clone(), lock(&t.layers).keys().cloned().collect())).collect()
@@ -456,7 +452,7 @@ impl Session {
     }
 
     /// The client's offer for its publisher connection: answered with the same id.
-    pub async fn on_offer(self: &Arc<Self>, offer: proto::SessionDescription) -> Result<(), PeerError> {
+    pub(crate) async fn on_offer(self: &Arc<Self>, offer: proto::SessionDescription) -> Result<(), PeerError> {
         let session = Arc::downgrade(self);
         let pc = crate::peer::get_or_create(&self.publisher, || Arc::new(PubHandler { session }), &Network::loopback())
             .await?;
@@ -488,7 +484,7 @@ impl Session {
     }
 
     /// The client's answer to our subscriber offer.
-    pub async fn on_answer(self: &Arc<Self>, answer: proto::SessionDescription) -> Result<(), PeerError> {
+    pub(crate) async fn on_answer(self: &Arc<Self>, answer: proto::SessionDescription) -> Result<(), PeerError> {
         let pc = self.subscriber.lock().await.clone().ok_or(PeerError::NoOffer)?;
         let desc = RTCSessionDescription::answer(answer.sdp).map_err(rtc("reading the answer"))?;
         pc.set_remote_description(desc).await.map_err(rtc("setting the answer"))?;
@@ -520,7 +516,7 @@ impl Session {
         Ok(())
     }
 
-    pub async fn on_trickle(&self, t: proto::TrickleRequest) -> Result<(), PeerError> {
+    pub(crate) async fn on_trickle(&self, t: proto::TrickleRequest) -> Result<(), PeerError> {
         let init: RTCIceCandidateInit = serde_json::from_str(&t.candidate_init).map_err(PeerError::Candidate)?;
         if init.candidate.is_empty() {
             return Ok(());
@@ -550,7 +546,11 @@ impl Session {
     }
 
     /// Subscribes to, or unsubscribes from, tracks (UpdateSubscription).
-    pub async fn set_subscribed(self: &Arc<Self>, track_sids: &[String], subscribe: bool) -> Result<(), PeerError> {
+    pub(crate) async fn set_subscribed(
+        self: &Arc<Self>,
+        track_sids: &[String],
+        subscribe: bool,
+    ) -> Result<(), PeerError> {
         let Some(room) = self.room() else { return Ok(()) };
         for t in room.published().into_iter().filter(|t| track_sids.contains(&t.sid) && t.publisher != self.sid) {
             if subscribe {
@@ -574,7 +574,7 @@ impl Session {
     }
 
     /// Sets the wanted quality of tracks for this subscriber.
-    pub fn set_quality(&self, track_sids: &[String], quality: proto::VideoQuality) {
+    pub(crate) fn set_quality(&self, track_sids: &[String], quality: proto::VideoQuality) {
         let rank = match quality {
             proto::VideoQuality::Low => 0,
             proto::VideoQuality::Medium => 1,
@@ -658,7 +658,7 @@ impl Session {
     }
 
     /// Subscribes to everything already published (a late joiner).
-    pub async fn subscribe_existing(self: &Arc<Self>) {
+    pub(crate) async fn subscribe_existing(self: &Arc<Self>) {
         let Some(room) = self.room() else { return };
         for t in room.published().into_iter().filter(|t| t.publisher != self.sid) {
             if let Err(e) = self.subscribe(&t).await {

@@ -24,11 +24,11 @@ pub type Sender = mpsc::UnboundedSender<Outbound>;
 
 /// A participant's outgoing messages. The channel outlives a WebSocket: messages sent while
 /// the participant reconnects wait in it and go out on the new connection.
-pub type SharedOutbox = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Outbound>>>;
+pub(crate) type SharedOutbox = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Outbound>>>;
 
 /// A participant whose signal connection broke without a leave: still in the room, with
 /// its media, for `RESUME_GRACE`, waiting to reconnect with `reconnect=1&sid=`.
-pub struct Parked {
+pub(crate) struct Parked {
     pub room: Arc<Room>,
     pub identity: String,
     pub outbox: SharedOutbox,
@@ -36,15 +36,15 @@ pub struct Parked {
 }
 
 /// How long a participant whose signal connection broke may resume (LiveKit's is similar).
-pub const RESUME_GRACE: Duration = Duration::from_secs(15);
+pub(crate) const RESUME_GRACE: Duration = Duration::from_secs(15);
 
 /// Milliseconds since the Unix epoch, as LiveKit's timestamps are.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     crate::time::unix_ms()
 }
 
 /// An id in LiveKit's style: a prefix and 12 random characters.
-pub fn new_sid(prefix: &str) -> String {
+pub(crate) fn new_sid(prefix: &str) -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
     let mut rng = rand::rng();
@@ -103,7 +103,7 @@ impl Room {
     }
 
     /// Sends an update about `info` to everyone else (never about hidden ones).
-    pub fn broadcast_update(state: &RoomState, info: &proto::ParticipantInfo, hidden: bool) {
+    pub(crate) fn broadcast_update(state: &RoomState, info: &proto::ParticipantInfo, hidden: bool) {
         if hidden {
             return;
         }
@@ -115,7 +115,7 @@ impl Room {
     }
 
     /// Bumps a participant's version and tells everyone (itself included) its new state.
-    pub fn publish_change(state: &mut RoomState, sid: &str) {
+    pub(crate) fn publish_change(state: &mut RoomState, sid: &str) {
         let Some(p) = state.participants.get_mut(sid) else { return };
         p.info.version += 1;
         let info = p.info.clone();
@@ -257,7 +257,7 @@ impl Registry {
     }
 
     /// Keeps a participant whose connection broke for `RESUME_GRACE`; then it leaves.
-    pub fn park(self: &Arc<Self>, sid: &str, parked: Parked) {
+    pub(crate) fn park(self: &Arc<Self>, sid: &str, parked: Parked) {
         tracing::info!(participant = %sid, "signal connection lost: waiting for it to resume");
         crate::sync::lock(&self.parked).insert(sid.to_string(), parked);
         let (reg, sid) = (self.clone(), sid.to_string());
@@ -271,12 +271,12 @@ impl Registry {
         });
     }
 
-    pub fn unpark(&self, sid: &str) -> Option<Parked> {
+    pub(crate) fn unpark(&self, sid: &str) -> Option<Parked> {
         crate::sync::lock(&self.parked).remove(sid)
     }
 
     /// The parked participant `sid`, if the token reconnecting is its own (same identity and room).
-    pub fn unpark_for(&self, sid: &str, grant: &Grant) -> Option<Parked> {
+    pub(crate) fn unpark_for(&self, sid: &str, grant: &Grant) -> Option<Parked> {
         let mut parked = crate::sync::lock(&self.parked);
         let ok = parked.get(sid).is_some_and(|p| p.identity == grant.identity && p.room.name == grant.room);
         if ok { parked.remove(sid) } else { None }
@@ -292,7 +292,7 @@ impl Registry {
     /// Sets what RoomService.UpdateParticipant may change (metadata, name, attributes) on
     /// `identity` in `room` and tells everyone, the participant itself included, as LiveKit
     /// does: a recorder's template learns its new layout this way. None: no such participant.
-    pub fn update_participant(&self, req: &proto::UpdateParticipantRequest) -> Option<proto::ParticipantInfo> {
+    pub(crate) fn update_participant(&self, req: &proto::UpdateParticipantRequest) -> Option<proto::ParticipantInfo> {
         let r = self.room(&req.room)?;
         let mut st = state(&r);
         let (sid, p) = st.participants.iter_mut().find(|(_, p)| p.info.identity == req.identity)?;
@@ -313,14 +313,6 @@ impl Registry {
         }
         Room::publish_change(&mut st, &sid);
         st.participants.get(&sid).map(|p| p.info.clone())
-    }
-
-    /// Drops the signal connection of `identity` in `room` as a network failure would.
-    pub fn drop_signal(&self, room: &str, identity: &str) -> bool {
-        let Some(r) = self.room(room) else { return false };
-        let st = state(&r);
-        let Some(p) = st.participants.values().find(|p| p.info.identity == identity) else { return false };
-        p.tx.send(Outbound::Drop).is_ok()
     }
 
     /// Removes a participant; closes the room after `empty_timeout` if it is left empty.
@@ -373,7 +365,7 @@ impl Registry {
 }
 
 /// The newest signal protocol we speak (LiveKit's current).
-pub const PROTOCOL_VERSION: i32 = 17;
+pub(crate) const PROTOCOL_VERSION: i32 = 17;
 
 /// No one but recorders (possibly no one at all) is in the room.
 fn only_recorders(st: &RoomState) -> bool {

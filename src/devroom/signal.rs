@@ -24,7 +24,7 @@ pub struct Server {
     pub keys: Keys,
 }
 
-pub fn router(server: Arc<Server>) -> Router {
+pub(crate) fn router(server: Arc<Server>) -> Router {
     Router::new()
         .route("/", get(|| async { "devroom: a local LiveKit-protocol room server\n" }))
         .route("/rtc", get(rtc))

@@ -85,11 +85,11 @@ impl Default for SyntheticOptions {
 }
 
 /// Seconds between flash-and-beep marks, and how long each lasts.
-pub const MARK_EVERY: Duration = Duration::from_secs(5);
-pub const MARK_LENGTH: Duration = Duration::from_millis(100);
+pub(crate) const MARK_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const MARK_LENGTH: Duration = Duration::from_millis(100);
 /// Participant i's marks are `i * MARK_STAGGER` into each period (on its own clock),
 /// so in a mix every beep belongs to one participant.
-pub const MARK_STAGGER: Duration = Duration::from_millis(400);
+pub(crate) const MARK_STAGGER: Duration = Duration::from_millis(400);
 
 /// Whether participant `i` is in a mark `t` after it started sending.
 pub fn in_mark(i: usize, t: Duration) -> bool {
@@ -137,7 +137,7 @@ fn token(o: &SyntheticOptions, i: usize) -> Result<String, SyntheticError> {
 }
 
 /// Side of one bit of the frame counter, in pixels.
-pub const COUNTER_BIT: u32 = 16;
+pub(crate) const COUNTER_BIT: u32 = 16;
 
 /// The frame number as a 16-bit barcode along the bottom-left edge: bit i (most
 /// significant first) is a white or black 16x16 block. A recording's frame can be
@@ -162,7 +162,8 @@ fn draw_counter(f: &mut VideoFrame, n: u16) {
 }
 
 /// Reads the frame counter back from packed RGB (for tests of recordings).
-pub fn read_counter(rgb: &[u8], width: u32, height: u32) -> u16 {
+#[cfg(test)]
+pub(crate) fn read_counter(rgb: &[u8], width: u32, height: u32) -> u16 {
     let y = height - COUNTER_BIT / 2;
     (0..16u32).fold(0u16, |acc, bit| {
         let x = bit * COUNTER_BIT + COUNTER_BIT / 2;

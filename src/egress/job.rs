@@ -183,7 +183,11 @@ impl Job {
     }
 
     /// UpdateStream: adds and removes URLs; removing the last one of an egress without a file ends it.
-    pub fn update_streams(&self, add: &[String], remove: &[String]) -> Result<proto::EgressInfo, super::EgressError> {
+    pub(crate) fn update_streams(
+        &self,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<proto::EgressInfo, super::EgressError> {
         use super::request::RequestError;
         for url in add {
             self.streams
@@ -211,7 +215,7 @@ impl Job {
         S::try_from(self.lock().status).unwrap_or(S::EgressFailed)
     }
 
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         matches!(self.status(), S::EgressStarting | S::EgressActive | S::EgressEnding)
     }
 
@@ -230,7 +234,7 @@ impl Job {
 
     /// Stops the recording; it finalises its outputs and the job completes. The first
     /// reason given is the one EgressInfo's details will name.
-    pub fn request_stop(&self, reason: StopReason) -> proto::EgressInfo {
+    pub(crate) fn request_stop(&self, reason: StopReason) -> proto::EgressInfo {
         crate::sync::lock(&self.stop_reason).get_or_insert(reason);
         let info = if self.status() == S::EgressEnding {
             self.info()
@@ -242,13 +246,13 @@ impl Job {
     }
 
     /// Bytes this job has uploaded so far, all its outputs together.
-    pub fn uploaded_bytes(&self) -> u64 {
+    pub(crate) fn uploaded_bytes(&self) -> u64 {
         self.uploads.all().map(Uploader::uploaded_bytes).sum()
     }
 
     /// Sets the layout of the running recording (a template's is set in the room, so it
     /// comes without one) and records it in the request.
-    pub fn set_layout(&self, name: &str, layout: Option<crate::layout::Layout>) -> proto::EgressInfo {
+    pub(crate) fn set_layout(&self, name: &str, layout: Option<crate::layout::Layout>) -> proto::EgressInfo {
         if let (Some(l), Some(layout)) = (&self.layout, layout) {
             l.set(layout);
         }
@@ -600,7 +604,7 @@ impl Job {
 
 /// An HLS output's progress as LiveKit's SegmentsInfo; a playlist's location is its upload's
 /// once it is up, else its local path.
-pub fn segments_info(p: SegmentsProgress, uploader: Option<&Uploader>) -> proto::SegmentsInfo {
+pub(crate) fn segments_info(p: SegmentsProgress, uploader: Option<&Uploader>) -> proto::SegmentsInfo {
     let location = |path: &std::path::Path| {
         uploader.and_then(|u| u.location_of(path)).unwrap_or_else(|| path.to_string_lossy().into_owned())
     };
@@ -637,7 +641,7 @@ pub fn stream_info(p: StreamProgress) -> proto::StreamInfo {
 }
 
 /// An image output's progress as LiveKit's ImagesInfo.
-pub fn images_info(p: ImagesProgress) -> proto::ImagesInfo {
+pub(crate) fn images_info(p: ImagesProgress) -> proto::ImagesInfo {
     proto::ImagesInfo {
         filename_prefix: p.filename_prefix,
         image_count: p.count,

@@ -3,10 +3,10 @@
 //! budget, lists, updates and stops them, and keeps finished ones listed for a while.
 
 pub mod job;
-pub mod outcome;
-pub mod redact;
+pub(crate) mod outcome;
+pub(crate) mod redact;
 pub mod request;
-pub mod room_service;
+pub(crate) mod room_service;
 pub mod webhook;
 
 use crate::browser::BrowserJob;
@@ -123,12 +123,12 @@ impl Manager {
     }
 
     /// Cores held by running jobs.
-    pub fn committed(&self) -> f64 {
+    pub(crate) fn committed(&self) -> f64 {
         self.jobs().iter().filter(|j| j.is_active()).map(|j| j.cost).fold(0.0, |a, b| a + b)
     }
 
     /// Whether a default room composite would be admitted now (the health answer).
-    pub fn can_accept(&self) -> bool {
+    pub(crate) fn can_accept(&self) -> bool {
         !self.draining.load(Ordering::SeqCst)
             && self.committed() + self.cfg.cpu_cost.room_composite_cpu_cost <= self.budget() + 1e-9
     }
@@ -142,12 +142,12 @@ impl Manager {
         self.start(c, proto::egress_info::Request::RoomComposite(req))
     }
 
-    pub async fn start_web(&self, req: proto::WebEgressRequest) -> Result<proto::EgressInfo, EgressError> {
+    pub(crate) async fn start_web(&self, req: proto::WebEgressRequest) -> Result<proto::EgressInfo, EgressError> {
         let c = CompositeRequest::from_web(&req)?;
         self.start(c, proto::egress_info::Request::Web(req))
     }
 
-    pub async fn start_egress(&self, req: proto::StartEgressRequest) -> Result<proto::EgressInfo, EgressError> {
+    pub(crate) async fn start_egress(&self, req: proto::StartEgressRequest) -> Result<proto::EgressInfo, EgressError> {
         let mut c = CompositeRequest::from_start_egress(&req)?;
         if c.web.is_none() {
             c.room_id = self.room_sid(&c.room_name).await;
@@ -487,7 +487,7 @@ impl Manager {
     }
 
     /// Takes no new jobs from now on.
-    pub fn drain(&self) {
+    pub(crate) fn drain(&self) {
         self.draining.store(true, Ordering::SeqCst);
     }
 
@@ -496,14 +496,14 @@ impl Manager {
     }
 
     /// Stops every running job.
-    pub fn stop_all(&self) {
+    pub(crate) fn stop_all(&self) {
         for j in self.jobs().iter().filter(|j| j.is_active()) {
             j.request_stop(outcome::StopReason::ProcessKilled);
         }
     }
 
     /// Waits until no job runs.
-    pub async fn all_ended(&self) {
+    pub(crate) async fn all_ended(&self) {
         let running: Vec<_> = self.jobs().iter().filter(|j| j.is_active()).cloned().collect();
         for j in running {
             j.ended().await;
@@ -522,7 +522,7 @@ fn source_type(c: &CompositeRequest) -> proto::EgressSourceType {
 }
 
 /// The directory under `output_dir` where uploaded outputs are staged, one directory per egress.
-pub const STAGING: &str = ".staging";
+pub(crate) const STAGING: &str = ".staging";
 
 /// A custom template's URL: the base with `layout`, `url` (the LiveKit server) and `token`
 /// (a hidden recorder's) set in its query, the base's own parameters kept.
@@ -561,7 +561,7 @@ pub fn new_egress_id() -> String {
     format!("EG_{}", random_id(12))
 }
 
-pub fn random_id(n: usize) -> String {
+pub(crate) fn random_id(n: usize) -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// Why an egress was asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
+pub(crate) enum StopReason {
     /// StopEgress.
     Api,
     /// UpdateStream removed the last stream of an egress that only streams.
@@ -18,7 +18,7 @@ pub enum StopReason {
 
 impl StopReason {
     /// In LiveKit's words, as `EgressInfo.details` gives it ("End reason: ...").
-    pub fn as_livekit(self) -> &'static str {
+    pub(crate) fn as_livekit(self) -> &'static str {
         match self {
             StopReason::Api => "StopEgress API",
             StopReason::AllStreamsStopped => "All streams stopped",
@@ -29,7 +29,7 @@ impl StopReason {
 
 /// What happened to a recording, as the job saw it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Ran<'a> {
+pub(crate) enum Ran<'a> {
     /// The recording returned.
     Finished {
         ended_by: &'a EndReason,
@@ -50,7 +50,7 @@ pub enum Ran<'a> {
 
 /// The end of an egress, as EgressInfo carries it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub status: S,
     pub error: String,
     pub error_code: i32,
@@ -60,7 +60,7 @@ pub struct Outcome {
 
 impl Outcome {
     /// Writes the outcome into an EgressInfo.
-    pub fn apply(&self, i: &mut livekit_protocol::EgressInfo) {
+    pub(crate) fn apply(&self, i: &mut livekit_protocol::EgressInfo) {
         i.status = self.status as i32;
         i.error = self.error.clone();
         i.error_code = self.error_code;
@@ -73,7 +73,7 @@ impl Outcome {
 /// Decides the end: a failure first, then nothing recorded (ABORTED), then a failed file,
 /// failed uploads, every stream failed, the session limit, else COMPLETE. `asked` is why it
 /// was asked to stop, in LiveKit's words; `limit` the session limit it ran under.
-pub fn outcome(ran: &Ran<'_>, asked: Option<StopReason>, limit: Option<Duration>) -> Outcome {
+pub(crate) fn outcome(ran: &Ran<'_>, asked: Option<StopReason>, limit: Option<Duration>) -> Outcome {
     let end = |status, error: String, error_code, details| Outcome { status, error, error_code, details };
     let (ended_by, recorded, file_error, upload_failure, streams_failure) = match ran {
         Ran::Aborted(why) => return end(S::EgressAborted, why.to_string(), 412, None),

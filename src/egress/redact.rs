@@ -142,7 +142,7 @@ fn v2_outputs(
 
 /// The request with every credential and stream key hidden. Every request kind LiveKit
 /// defines is covered, including those Tessera refuses, so nothing echoes a secret.
-pub fn request(mut r: proto::egress_info::Request) -> proto::egress_info::Request {
+pub(crate) fn request(mut r: proto::egress_info::Request) -> proto::egress_info::Request {
     use proto::egress_info::Request as R;
     match &mut r {
         R::RoomComposite(x) => v1_outputs!(x, room_composite_egress_request),
@@ -176,7 +176,7 @@ pub fn request(mut r: proto::egress_info::Request) -> proto::egress_info::Reques
 
 /// An EgressInfo as it may leave the service: its request redacted, and every stream URL
 /// in its results too (they are the URLs the job pushes to).
-pub fn info(mut i: proto::EgressInfo) -> proto::EgressInfo {
+pub(crate) fn info(mut i: proto::EgressInfo) -> proto::EgressInfo {
     i.request = i.request.map(request);
     for s in &mut i.stream_results {
         s.url = redact_url(&s.url);

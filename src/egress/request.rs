@@ -339,7 +339,7 @@ pub struct Plan {
 impl Plan {
     /// The local names this plan writes outside its staging directory: its file, and its
     /// segments' and images' prefixes and playlists. Two running egresses may not share one.
-    pub fn local_claims(&self) -> Vec<PathBuf> {
+    pub(crate) fn local_claims(&self) -> Vec<PathBuf> {
         let local = |p: &Path| !p.starts_with(&self.staging_dir);
         let mut claims: Vec<PathBuf> = self.file.iter().map(|f| f.path.clone()).collect();
         if let Some(g) = &self.segments {
@@ -945,7 +945,7 @@ fn encoding(c: &CompositeRequest) -> Result<EncodingOptions, RequestError> {
 /// (20060102150405 and milliseconds); `{room_id}` is left for the job, which learns it
 /// on joining. An empty path, or one ending in `/`, gets `{room_name}-{time}`; a missing
 /// extension is added.
-pub fn expand_filename(
+pub(crate) fn expand_filename(
     filepath: &str,
     c: &CompositeRequest,
     file_type: FileFormat,
@@ -965,7 +965,7 @@ pub fn expand_filename(
 
 /// Keeps a file inside the output directory: relative paths are taken from it; an
 /// absolute path must already be inside it; `..` is refused everywhere.
-pub fn confine(output_dir: &Path, filename: &str) -> Result<PathBuf, RequestError> {
+pub(crate) fn confine(output_dir: &Path, filename: &str) -> Result<PathBuf, RequestError> {
     let p = Path::new(filename);
     if p.components().any(|c| c == Component::ParentDir) {
         return Err(invalid("filepath", format!("{filename:?} may not contain \"..\"")));

@@ -11,7 +11,7 @@ use livekit_api::access_token::{AccessToken, VideoGrants};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
-pub enum RoomServiceError {
+pub(crate) enum RoomServiceError {
     #[error("cannot sign the RoomService token: {0}")]
     Token(String),
     #[error("RoomService at {url}: {why}")]
@@ -36,7 +36,7 @@ fn http_base(ws_url: &str) -> String {
 /// The sid of `room` (`RM_...`) as the server names it, or None when no such room is open.
 /// LiveKit's server knows it when it hands out an egress; Tessera asks, so that `{room_id}`
 /// can be expanded in every name and EgressInfo carries it from the start.
-pub async fn room_sid(
+pub(crate) async fn room_sid(
     ws_url: &str,
     api_key: &str,
     api_secret: &str,
@@ -91,7 +91,7 @@ async fn call(
 }
 
 /// Sets `identity`'s metadata in `room` to `{"layout": layout}`.
-pub async fn set_template_layout(
+pub(crate) async fn set_template_layout(
     ws_url: &str,
     api_key: &str,
     api_secret: &str,

@@ -100,7 +100,7 @@ impl Notifier {
     }
 
     /// As `start`, each URL with its own event filter.
-    pub fn start_filtered(hooks: &[(String, EventFilter)], api_key: &str, api_secret: &str) -> Self {
+    pub(crate) fn start_filtered(hooks: &[(String, EventFilter)], api_key: &str, api_secret: &str) -> Self {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
         let queues = hooks
             .iter()

@@ -27,7 +27,7 @@ impl AudioEncoder {
     }
 
     /// AAC, or Opus at 48 kHz (its native rate) in 20 ms frames.
-    pub fn with_codec(kind: AudioCodec, opts: &EncodingOptions) -> Result<Self, EncodeError> {
+    pub(crate) fn with_codec(kind: AudioCodec, opts: &EncodingOptions) -> Result<Self, EncodeError> {
         super::init();
         let (codec, rate, packed) = match kind {
             AudioCodec::Aac => {
@@ -148,7 +148,7 @@ impl AudioEncoder {
         Ok(packets)
     }
 
-    pub fn finish(&mut self) -> Result<Vec<EncodedPacket>, EncodeError> {
+    pub(crate) fn finish(&mut self) -> Result<Vec<EncodedPacket>, EncodeError> {
         let mut out =
             ffmpeg::frame::Audio::new(format::Sample::F32(format::sample::Type::Planar), 4096, ChannelLayout::STEREO);
         if self.resampler.flush(&mut out).is_ok() {

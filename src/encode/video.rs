@@ -29,7 +29,7 @@ impl VideoEncoder {
 
     /// Opens the encoder for `kind`. VP8 is set up for real-time WebRTC sending
     /// (no lag, fastest speed, error resilient); H.264 for muxers (global headers).
-    pub fn with_codec(
+    pub(crate) fn with_codec(
         kind: VideoCodec,
         opts: &EncodingOptions,
         gop: u32,
@@ -155,12 +155,12 @@ impl VideoEncoder {
     }
 
     /// Makes the next frame a keyframe.
-    pub fn force_keyframe(&mut self) {
+    pub(crate) fn force_keyframe(&mut self) {
         self.force_key = true;
     }
 
     /// Drains the encoder at the end of the job.
-    pub fn finish(&mut self) -> Result<Vec<EncodedPacket>, EncodeError> {
+    pub(crate) fn finish(&mut self) -> Result<Vec<EncodedPacket>, EncodeError> {
         self.enc.send_eof().map_err(ff("flushing libx264"))?;
         self.receive()
     }

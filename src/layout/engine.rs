@@ -69,7 +69,7 @@ fn order(a: &TileSource, b: &TileSource) -> Ordering {
 /// LiveKit's `selectGridLayout`: the first grid holding every tile for which no
 /// later grid of the same size suits the orientation better; if the output is too
 /// small for it, the largest smaller grid that fits (and the rest is paged).
-pub fn select_grid(options: &[GridOption], count: usize, width: u32, height: u32) -> GridOption {
+pub(crate) fn select_grid(options: &[GridOption], count: usize, width: u32, height: u32) -> GridOption {
     let orientation = if width > height { Orientation::Landscape } else { Orientation::Portrait };
     let fits_orientation = |g: &GridOption| g.orientation.is_none_or(|o| o == orientation);
     let usable: Vec<&GridOption> = options.iter().filter(|g| fits_orientation(g)).collect();
@@ -232,7 +232,7 @@ mod tests {
     use super::*;
     use crate::layout::LayoutSet;
 
-    pub fn cams(n: usize) -> Vec<TileSource> {
+    pub(crate) fn cams(n: usize) -> Vec<TileSource> {
         (0..n)
             .map(|i| TileSource {
                 joined_ms: i as u64,

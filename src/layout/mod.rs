@@ -1,7 +1,7 @@
 //! Layouts as data: loading `layouts/`, resolving names like `grid-light`, and
 //! turning the room's tiles into a [`Scene`](crate::scene::Scene) (see `engine`).
 
-pub mod engine;
+pub(crate) mod engine;
 pub mod spec;
 
 use spec::{LayoutSpec, ThemeSpec};

@@ -47,7 +47,7 @@ pub struct GridOption {
 }
 
 impl GridOption {
-    pub fn max_tiles(&self) -> usize {
+    pub(crate) fn max_tiles(&self) -> usize {
         (self.columns * self.rows) as usize
     }
 }

@@ -94,7 +94,7 @@ impl ImageSink {
     }
 
     /// Offers the frame at `pts_us`; it is captured when a capture is due.
-    pub fn offer(&self, frame: &VideoFrame, pts_us: i64) {
+    pub(crate) fn offer(&self, frame: &VideoFrame, pts_us: i64) {
         let mut next = lock(&self.next_us);
         let due = next.get_or_insert(pts_us);
         if pts_us < *due {
@@ -113,7 +113,7 @@ impl ImageSink {
         }
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         lock(&self.tx).take();
         if let Some(w) = lock(&self.worker).take() {
             let _ = w.join();
@@ -152,7 +152,7 @@ struct JpegEncoder {
 
 /// Why an image could not be made; the output stops at the first (EgressInfo says which).
 #[derive(Debug, thiserror::Error)]
-pub enum ImageError {
+pub(crate) enum ImageError {
     #[error("no MJPEG encoder in this FFmpeg")]
     NoEncoder,
     #[error("{what}: {source}")]
@@ -175,7 +175,7 @@ fn ff(what: &'static str) -> impl FnOnce(ffmpeg::Error) -> ImageError {
 
 /// The images' size: as asked, the frame's when neither side is given, and with one side
 /// given the other follows the frame's shape (even, as 4:2:0 needs), as LiveKit allows.
-pub fn image_size(width: u32, height: u32, frame_w: u32, frame_h: u32) -> (u32, u32) {
+pub(crate) fn image_size(width: u32, height: u32, frame_w: u32, frame_h: u32) -> (u32, u32) {
     let even = |v: f64| ((v / 2.0).round() as u32 * 2).max(2);
     match (width, height) {
         (0, 0) => (frame_w, frame_h),

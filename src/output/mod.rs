@@ -15,7 +15,7 @@ use thiserror::Error;
 /// Told of each file an output has finished writing (`true`: its last version, it will not
 /// be rewritten), so that whoever owns the output (an egress job) can upload it: outputs
 /// know nothing of storage.
-pub type OnWritten = std::sync::Arc<dyn Fn(&Path, bool) + Send + Sync>;
+pub(crate) type OnWritten = std::sync::Arc<dyn Fn(&Path, bool) + Send + Sync>;
 
 /// What a file is, decided once, by its extension (LiveKit's EncodedFileType names MP4,
 /// OGG and MP3; `.oga` and `.opus` are Ogg too).
@@ -31,7 +31,7 @@ pub enum FileFormat {
 
 impl FileFormat {
     /// The format a path's extension names, if it names one.
-    pub fn from_extension(path: impl AsRef<Path>) -> Option<Self> {
+    pub(crate) fn from_extension(path: impl AsRef<Path>) -> Option<Self> {
         let ext = path.as_ref().extension()?.to_str()?.to_ascii_lowercase();
         match ext.as_str() {
             "mp4" => Some(FileFormat::Mp4),
@@ -51,7 +51,7 @@ impl FileFormat {
     }
 
     /// Whether it can hold video.
-    pub fn holds_video(self) -> bool {
+    pub(crate) fn holds_video(self) -> bool {
         self == FileFormat::Mp4
     }
 

@@ -9,7 +9,7 @@ use ffmpeg::{Dictionary, format};
 use ffmpeg_next as ffmpeg;
 use std::path::{Path, PathBuf};
 
-pub struct Mp4Writer {
+pub(crate) struct Mp4Writer {
     path: PathBuf,
     octx: format::context::Output,
     /// (kind, stream index, stream time base)
@@ -25,7 +25,7 @@ fn ff(path: &Path, what: &'static str) -> impl FnOnce(ffmpeg::Error) -> OutputEr
 }
 
 impl Mp4Writer {
-    pub fn create(path: &Path, specs: &[StreamSpec]) -> Result<Self, OutputError> {
+    pub(crate) fn create(path: &Path, specs: &[StreamSpec]) -> Result<Self, OutputError> {
         crate::encode::init();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|cause| OutputError::Io { path: dir.display().to_string(), cause })?;
@@ -46,11 +46,7 @@ impl Mp4Writer {
         Ok(Self { path: path.to_path_buf(), octx, streams, priming, packets: 0 })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn write(&mut self, mut p: EncodedPacket) -> Result<(), OutputError> {
+    pub(crate) fn write(&mut self, mut p: EncodedPacket) -> Result<(), OutputError> {
         let Some(&(_, index, tb)) = self.streams.iter().find(|(k, _, _)| *k == p.kind) else {
             return Ok(());
         };
@@ -81,7 +77,7 @@ impl Mp4Writer {
 
     /// Closes the fragmented file, then rewrites it with the index at the front.
     /// If the rewrite fails, the fragmented file stays: it plays.
-    pub fn finish(mut self) -> Result<PathBuf, OutputError> {
+    pub(crate) fn finish(mut self) -> Result<PathBuf, OutputError> {
         self.octx.write_trailer().map_err(ff(&self.path, "writing the trailer"))?;
         let path = self.path.clone();
         let priming = std::mem::take(&mut self.priming);
@@ -96,7 +92,7 @@ impl Mp4Writer {
 /// Remuxes `path` (fragmented) into a normal MP4 with `moov` first, replacing it.
 /// `priming[i]` seconds at the start of stream i are encoder priming: the fragmented
 /// file had to start them at 0, the final file trims them with an edit list.
-pub fn faststart(path: &Path, priming: &[f64]) -> Result<(), OutputError> {
+pub(crate) fn faststart(path: &Path, priming: &[f64]) -> Result<(), OutputError> {
     let tmp = path.with_extension("mp4.faststart");
     let result = remux(path, &tmp, priming);
     match result {

@@ -7,7 +7,7 @@ use crate::encode::{EncodedPacket, StreamKind, StreamSpec};
 use ffmpeg::{Dictionary, format};
 use ffmpeg_next as ffmpeg;
 
-pub struct MuxWriter {
+pub(crate) struct MuxWriter {
     /// A path or URL, for errors (stream keys must be redacted by the caller).
     name: String,
     octx: format::context::Output,
@@ -23,7 +23,7 @@ fn ff(name: &str, what: &'static str) -> impl FnOnce(ffmpeg::Error) -> OutputErr
 }
 
 /// Declares the job's encoded streams in a muxer; their indices follow `specs`.
-pub fn add_streams(
+pub(crate) fn add_streams(
     octx: &mut format::context::Output,
     specs: &[StreamSpec],
 ) -> Result<Vec<(StreamKind, usize)>, ffmpeg::Error> {
@@ -43,7 +43,7 @@ pub fn add_streams(
 
 impl MuxWriter {
     /// Opens `target` (a file path or URL) with the muxer `format` and declares `specs`.
-    pub fn create(
+    pub(crate) fn create(
         target: &str,
         format: &str,
         specs: &[StreamSpec],
@@ -67,12 +67,12 @@ impl MuxWriter {
 
     /// Writes packets as they come (MPEG-TS segments: FFmpeg's interleaving queue, flushed
     /// at the trailer, stamped a segment's last audio frame with the next one's time).
-    pub fn direct(mut self) -> Self {
+    pub(crate) fn direct(mut self) -> Self {
         self.direct = true;
         self
     }
 
-    pub fn write(&mut self, mut p: EncodedPacket) -> Result<(), OutputError> {
+    pub(crate) fn write(&mut self, mut p: EncodedPacket) -> Result<(), OutputError> {
         let Some(&(_, index, tb)) = self.streams.iter().find(|(k, _, _)| *k == p.kind) else {
             return Ok(());
         };
@@ -86,7 +86,7 @@ impl MuxWriter {
         }
     }
 
-    pub fn finish(mut self) -> Result<(), OutputError> {
+    pub(crate) fn finish(mut self) -> Result<(), OutputError> {
         self.octx.write_trailer().map_err(ff(&self.name, "writing the trailer"))
     }
 }

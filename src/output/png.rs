@@ -35,7 +35,7 @@ pub fn write_rgb(path: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<(),
     w.finish().map_err(to_io).map_err(io(path))
 }
 
-pub fn write_frame(path: &Path, f: &VideoFrame) -> Result<(), OutputError> {
+pub(crate) fn write_frame(path: &Path, f: &VideoFrame) -> Result<(), OutputError> {
     write_rgb(path, f.width, f.height, &frame_to_rgb(f))
 }
 

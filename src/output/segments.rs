@@ -25,7 +25,7 @@ use std::sync::Mutex;
 const CUT_SLACK_US: i64 = 1000;
 
 /// Segments a live playlist keeps.
-pub const LIVE_WINDOW: usize = 5;
+pub(crate) const LIVE_WINDOW: usize = 5;
 
 #[derive(Debug, Clone)]
 pub struct SegmentsPlan {

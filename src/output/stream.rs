@@ -119,7 +119,7 @@ pub fn resolve(url: &str) -> Result<String, StreamError> {
 }
 
 /// Checks a stream URL (resolved).
-pub fn check_url(url: &str) -> Result<(), StreamError> {
+pub(crate) fn check_url(url: &str) -> Result<(), StreamError> {
     let ok = ["rtmp://", "rtmps://", "srt://"].iter().any(|s| url.starts_with(s)) && url.len() > 8;
     if ok { Ok(()) } else { Err(StreamError::BadUrl(redact(url))) }
 }

@@ -7,7 +7,7 @@ use super::Pc;
 use webrtc::peer_connection::RTCIceCandidateInit;
 
 #[derive(Default)]
-pub struct RemoteCandidates {
+pub(crate) struct RemoteCandidates {
     /// The connection, once its remote description is set.
     ready: Option<Pc>,
     early: Vec<RTCIceCandidateInit>,
@@ -15,7 +15,7 @@ pub struct RemoteCandidates {
 
 impl RemoteCandidates {
     /// Where `c` goes now: to the connection (returned, for the caller to add), or kept.
-    pub fn route(&mut self, c: RTCIceCandidateInit) -> Option<(Pc, RTCIceCandidateInit)> {
+    pub(crate) fn route(&mut self, c: RTCIceCandidateInit) -> Option<(Pc, RTCIceCandidateInit)> {
         match &self.ready {
             Some(pc) => Some((pc.clone(), c)),
             None => {
@@ -27,7 +27,7 @@ impl RemoteCandidates {
 
     /// `pc` has its remote description: later candidates go straight to it, and the ones
     /// kept so far are returned, for the caller to add.
-    pub fn ready(&mut self, pc: &Pc) -> Vec<RTCIceCandidateInit> {
+    pub(crate) fn ready(&mut self, pc: &Pc) -> Vec<RTCIceCandidateInit> {
         self.ready = Some(pc.clone());
         std::mem::take(&mut self.early)
     }

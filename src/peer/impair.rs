@@ -24,7 +24,7 @@ impl Impairment {
     }
 }
 
-pub struct ImpairedLink {
+pub(crate) struct ImpairedLink {
     cfg: Impairment,
     read: VecDeque<TaggedPacket>,
     ready: VecDeque<TaggedPacket>,
@@ -33,7 +33,7 @@ pub struct ImpairedLink {
 }
 
 impl ImpairedLink {
-    pub fn new(cfg: Impairment) -> Self {
+    pub(crate) fn new(cfg: Impairment) -> Self {
         Self { cfg, read: VecDeque::new(), ready: VecDeque::new(), held: Vec::new() }
     }
 }

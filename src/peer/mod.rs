@@ -16,12 +16,12 @@ use webrtc::peer_connection::{
     RTCSessionDescription, SettingEngineBuilder,
 };
 
-pub type Pc = Arc<dyn PeerConnection>;
+pub(crate) type Pc = Arc<dyn PeerConnection>;
 
-pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
 /// The id an SDP gives a header extension (`a=extmap:<id> <uri>`), if it is there.
-pub fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
+pub(crate) fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
     sdp.lines().filter_map(|l| l.trim().strip_prefix("a=extmap:")).find_map(|rest| {
         let mut parts = rest.split_whitespace();
         let id = parts.next()?.split('/').next()?.parse().ok()?;
@@ -30,7 +30,7 @@ pub fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
 }
 
 /// The level in an audio-level extension (RFC 6464) as an amplitude 0..1.
-pub fn audio_level(payload: &[u8]) -> Option<f32> {
+pub(crate) fn audio_level(payload: &[u8]) -> Option<f32> {
     let dbov = (payload.first()? & 0x7f) as f32;
     Some(10f32.powf(-dbov / 20.0))
 }
@@ -61,7 +61,7 @@ impl Network {
 
     /// A client of a LiveKit server anywhere: every interface and loopback over
     /// UDP, and TCP for servers whose UDP is blocked.
-    pub fn any_interface() -> Self {
+    pub(crate) fn any_interface() -> Self {
         Self {
             udp: vec!["0.0.0.0:0".into(), "127.0.0.1:0".into()],
             tcp: vec!["0.0.0.0:0".into(), "127.0.0.1:0".into()],
@@ -71,7 +71,7 @@ impl Network {
     }
 
     /// The ICE servers a JoinResponse lists (STUN, TURN over UDP, TCP and TLS).
-    pub fn with_ice_servers(mut self, servers: &[livekit_protocol::IceServer]) -> Self {
+    pub(crate) fn with_ice_servers(mut self, servers: &[livekit_protocol::IceServer]) -> Self {
         self.ice_servers = servers
             .iter()
             .map(|s| webrtc::peer_connection::RTCIceServer {
@@ -108,7 +108,7 @@ pub fn rtc(what: &'static str) -> impl FnOnce(webrtc::error::Error) -> PeerError
 
 /// Builds a peer connection with VP8, H.264, Opus and the header extensions
 /// simulcast needs (mid, rid), candidates embedded in the SDP, on `network`.
-pub async fn new_pc(handler: Arc<dyn PeerConnectionEventHandler>, network: &Network) -> Result<Pc, PeerError> {
+pub(crate) async fn new_pc(handler: Arc<dyn PeerConnectionEventHandler>, network: &Network) -> Result<Pc, PeerError> {
     let mut me = MediaEngine::default();
     me.register_default_codecs().map_err(rtc("registering codecs"))?;
     // The audio level of each packet: devroom's SpeakersChanged, the recorder's speaker detection.
@@ -141,7 +141,7 @@ pub async fn new_pc(handler: Arc<dyn PeerConnectionEventHandler>, network: &Netw
 
 /// The local description once every candidate is in it (no trickle from us:
 /// LiveKit's Rust SDK panics on some trickles, and loopback gathers at once).
-pub async fn gathered(pc: &Pc) -> Result<RTCSessionDescription, PeerError> {
+pub(crate) async fn gathered(pc: &Pc) -> Result<RTCSessionDescription, PeerError> {
     for _ in 0..300 {
         if let Some(d) = pc.local_description().await
             && d.sdp.contains("a=end-of-candidates")
@@ -160,13 +160,13 @@ pub async fn gathered(pc: &Pc) -> Result<RTCSessionDescription, PeerError> {
 /// The default interceptors answer NACKs themselves and keep all other RTCP;
 /// this is the hook the webrtc crate provides for the rest, with our policy.
 #[derive(Default)]
-pub struct KeyframeRequests {
+pub(crate) struct KeyframeRequests {
     read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
     write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
 }
 
 /// Whether an RTCP packet asks for a keyframe.
-pub fn is_keyframe_request(p: &dyn rtc::rtcp::Packet) -> bool {
+pub(crate) fn is_keyframe_request(p: &dyn rtc::rtcp::Packet) -> bool {
     use rtc::rtcp::payload_feedbacks::{
         full_intra_request::FullIntraRequest, picture_loss_indication::PictureLossIndication,
     };
@@ -224,7 +224,7 @@ impl rtc::interceptor::Interceptor for KeyframeRequests {
 /// The payload type negotiated for `codec` on a sender: the entry with the same
 /// MIME type and format parameters, else the first with the same MIME type. (The
 /// first entry of all can be another codec, or H.264 in another packetisation mode.)
-pub fn payload_type_for(
+pub(crate) fn payload_type_for(
     codecs: &[rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters],
     codec: &rtc::rtp_transceiver::rtp_sender::RTCRtpCodec,
 ) -> Option<u8> {
@@ -240,7 +240,7 @@ pub fn payload_type_for(
 }
 
 /// The connection in `slot`, created with `handler` on first use.
-pub async fn get_or_create(
+pub(crate) async fn get_or_create(
     slot: &tokio::sync::Mutex<Option<Pc>>,
     handler: impl FnOnce() -> Arc<dyn PeerConnectionEventHandler>,
     network: &Network,
@@ -255,7 +255,7 @@ pub async fn get_or_create(
 }
 
 /// A track description with one encoding: our SSRC and codec.
-pub fn one_encoding_track(
+pub(crate) fn one_encoding_track(
     stream_id: String,
     track_id: String,
     label: String,
@@ -278,7 +278,7 @@ pub fn one_encoding_track(
 }
 
 /// A handler for connections whose events nobody needs.
-pub struct Quiet;
+pub(crate) struct Quiet;
 
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Quiet {}

@@ -151,7 +151,7 @@ impl SyntheticRoom {
     }
 
     /// The frames, shared, with a key each (the participant's identity, `:screen` for the share).
-    pub fn shared_frames(&self) -> Vec<(String, Arc<VideoFrame>)> {
+    pub(crate) fn shared_frames(&self) -> Vec<(String, Arc<VideoFrame>)> {
         let first = self.opts.first;
         let people = self.people.iter().enumerate().map(|(i, p)| (format!("synthetic-{}", first + i), p.frame.clone()));
         let share = self.share.iter().map(|p| (format!("synthetic-{first}:screen"), p.frame.clone()));
@@ -196,7 +196,7 @@ impl SyntheticRoom {
     }
 
     /// Which participants make sound (not muted).
-    pub fn audible(&self) -> Vec<usize> {
+    pub(crate) fn audible(&self) -> Vec<usize> {
         (0..self.people.len()).filter(|i| !self.opts.muted.contains(i)).collect()
     }
 

@@ -20,7 +20,7 @@
 const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 
 /// NTP 32.32 fixed point as microseconds since the Unix epoch.
-pub fn ntp_to_unix_us(ntp: u64) -> i64 {
+pub(crate) fn ntp_to_unix_us(ntp: u64) -> i64 {
     let secs = (ntp >> 32) as i64 - NTP_UNIX_OFFSET as i64;
     let frac = ((ntp & 0xffff_ffff) * 1_000_000) >> 32;
     secs * 1_000_000 + frac as i64
@@ -28,19 +28,19 @@ pub fn ntp_to_unix_us(ntp: u64) -> i64 {
 
 /// The server's wall clock as seen from ours.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct ServerClock {
+pub(crate) struct ServerClock {
     /// Our clock minus the server's (µs), the smallest seen.
     offset_us: Option<i64>,
 }
 
 impl ServerClock {
     /// A sender report with server time `ntp_us` arrived at our time `arrival_us`.
-    pub fn observe(&mut self, ntp_us: i64, arrival_us: i64) {
+    pub(crate) fn observe(&mut self, ntp_us: i64, arrival_us: i64) {
         let o = arrival_us - ntp_us;
         self.offset_us = Some(self.offset_us.map_or(o, |cur| cur.min(o)));
     }
 
-    pub fn to_local(&self, ntp_us: i64) -> Option<i64> {
+    pub(crate) fn local_of(&self, ntp_us: i64) -> Option<i64> {
         self.offset_us.map(|o| ntp_us + o)
     }
 }
@@ -50,7 +50,7 @@ const LEARN_US: i64 = 3_000_000;
 
 /// One track's RTP clock.
 #[derive(Debug, Clone)]
-pub struct TrackClock {
+pub(crate) struct TrackClock {
     rate: i64,
     /// Last extended timestamp, for unwrapping.
     last: Option<i64>,
@@ -63,7 +63,7 @@ pub struct TrackClock {
 }
 
 impl TrackClock {
-    pub fn new(clock_rate: u32) -> Self {
+    pub(crate) fn new(clock_rate: u32) -> Self {
         Self { rate: clock_rate.max(1) as i64, last: None, anchor: None, report: None }
     }
 
@@ -81,13 +81,13 @@ impl TrackClock {
     }
 
     /// A sender report: RTP time `rtp` is server wall-clock time `ntp_us`.
-    pub fn on_report(&mut self, rtp: u32, ntp_us: i64) {
+    pub(crate) fn on_report(&mut self, rtp: u32, ntp_us: i64) {
         let ext = self.extend(rtp);
         self.report = Some((ext, ntp_us));
     }
 
     /// Our time (µs) of a sample with RTP time `rtp` that arrived at `arrival_us`.
-    pub fn to_local(&mut self, rtp: u32, arrival_us: i64, server: &ServerClock) -> i64 {
+    pub(crate) fn local_time(&mut self, rtp: u32, arrival_us: i64, server: &ServerClock) -> i64 {
         let ext = self.extend(rtp);
         let media_us = ext * 1_000_000 / self.rate;
         let offset = arrival_us - media_us;
@@ -95,7 +95,7 @@ impl TrackClock {
         if arrival_us - *first <= LEARN_US {
             *anchor = (*anchor).min(offset);
         }
-        match self.report.and_then(|(r, ntp)| server.to_local(ntp).map(|l| (r, l))) {
+        match self.report.and_then(|(r, ntp)| server.local_of(ntp).map(|l| (r, l))) {
             Some((base_rtp, base_us)) => base_us + (ext - base_rtp) * 1_000_000 / self.rate,
             None => media_us + *anchor,
         }
@@ -117,9 +117,9 @@ mod tests {
     fn before_a_report_the_first_arrival_anchors_the_track() {
         let server = ServerClock::default();
         let mut c = TrackClock::new(90_000);
-        assert_eq!(c.to_local(1000, 5_000, &server), 5_000);
+        assert_eq!(c.local_time(1000, 5_000, &server), 5_000);
         // 3000 ticks later is 33.3 ms later whatever the arrival.
-        assert_eq!(c.to_local(4000, 60_000, &server), 38_333);
+        assert_eq!(c.local_time(4000, 60_000, &server), 38_333);
     }
 
     #[test]
@@ -127,22 +127,22 @@ mod tests {
         let server = ServerClock::default();
         let mut c = TrackClock::new(48_000);
         // The first packet came 250 ms late (a burst as the connection settled).
-        assert_eq!(c.to_local(0, 250_000, &server), 250_000);
+        assert_eq!(c.local_time(0, 250_000, &server), 250_000);
         // 20 ms of audio later, one arrives on time: the anchor moves to it.
-        assert_eq!(c.to_local(960, 20_000, &server), 20_000);
-        assert_eq!(c.to_local(1920, 45_000, &server), 40_000);
+        assert_eq!(c.local_time(960, 20_000, &server), 20_000);
+        assert_eq!(c.local_time(1920, 45_000, &server), 40_000);
         // After the learning time, a quicker arrival (our clock drifting) moves nothing.
-        assert_eq!(c.to_local(48_000 * 4, 3_990_000, &server), 4_000_000);
+        assert_eq!(c.local_time(48_000 * 4, 3_990_000, &server), 4_000_000);
     }
 
     #[test]
     fn timestamps_unwrap() {
         let server = ServerClock::default();
         let mut c = TrackClock::new(48_000);
-        assert_eq!(c.to_local(u32::MAX - 479, 0, &server), 0);
-        assert_eq!(c.to_local(480, 20_000, &server), 20_000);
+        assert_eq!(c.local_time(u32::MAX - 479, 0, &server), 0);
+        assert_eq!(c.local_time(480, 20_000, &server), 20_000);
         // A reordered packet from before the wrap.
-        assert_eq!(c.to_local(u32::MAX - 959, 30_000, &server), -10_000);
+        assert_eq!(c.local_time(u32::MAX - 959, 30_000, &server), -10_000);
     }
 
     /// Audio and video of one sender arrive with different delays; their reports put
@@ -159,8 +159,8 @@ mod tests {
         video.on_report(90_000, server_epoch + 1_000_000);
         audio.on_report(48_000, server_epoch + 1_000_000);
         // A mark sent at server time epoch+2 s: video arrives 80 ms late, audio 5 ms.
-        let v = video.to_local(180_000, 2_080_000, &server);
-        let a = audio.to_local(96_000, 2_005_000, &server);
+        let v = video.local_time(180_000, 2_080_000, &server);
+        let a = audio.local_time(96_000, 2_005_000, &server);
         assert_eq!(v, a);
         assert_eq!(v, 2_002_000); // the shortest delay seen is part of the offset
     }
@@ -171,6 +171,6 @@ mod tests {
         s.observe(100, 150);
         s.observe(200, 230);
         s.observe(300, 400);
-        assert_eq!(s.to_local(1000), Some(1030));
+        assert_eq!(s.local_of(1000), Some(1030));
     }
 }

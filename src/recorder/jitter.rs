@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 /// A depacketised frame.
 #[derive(Debug, Clone)]
-pub struct Frame {
+pub(crate) struct Frame {
     pub data: Bytes,
     pub rtp_timestamp: u32,
     /// When its last packet arrived.
@@ -44,7 +44,7 @@ pub struct JitterStats {
     pub bad_payloads: u64,
 }
 
-pub struct JitterBuffer<D: Depacketizer> {
+pub(crate) struct JitterBuffer<D: Depacketizer> {
     depack: D,
     /// Every packet is a frame (audio); otherwise a frame ends at the marker bit.
     packet_per_frame: bool,
@@ -63,7 +63,7 @@ pub struct JitterBuffer<D: Depacketizer> {
 const MAX_PACKETS: usize = 2048;
 
 impl<D: Depacketizer> JitterBuffer<D> {
-    pub fn new(depack: D, packet_per_frame: bool, max_wait_us: i64) -> Self {
+    pub(crate) fn new(depack: D, packet_per_frame: bool, max_wait_us: i64) -> Self {
         Self {
             depack,
             packet_per_frame,
@@ -77,7 +77,7 @@ impl<D: Depacketizer> JitterBuffer<D> {
         }
     }
 
-    pub fn stats(&self) -> JitterStats {
+    pub(crate) fn stats(&self) -> JitterStats {
         self.stats
     }
 
@@ -91,7 +91,7 @@ impl<D: Depacketizer> JitterBuffer<D> {
         }
     }
 
-    pub fn push(&mut self, pkt: Packet, now_us: i64) {
+    pub(crate) fn push(&mut self, pkt: Packet, now_us: i64) {
         self.stats.packets += 1;
         let ext = self.extend(pkt.header.sequence_number);
         // Before the first release the start can still move back (the first packet
@@ -119,7 +119,7 @@ impl<D: Depacketizer> JitterBuffer<D> {
     }
 
     /// The next complete frame, if one is ready at `now_us`.
-    pub fn pop(&mut self, now_us: i64) -> Option<Frame> {
+    pub(crate) fn pop(&mut self, now_us: i64) -> Option<Frame> {
         loop {
             let next = self.next?;
             if !self.packets.contains_key(&next) {
@@ -229,7 +229,7 @@ enum Run {
 }
 
 /// Whether a depacketised frame starts a new picture sequence (a keyframe).
-pub fn is_keyframe(mime: &str, frame: &[u8]) -> bool {
+pub(crate) fn is_keyframe(mime: &str, frame: &[u8]) -> bool {
     match mime.to_ascii_lowercase().as_str() {
         // VP8 payload header: bit 0 of the first byte is 0 on key frames.
         "video/vp8" => frame.first().is_some_and(|b| b & 1 == 0),

@@ -9,8 +9,8 @@
 
 pub mod clock;
 pub mod jitter;
-pub mod receive;
-pub mod roster;
+pub(crate) mod receive;
+pub(crate) mod roster;
 pub mod store;
 pub mod token;
 
@@ -75,7 +75,7 @@ impl RecordJob {
     }
 
     /// What `spec` asks for, with the default delays, renderer and network.
-    pub fn with_spec(url: &str, token: &str, layout: Layout, spec: RecordingSpec) -> Self {
+    pub(crate) fn with_spec(url: &str, token: &str, layout: Layout, spec: RecordingSpec) -> Self {
         Self {
             url: url.into(),
             token: token.into(),

@@ -79,7 +79,7 @@ impl Depacketizer for AnyDepacketizer {
 const AUDIO_REORDER_WAIT_US: i64 = 80_000;
 
 /// What every track receiver shares.
-pub struct ReceiveContext {
+pub(crate) struct ReceiveContext {
     pub store: SharedStore,
     pub server: Mutex<ServerClock>,
     /// Zero of the room clock.
@@ -91,7 +91,7 @@ pub struct ReceiveContext {
 }
 
 impl ReceiveContext {
-    pub fn now_us(&self) -> i64 {
+    pub(crate) fn now_us(&self) -> i64 {
         self.epoch.elapsed().as_micros() as i64
     }
 }
@@ -123,7 +123,7 @@ struct Encoded {
 }
 
 /// Reads a track until it ends; returns what it saw.
-pub async fn run(remote: RemoteTrack, ctx: Arc<ReceiveContext>) -> TrackReport {
+pub(crate) async fn run(remote: RemoteTrack, ctx: Arc<ReceiveContext>) -> TrackReport {
     let track = remote.track;
     let mut report = TrackReport {
         track_sid: remote.track_sid.clone(),
@@ -264,7 +264,7 @@ impl Receiving {
                 self.need_keyframe = false;
             }
             let server = ctx.server.lock().map(|s| *s).unwrap_or_default();
-            let pts_us = self.clock.to_local(f.rtp_timestamp, f.arrival_us, &server);
+            let pts_us = self.clock.local_time(f.rtp_timestamp, f.arrival_us, &server);
             self.lag_sum += now - pts_us;
             self.lag_count += 1;
             if let Some(tx) = &self.to_decoder {

@@ -18,7 +18,7 @@ struct Participant {
 }
 
 #[derive(Debug, Default, Clone)]
-pub struct Roster {
+pub(crate) struct Roster {
     participants: BTreeMap<String, Participant>,
     /// Every identity seen, for the summary.
     seen: BTreeSet<String>,
@@ -28,13 +28,13 @@ pub struct Roster {
 
 /// A video track a tile shows.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TileVideo {
+pub(crate) struct TileVideo {
     pub track_sid: String,
 }
 
 impl Roster {
     /// Applies participant descriptions (a join response's or an update's).
-    pub fn update(&mut self, infos: Vec<proto::ParticipantInfo>) {
+    pub(crate) fn update(&mut self, infos: Vec<proto::ParticipantInfo>) {
         for info in infos {
             if info.state == proto::participant_info::State::Disconnected as i32 {
                 self.participants.remove(&info.sid);
@@ -63,7 +63,7 @@ impl Roster {
     }
 
     /// Applies a speakers update at room time `now_ms` (LiveKit sends only the changes).
-    pub fn speakers(&mut self, speakers: Vec<proto::SpeakerInfo>, now_ms: u64) {
+    pub(crate) fn speakers(&mut self, speakers: Vec<proto::SpeakerInfo>, now_ms: u64) {
         for s in speakers {
             if let Some(p) = self.participants.get_mut(&s.sid) {
                 p.speaking = s.active;
@@ -75,22 +75,18 @@ impl Roster {
         }
     }
 
-    pub fn seen(&self) -> Vec<String> {
+    pub(crate) fn seen(&self) -> Vec<String> {
         self.seen.iter().cloned().collect()
     }
 
     /// The identity of a participant seen in the room (it may have left since).
-    pub fn identity_of(&self, sid: &str) -> Option<&str> {
+    pub(crate) fn identity_of(&self, sid: &str) -> Option<&str> {
         self.identities.get(sid).map(|s| s.as_str())
-    }
-
-    pub fn participant_count(&self) -> usize {
-        self.participants.len()
     }
 
     /// The tiles to lay out and, for each, the video track it shows (if a frame is there:
     /// `has_video` says so). The tile's `video` is its index into the returned tracks.
-    pub fn tiles(&self, has_video: impl Fn(&str) -> bool) -> (Vec<TileSource>, Vec<TileVideo>) {
+    pub(crate) fn tiles(&self, has_video: impl Fn(&str) -> bool) -> (Vec<TileSource>, Vec<TileVideo>) {
         let mut sources = Vec::new();
         let mut videos = Vec::new();
         let mut video = |sid: &str| {

@@ -9,13 +9,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// How long a frozen track keeps its last frame on screen.
-pub const FREEZE_LIMIT_US: i64 = 3_000_000;
+pub(crate) const FREEZE_LIMIT_US: i64 = 3_000_000;
 /// Frames queued per track beyond which the oldest are dropped (a stalled compositor
 /// must not grow memory).
 const MAX_QUEUED: usize = 60;
 
 #[derive(Default)]
-pub struct VideoQueue {
+pub(crate) struct VideoQueue {
     queue: VecDeque<(i64, Arc<VideoFrame>)>,
     current: Option<(i64, Arc<VideoFrame>)>,
     /// When the decoder handed over each queued frame (our clock, µs), for latency.
@@ -23,7 +23,7 @@ pub struct VideoQueue {
 }
 
 impl VideoQueue {
-    pub fn push(&mut self, pts_us: i64, frame: Arc<VideoFrame>, arrival_us: i64) {
+    pub(crate) fn push(&mut self, pts_us: i64, frame: Arc<VideoFrame>, arrival_us: i64) {
         // Out-of-order frames cannot be shown after newer ones.
         if self.queue.back().is_some_and(|(p, _)| *p >= pts_us) {
             return;
@@ -38,7 +38,7 @@ impl VideoQueue {
 
     /// The frame to show at `t_us` (newest with pts <= t), with its arrival time
     /// when it is newly shown. After FREEZE_LIMIT without a new frame: nothing.
-    pub fn frame_at(&mut self, t_us: i64) -> (Option<Arc<VideoFrame>>, Option<i64>) {
+    pub(crate) fn frame_at(&mut self, t_us: i64) -> (Option<Arc<VideoFrame>>, Option<i64>) {
         let mut arrival = None;
         while self.queue.front().is_some_and(|(p, _)| *p <= t_us) {
             self.current = self.queue.pop_front();
@@ -48,7 +48,8 @@ impl VideoQueue {
         (shown, arrival)
     }
 
-    pub fn has_frame(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn has_frame(&self) -> bool {
         self.current.is_some() || !self.queue.is_empty()
     }
 }
@@ -56,15 +57,15 @@ impl VideoQueue {
 /// Decoded audio of one track: interleaved stereo at 48 kHz, by sample position
 /// on the room clock.
 /// Decoded audio: (sample position, interleaved stereo samples).
-pub type AudioChunks = Vec<(i64, Vec<f32>)>;
+pub(crate) type AudioChunks = Vec<(i64, Vec<f32>)>;
 
 #[derive(Default)]
-pub struct AudioQueue {
+pub(crate) struct AudioQueue {
     chunks: VecDeque<(i64, Vec<f32>)>,
 }
 
 impl AudioQueue {
-    pub fn push(&mut self, pos: i64, samples: Vec<f32>) {
+    pub(crate) fn push(&mut self, pos: i64, samples: Vec<f32>) {
         self.chunks.push_back((pos, samples));
         // About 10 s of 20 ms packets: a compositor that stopped taking must not grow memory.
         while self.chunks.len() > 500 {
@@ -73,7 +74,7 @@ impl AudioQueue {
     }
 
     /// Every chunk that starts before `until` (sample position).
-    pub fn take_until(&mut self, until: i64) -> AudioChunks {
+    pub(crate) fn take_until(&mut self, until: i64) -> AudioChunks {
         let mut out = Vec::new();
         while self.chunks.front().is_some_and(|(p, _)| *p < until) {
             if let Some(c) = self.chunks.pop_front() {
@@ -86,7 +87,7 @@ impl AudioQueue {
 
 /// Everything the decoders have produced, by track sid.
 #[derive(Default)]
-pub struct MediaStore {
+pub(crate) struct MediaStore {
     pub video: HashMap<String, VideoQueue>,
     pub audio: HashMap<String, AudioQueue>,
     /// Room-clock time of the first decoded video frame, and of the first audio.
@@ -94,7 +95,7 @@ pub struct MediaStore {
     pub first_audio_pts: Option<i64>,
 }
 
-pub type SharedStore = Arc<Mutex<MediaStore>>;
+pub(crate) type SharedStore = Arc<Mutex<MediaStore>>;
 
 #[cfg(test)]
 mod tests {

@@ -43,25 +43,25 @@ pub struct LiveStats {
 }
 
 impl LiveStats {
-    pub fn mark_started(&self) {
+    pub(crate) fn mark_started(&self) {
         self.started_at_ns.store(crate::time::unix_ns(), Ordering::SeqCst);
         self.started.notify_waiters();
     }
 
-    pub fn set_children(&self, pids: Vec<u32>) {
+    pub(crate) fn set_children(&self, pids: Vec<u32>) {
         *crate::sync::lock(&self.children) = pids;
     }
 
-    pub fn children(&self) -> Vec<u32> {
+    pub(crate) fn children(&self) -> Vec<u32> {
         crate::sync::lock(&self.children).clone()
     }
 
-    pub fn started_at_ns(&self) -> Option<i64> {
+    pub(crate) fn started_at_ns(&self) -> Option<i64> {
         Some(self.started_at_ns.load(Ordering::SeqCst)).filter(|t| *t != 0)
     }
 
     /// Returns once the output has started.
-    pub async fn wait_started(&self) {
+    pub(crate) async fn wait_started(&self) {
         loop {
             let notified = self.started.notified();
             if self.started_at_ns().is_some() {

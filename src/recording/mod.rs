@@ -33,7 +33,7 @@ pub enum Media {
 }
 
 impl Media {
-    pub fn from_flags(audio_only: bool, video_only: bool) -> Self {
+    pub(crate) fn from_flags(audio_only: bool, video_only: bool) -> Self {
         match (audio_only, video_only) {
             (true, _) => Media::AudioOnly,
             (false, true) => Media::VideoOnly,

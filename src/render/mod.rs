@@ -9,7 +9,7 @@
 pub mod cpu;
 #[cfg(feature = "gpu")]
 pub mod gpu;
-pub mod sprites;
+pub(crate) mod sprites;
 
 use crate::frame::{ColorSpace, FrameError, VideoFrame};
 use crate::scene::Scene;
@@ -86,7 +86,7 @@ impl FromStr for Backend {
 }
 
 /// Output colour space: BT.709 limited range, tagged as such by the encoder.
-pub const OUTPUT_COLOR: ColorSpace =
+pub(crate) const OUTPUT_COLOR: ColorSpace =
     ColorSpace { matrix: crate::frame::Matrix::Bt709, range: crate::frame::Range::Limited };
 
 /// Makes a renderer for `width` x `height` output.
@@ -111,7 +111,7 @@ pub fn create(backend: Backend, width: u32, height: u32) -> Result<Box<dyn Rende
 }
 
 /// Refuses a scene made for another output size than the renderer's.
-pub fn check_scene_size(scene: &Scene, width: u32, height: u32) -> Result<(), RenderError> {
+pub(crate) fn check_scene_size(scene: &Scene, width: u32, height: u32) -> Result<(), RenderError> {
     if (scene.width, scene.height) != (width, height) {
         return Err(RenderError::SizeMismatch { scene_w: scene.width, scene_h: scene.height, w: width, h: height });
     }
@@ -128,7 +128,7 @@ pub fn render_once(r: &mut dyn Renderer, scene: &Scene, sources: &[&VideoFrame])
 /// Where a `sw` x `sh` source goes in `tile`: the source window to read (even
 /// offsets and sizes) and the output rectangle to fill. Cover crops the source
 /// to the tile's shape; contain letterboxes it. Shared by both backends.
-pub fn place_video(
+pub(crate) fn place_video(
     tile: crate::scene::Rect,
     sw: u32,
     sh: u32,

@@ -15,7 +15,7 @@ const MUTED_ICON: &str = include_str!("../../assets/icons/mic-muted.svg");
 
 /// A premultiplied RGBA image.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sprite {
+pub(crate) struct Sprite {
     pub width: u32,
     pub height: u32,
     pub rgba: Vec<u8>,
@@ -60,7 +60,7 @@ impl Sprite {
 }
 
 /// Rasterises overlays on first use and hands out the cached result after.
-pub struct SpriteCache {
+pub(crate) struct SpriteCache {
     fonts: FontSystem,
     swash: SwashCache,
     icon: Option<usvg::Tree>,
@@ -74,7 +74,7 @@ impl Default for SpriteCache {
 }
 
 impl SpriteCache {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut db = cosmic_text::fontdb::Database::new();
         db.load_font_data(FONT.to_vec());
         db.set_sans_serif_family(FONT_FAMILY);
@@ -88,7 +88,7 @@ impl SpriteCache {
     }
 
     /// The sprite for an overlay, rasterised once.
-    pub fn get(&mut self, content: &OverlayContent) -> Arc<Sprite> {
+    pub(crate) fn get(&mut self, content: &OverlayContent) -> Arc<Sprite> {
         if let Some(s) = self.cache.get(content) {
             return s.clone();
         }

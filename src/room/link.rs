@@ -67,7 +67,7 @@ pub(super) async fn first_response(ws: &mut Ws) -> Result<Resp, ClientError> {
 
 /// How a resume ended.
 enum Resume {
-    Resumed(Ws),
+    Resumed(Box<Ws>),
     /// The server answered but will not resume the session (it forgot us, or the room was closed).
     Refused(String),
     /// No answer in `RESUME_FOR`.
@@ -83,7 +83,7 @@ async fn resume(link: &Link) -> Resume {
         let query = format!("{}&reconnect=1&sid={}", link.query, link.sid);
         let Ok(mut ws) = open(&link.url, &link.token, &query).await else { continue };
         match first_response(&mut ws).await {
-            Ok(Resp::Reconnect(_)) => return Resume::Resumed(ws),
+            Ok(Resp::Reconnect(_)) => return Resume::Resumed(Box::new(ws)),
             // livekit-server answers a resume of a participant it no longer has with a Leave
             // (STATE_MISMATCH): retrying cannot help.
             Ok(Resp::Leave(l)) => return Resume::Refused(format!("{:?}", l.reason())),
@@ -142,7 +142,7 @@ pub(super) async fn run(
             tracing::warn!("signal connection lost: resuming");
             match resume(&link).await {
                 Resume::Resumed(ws) => {
-                    (sink, stream) = ws.split();
+                    (sink, stream) = (*ws).split();
                     tracing::info!("signal connection resumed");
                     emit(RoomEvent::Resumed);
                 }

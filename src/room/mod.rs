@@ -156,7 +156,7 @@ pub(crate) enum RoomEvent {
 }
 
 /// A received track: its media is read with `track.poll()`.
-pub struct RemoteTrack {
+pub(crate) struct RemoteTrack {
     pub participant_sid: String,
     pub track_sid: String,
     pub track: Arc<dyn webrtc::media_stream::track_remote::TrackRemote>,

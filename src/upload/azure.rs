@@ -19,7 +19,7 @@ const VERSION: &str = "2020-04-08";
 const SINGLE_PUT_MAX: u64 = 64 << 20;
 const BLOCK: usize = 8 << 20;
 
-pub struct AzureStore {
+pub(crate) struct AzureStore {
     account: String,
     key: Vec<u8>,
     container: String,
@@ -29,7 +29,7 @@ pub struct AzureStore {
 }
 
 impl AzureStore {
-    pub fn new(c: &AzureConfig) -> Result<Self, UploadError> {
+    pub(crate) fn new(c: &AzureConfig) -> Result<Self, UploadError> {
         let describe = format!("Azure container {:?} of account {:?}", c.container_name, c.account_name);
         let key = B64.decode(c.account_key.expose().trim()).map_err(|_| UploadError {
             storage: describe.clone(),

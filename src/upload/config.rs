@@ -256,7 +256,7 @@ fn check_endpoint(endpoint: &str, at: &str, provider: &str) -> Result<(), Storag
 /// service's prefix is kept; S3 retry settings come from the service (5 attempts, up to
 /// 5 s apart, when unset); Azure and GCS take the service's endpoint, which their request
 /// messages cannot carry.
-pub fn from_request(
+pub(crate) fn from_request(
     s: &proto::StorageConfig,
     service: Option<&StorageConfig>,
     field: &str,

@@ -12,7 +12,7 @@ use google_cloud_storage::client::Storage;
 use google_cloud_storage::retry_policy::RetryableErrors;
 use std::path::Path;
 
-pub struct GcsStore {
+pub(crate) struct GcsStore {
     client: Storage,
     bucket: String,
     /// The custom endpoint, if any (without a trailing slash).
@@ -20,7 +20,7 @@ pub struct GcsStore {
 }
 
 impl GcsStore {
-    pub async fn new(c: &GcpConfig) -> Result<Self, UploadError> {
+    pub(crate) async fn new(c: &GcpConfig) -> Result<Self, UploadError> {
         let describe = format!("GCS bucket {:?}", c.bucket);
         let fail = |why: String| UploadError { storage: describe.clone(), why, retry: false };
         let endpoint = Some(c.endpoint.clone())

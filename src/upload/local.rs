@@ -4,12 +4,12 @@
 use super::{ObjectStore, UploadError};
 use std::path::{Path, PathBuf};
 
-pub struct LocalStore {
+pub(crate) struct LocalStore {
     dir: PathBuf,
 }
 
 impl LocalStore {
-    pub fn new(c: &super::config::LocalConfig) -> Self {
+    pub(crate) fn new(c: &super::config::LocalConfig) -> Self {
         Self { dir: c.storage_dir.clone() }
     }
 }

@@ -10,7 +10,7 @@ pub mod config;
 #[cfg(feature = "cloud")]
 pub mod gcs;
 pub mod local;
-pub mod queue;
+pub(crate) mod queue;
 #[cfg(feature = "cloud")]
 pub mod s3;
 
@@ -82,7 +82,7 @@ pub fn content_type(path: &Path) -> &'static str {
 
 /// A URL path from an object key: each segment percent-encoded, slashes kept (as LiveKit's
 /// locations are).
-pub fn encode_key(key: &str) -> String {
+pub(crate) fn encode_key(key: &str) -> String {
     key.split('/').map(urlencoding).collect::<Vec<_>>().join("/")
 }
 

@@ -75,8 +75,7 @@ pub struct Uploader {
 
 /// What an output's uploads came to.
 #[derive(Debug, Clone, Default)]
-pub struct UploadReport {
-    pub uploaded: u64,
+pub(crate) struct UploadReport {
     pub failed: Vec<(PathBuf, String)>,
     pub backup_used: bool,
 }
@@ -101,7 +100,7 @@ impl Uploader {
 
     /// Queues `local` for upload; with `delete_after`, the local copy goes once it is up.
     /// A file queued again (a playlist) is uploaded once, in its newest state.
-    pub fn put(&self, local: &Path, delete_after: bool) {
+    pub(crate) fn put(&self, local: &Path, delete_after: bool) {
         let generation = {
             let mut s = lock(&self.state);
             s.next_generation += 1;
@@ -114,16 +113,16 @@ impl Uploader {
     }
 
     /// Where `local` was uploaded to (its latest upload), if it was.
-    pub fn location_of(&self, local: &Path) -> Option<String> {
+    pub(crate) fn location_of(&self, local: &Path) -> Option<String> {
         lock(&self.state).locations.get(local).cloned()
     }
 
-    pub fn backup_used(&self) -> bool {
+    pub(crate) fn backup_used(&self) -> bool {
         lock(&self.state).backup_used
     }
 
     /// Bytes uploaded so far (a playlist uploaded again counts again).
-    pub fn uploaded_bytes(&self) -> u64 {
+    pub(crate) fn uploaded_bytes(&self) -> u64 {
         lock(&self.state).uploaded_bytes
     }
 
@@ -133,7 +132,7 @@ impl Uploader {
     }
 
     /// The last upload error seen, if uploads are failing now.
-    pub fn last_error(&self) -> Option<String> {
+    pub(crate) fn last_error(&self) -> Option<String> {
         lock(&self.state).last_error.clone()
     }
 
@@ -143,14 +142,14 @@ impl Uploader {
 
     /// Waits for everything queued so far; failing uploads are retried until `grace` has
     /// passed, then given up (their files stay on disk).
-    pub async fn finish(&self, grace: Duration) -> UploadReport {
+    pub(crate) async fn finish(&self, grace: Duration) -> UploadReport {
         lock(&self.state).deadline = Some(Instant::now() + grace);
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Msg::Close(tx)).is_ok() {
             let _ = rx.await;
         }
         let s = lock(&self.state);
-        UploadReport { uploaded: s.uploaded, failed: s.failed.clone(), backup_used: s.backup_used }
+        UploadReport { failed: s.failed.clone(), backup_used: s.backup_used }
     }
 }
 

@@ -34,7 +34,7 @@ macro_rules! with_object_headers {
     }};
 }
 
-pub struct S3Store {
+pub(crate) struct S3Store {
     client: aws_sdk_s3::Client,
     c: S3Config,
 }
@@ -44,7 +44,7 @@ impl S3Store {
     /// profile, web identity, container and instance roles), as LiveKit's egress does; without a
     /// region it asks the bucket where it lives (HeadBucket's `x-amz-bucket-region`), and falls
     /// back to `us-east-1` when it cannot tell.
-    pub async fn new(c: &S3Config) -> Self {
+    pub(crate) async fn new(c: &S3Config) -> Self {
         let credentials = if c.access_key.expose().is_empty() {
             let chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder().build().await;
             aws_sdk_s3::config::SharedCredentialsProvider::new(chain)

@@ -41,7 +41,7 @@ impl Converter {
     }
 
     /// Converts the planes' window (luma coordinates, even) in place.
-    pub fn apply(&self, planes: &mut [&mut [u8]; 3], strides: [usize; 3], x: u32, y: u32, w: u32, h: u32) {
+    pub(crate) fn apply(&self, planes: &mut [&mut [u8]; 3], strides: [usize; 3], x: u32, y: u32, w: u32, h: u32) {
         let clamp = |v: i32| (v >> SHIFT).clamp(0, 255) as u8;
         let (x, y, w, h) = (x as usize, y as usize, w as usize, h as usize);
         let [py, pu, pv] = planes;

@@ -19,7 +19,7 @@ use scale::{Canvas, Scalers};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub struct CpuRenderer {
+pub(crate) struct CpuRenderer {
     width: u32,
     height: u32,
     planes: [Vec<u8>; 3],
@@ -31,7 +31,7 @@ pub struct CpuRenderer {
 }
 
 impl CpuRenderer {
-    pub fn new(width: u32, height: u32) -> Result<Self, RenderError> {
+    pub(crate) fn new(width: u32, height: u32) -> Result<Self, RenderError> {
         crate::config::check_size(width, height).map_err(|e| RenderError::Gpu(e.to_string()))?;
         let (w, h) = (width as usize, height as usize);
         Ok(Self {

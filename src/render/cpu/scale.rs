@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 /// A source window: whole-pixel, even offsets and sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Window {
+pub(crate) struct Window {
     pub x: u32,
     pub y: u32,
     pub w: u32,
@@ -19,7 +19,7 @@ pub struct Window {
 
 /// Destination: three I420 planes of the canvas with their strides, and the
 /// even-aligned window to write.
-pub struct Canvas<'a> {
+pub(crate) struct Canvas<'a> {
     pub planes: [&'a mut [u8]; 3],
     pub strides: [usize; 3],
 }
@@ -45,7 +45,7 @@ impl Drop for Context {
 /// Scaling contexts by (format, source size, destination size). A layout reuses
 /// the same few sizes frame after frame.
 #[derive(Default)]
-pub struct Scalers {
+pub(crate) struct Scalers {
     contexts: HashMap<Key, Context>,
     /// swscale's SIMD output may write past the end of each row, so it scales
     /// into this padded scratch image and the rows are then copied into place.
@@ -58,7 +58,7 @@ const ROW_PAD: usize = 64;
 impl Scalers {
     /// Scales `src` cropped to `win` into the canvas window at (dx, dy) of size dw x dh.
     #[allow(clippy::too_many_arguments)]
-    pub fn scale(
+    pub(crate) fn scale(
         &mut self,
         src: &VideoFrame,
         win: Window,

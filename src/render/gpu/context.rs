@@ -71,7 +71,7 @@ pub fn shared() -> Result<Arc<GpuContext>, RenderError> {
 /// The shared device only if its adapter is real hardware (not `DeviceType::Cpu`).
 /// Never panics: no adapter at all gives `None`. On a machine with only a software
 /// adapter no device is opened (that alone costs about 100 MiB of memory).
-pub fn shared_hardware() -> Option<Arc<GpuContext>> {
+pub(crate) fn shared_hardware() -> Option<Arc<GpuContext>> {
     if let Some(done) = SHARED.get() {
         return done.as_ref().ok().filter(|c| !c.is_cpu).cloned();
     }

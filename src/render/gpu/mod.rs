@@ -265,7 +265,7 @@ enum Cmd {
     Chrome,
 }
 
-pub struct GpuRenderer {
+pub(crate) struct GpuRenderer {
     ctx: Arc<GpuContext>,
     width: u32,
     height: u32,
@@ -294,11 +294,11 @@ pub struct GpuRenderer {
 
 impl GpuRenderer {
     /// A renderer on the process-wide device.
-    pub fn new(width: u32, height: u32) -> Result<Self, RenderError> {
+    pub(crate) fn new(width: u32, height: u32) -> Result<Self, RenderError> {
         Self::with_context(context::shared()?, width, height)
     }
 
-    pub fn with_context(ctx: Arc<GpuContext>, width: u32, height: u32) -> Result<Self, RenderError> {
+    pub(crate) fn with_context(ctx: Arc<GpuContext>, width: u32, height: u32) -> Result<Self, RenderError> {
         crate::config::check_size(width, height).map_err(|e| RenderError::Gpu(e.to_string()))?;
         let max = ctx.device.limits().max_texture_dimension_2d;
         if width > max || height > max {
