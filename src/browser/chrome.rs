@@ -39,7 +39,8 @@ impl Chrome {
         insecure: bool,
     ) -> Result<Self, BrowserError> {
         let profile = dir.join("profile");
-        std::fs::create_dir_all(&profile).map_err(|e| BrowserError::Setup(format!("{}: {e}", profile.display())))?;
+        std::fs::create_dir_all(&profile)
+            .map_err(|e| BrowserError::Io { what: profile.display().to_string(), source: e })?;
         let mut cmd = Command::new(binary());
         cmd.args([
             "--no-sandbox",
@@ -87,7 +88,7 @@ impl Chrome {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("chromium.log")).map(Stdio::from).unwrap_or(Stdio::null()));
         let mut process = Owned::spawn("chromium", cmd)
-            .map_err(|e| BrowserError::Setup(format!("cannot start Chromium ({}): {e}", binary())))?;
+            .map_err(|e| BrowserError::Io { what: format!("cannot start Chromium ({})", binary()), source: e })?;
         let port_file = profile.join("DevToolsActivePort");
         let deadline = Instant::now() + Duration::from_secs(30);
         let devtools_port = loop {

@@ -23,7 +23,7 @@ impl Display {
     pub(crate) fn start(width: u32, height: u32) -> Result<Self, BrowserError> {
         let mut fds = [0; 2];
         if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-            return Err(BrowserError::Setup(format!("Xvfb: pipe: {}", std::io::Error::last_os_error())));
+            return Err(BrowserError::Io { what: "Xvfb: pipe".into(), source: std::io::Error::last_os_error() });
         }
         let (read_fd, write_fd) = (fds[0], fds[1]);
         // SAFETY: fresh descriptors we own; the read end closes with `reader`.
@@ -36,8 +36,10 @@ impl Display {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let xvfb = Owned::spawn("Xvfb", cmd)
-            .map_err(|e| BrowserError::Setup(format!("cannot start Xvfb (is the xvfb package installed?): {e}")));
+        let xvfb = Owned::spawn("Xvfb", cmd).map_err(|e| BrowserError::Io {
+            what: "cannot start Xvfb (is the xvfb package installed?)".into(),
+            source: e,
+        });
         unsafe { libc::close(write_fd) };
         let mut xvfb = xvfb?;
         // Xvfb writes "N\n" when ready; a closed pipe without it means it failed.
@@ -55,7 +57,7 @@ impl Display {
                     }
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                Err(e) => return Err(BrowserError::Setup(format!("Xvfb: {e}"))),
+                Err(e) => return Err(BrowserError::Io { what: "Xvfb".into(), source: e }),
             }
         }
         Ok(Self { name: format!(":{}", text.trim()), _xvfb: xvfb })

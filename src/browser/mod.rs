@@ -37,6 +37,13 @@ pub(crate) enum BrowserError {
     /// Xvfb, PulseAudio or Chromium could not be started or died.
     #[error("{0}")]
     Setup(String),
+    /// Starting or preparing one of them failed at the OS level (a directory, a process, a thread).
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// The page could not be loaded (a network error, or an HTTP status of 400 or more).
     #[error("page load error: {0}")]
     PageLoad(String),
@@ -85,12 +92,12 @@ pub(crate) async fn record(job: BrowserJob, stop: StopHandle) -> Result<RecordSu
             let dir = job.work_dir.clone();
             let r = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt.block_on(run(job, stop)),
-                Err(e) => Err(BrowserError::Setup(format!("a runtime for the browser job: {e}"))),
+                Err(e) => Err(BrowserError::Io { what: "a runtime for the browser job".into(), source: e }),
             };
             let _ = std::fs::remove_dir_all(dir);
             let _ = tx.send(r);
         })
-        .map_err(|e| BrowserError::Setup(format!("cannot start the browser job's thread: {e}")))?;
+        .map_err(|e| BrowserError::Io { what: "cannot start the browser job's thread".into(), source: e })?;
     rx.await.unwrap_or_else(|_| Err(BrowserError::Setup("the browser job's thread died".into())))
 }
 
@@ -192,7 +199,7 @@ async fn navigate(
 async fn run(job: BrowserJob, stop: StopHandle) -> Result<RecordSummary, BrowserError> {
     let begun = Instant::now();
     std::fs::create_dir_all(&job.work_dir)
-        .map_err(|e| BrowserError::Setup(format!("{}: {e}", job.work_dir.display())))?;
+        .map_err(|e| BrowserError::Io { what: job.work_dir.display().to_string(), source: e })?;
     let enc = job.spec.encoding.clone();
     let media = job.spec.media;
     let (w, h) = (enc.width, enc.height);

@@ -25,7 +25,8 @@ impl Pulse {
     /// Starts the daemon with its files under `dir`.
     pub(crate) fn start(dir: &Path) -> Result<Self, BrowserError> {
         let runtime = dir.join("pulse");
-        std::fs::create_dir_all(&runtime).map_err(|e| BrowserError::Setup(format!("{}: {e}", runtime.display())))?;
+        std::fs::create_dir_all(&runtime)
+            .map_err(|e| BrowserError::Io { what: runtime.display().to_string(), source: e })?;
         let socket = runtime.join("native");
         let mut cmd = Command::new("pulseaudio");
         cmd.args(["--daemonize=no", "--exit-idle-time=-1", "--disallow-exit", "--use-pid-file=no", "-n"])
@@ -40,8 +41,9 @@ impl Pulse {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let mut daemon = Owned::spawn("pulseaudio", cmd).map_err(|e| {
-            BrowserError::Setup(format!("cannot start PulseAudio (is the pulseaudio package installed?): {e}"))
+        let mut daemon = Owned::spawn("pulseaudio", cmd).map_err(|e| BrowserError::Io {
+            what: "cannot start PulseAudio (is the pulseaudio package installed?)".into(),
+            source: e,
         })?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while !socket.exists() {

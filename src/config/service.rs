@@ -18,6 +18,8 @@ pub enum ServiceConfigError {
     Parse(String),
     #[error("invalid config: {key}: {why}")]
     Invalid { key: &'static str, why: String },
+    #[error("invalid config: {0}")]
+    Storage(#[from] crate::upload::config::StorageConfigError),
 }
 
 fn invalid(key: &'static str, why: impl Into<String>) -> ServiceConfigError {
@@ -411,9 +413,8 @@ impl ServiceConfig {
                 "give the storage either under storage: or at the top level (old style), not both",
             ));
         }
-        let storage_err = |e: crate::upload::config::StorageConfigError| ServiceConfigError::Parse(e.to_string());
-        self.storage_spec().map_err(storage_err)?;
-        self.backup_spec().map_err(storage_err)?;
+        self.storage_spec()?;
+        self.backup_spec()?;
         for url in &self.webhook.urls {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(invalid("webhook.urls", format!("{url:?} must be an http:// or https:// URL")));

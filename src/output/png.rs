@@ -29,7 +29,7 @@ pub fn write_rgb(path: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<(),
     let mut enc = png::Encoder::new(std::io::BufWriter::new(file), width, height);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
-    let to_io = |e: png::EncodingError| std::io::Error::other(e.to_string());
+    let to_io = std::io::Error::other::<png::EncodingError>;
     let mut w = enc.write_header().map_err(to_io).map_err(io(path))?;
     w.write_image_data(rgb).map_err(to_io).map_err(io(path))?;
     w.finish().map_err(to_io).map_err(io(path))
@@ -43,7 +43,7 @@ pub(crate) fn write_frame(path: &Path, f: &VideoFrame) -> Result<(), OutputError
 pub fn read_rgb(path: &Path) -> Result<(u32, u32, Vec<u8>), OutputError> {
     let file = std::fs::File::open(path).map_err(io(path))?;
     let dec = png::Decoder::new(std::io::BufReader::new(file));
-    let to_io = |e: png::DecodingError| std::io::Error::other(e.to_string());
+    let to_io = std::io::Error::other::<png::DecodingError>;
     let mut reader = dec.read_info().map_err(to_io).map_err(io(path))?;
     let mut buf = vec![0; reader.output_buffer_size().unwrap_or(0)];
     let info = reader.next_frame(&mut buf).map_err(to_io).map_err(io(path))?;

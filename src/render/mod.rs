@@ -27,8 +27,22 @@ pub enum RenderError {
     #[cfg(feature = "gpu")]
     #[error("no GPU adapter: {0}")]
     NoAdapter(#[source] gpu::context::AdapterError),
-    #[error("GPU error: {0}")]
-    Gpu(String),
+    /// A wgpu call failed.
+    #[error("GPU error {what}: {source}")]
+    Gpu {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The GPU cannot hold a texture this big.
+    #[error("{what} is {w}x{h}, over {adapter}'s texture limit of {max}")]
+    TextureLimit { what: String, w: u32, h: u32, adapter: String, max: u32 },
+    #[error("the output size: {0}")]
+    Size(#[from] crate::config::ConfigError),
+    #[error("the renderer returned no frame")]
+    NoFrame,
+    #[error("the GPU readback buffer was never mapped")]
+    NeverMapped,
     #[error("the {0} renderer is not built in (cargo feature `gpu`)")]
     NotBuilt(&'static str),
     #[error(transparent)]
@@ -91,7 +105,7 @@ pub(crate) const OUTPUT_COLOR: ColorSpace =
 
 /// Makes a renderer for `width` x `height` output.
 pub fn create(backend: Backend, width: u32, height: u32) -> Result<Box<dyn Renderer>, RenderError> {
-    crate::config::check_size(width, height).map_err(|e| RenderError::Gpu(e.to_string()))?;
+    crate::config::check_size(width, height)?;
     match backend {
         Backend::Cpu => Ok(Box::new(cpu::CpuRenderer::new(width, height)?)),
         #[cfg(feature = "gpu")]
@@ -122,7 +136,7 @@ pub(crate) fn check_scene_size(scene: &Scene, width: u32, height: u32) -> Result
 pub fn render_once(r: &mut dyn Renderer, scene: &Scene, sources: &[&VideoFrame]) -> Result<VideoFrame, RenderError> {
     let first = r.render(scene, sources, 0)?;
     let rest = r.flush()?;
-    rest.or(first).map(|f| f.frame).ok_or_else(|| RenderError::Gpu("renderer returned no frame".into()))
+    rest.or(first).map(|f| f.frame).ok_or(RenderError::NoFrame)
 }
 
 /// Where a `sw` x `sh` source goes in `tile`: the source window to read (even

@@ -30,8 +30,8 @@ pub(super) struct Link {
 /// Opens `/rtc?<query>` with the token as a bearer header.
 pub(super) async fn open(url: &str, token: &str, query: &str) -> Result<Ws, ClientError> {
     let full = format!("{}/rtc?{query}", url.trim_end_matches('/'));
-    let connect_err = |cause: String| ClientError::Connect { url: url.to_string(), cause };
-    let mut request = full.as_str().into_client_request().map_err(|e| connect_err(e.to_string()))?;
+    let connect_err = |e: tungstenite::Error| ClientError::Connect { url: url.to_string(), source: Box::new(e) };
+    let mut request = full.as_str().into_client_request().map_err(connect_err)?;
     let bearer =
         format!("Bearer {token}").parse().map_err(|_| ClientError::Refused("token is not a valid header".into()))?;
     request.headers_mut().insert("Authorization", bearer);
@@ -40,7 +40,7 @@ pub(super) async fn open(url: &str, token: &str, query: &str) -> Result<Ws, Clie
             let body = r.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
             ClientError::Refused(format!("HTTP {}: {body}", r.status()))
         }
-        other => connect_err(other.to_string()),
+        other => connect_err(other),
     })?;
     Ok(ws)
 }

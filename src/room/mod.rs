@@ -26,8 +26,12 @@ use webrtc::peer_connection::RTCSessionDescription;
 
 #[derive(Debug, Error)]
 pub enum ClientError {
-    #[error("cannot connect to {url}: {cause}")]
-    Connect { url: String, cause: String },
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: Box<tokio_tungstenite::tungstenite::Error>,
+    },
     #[error("the server refused the connection: {0}")]
     Refused(String),
     #[error("the server closed the connection")]
@@ -35,7 +39,10 @@ pub enum ClientError {
     #[error("no {0} from the server in time")]
     Timeout(&'static str),
     #[error("WebRTC: {0}")]
-    Rtc(String),
+    Rtc(#[from] webrtc::error::Error),
+    /// The negotiated session lacks what we need (a sender, a codec).
+    #[error("WebRTC negotiation: {0}")]
+    Negotiation(String),
     #[error("WebRTC: {0}")]
     Peer(#[from] crate::peer::PeerError),
 }
@@ -133,10 +140,7 @@ impl LocalTrack {
             prev_dropped_packets: 0,
             prev_padding_packets: 0,
         };
-        self.track
-            .write_sample(self.ssrc, self.pt, &sample, extensions)
-            .await
-            .map_err(|e| ClientError::Rtc(e.to_string()))
+        self.track.write_sample(self.ssrc, self.pt, &sample, extensions).await.map_err(ClientError::Rtc)
     }
 }
 
@@ -364,7 +368,7 @@ impl RoomClient {
         let pc = crate::peer::get_or_create(&self.publisher, || Arc::new(Quiet), &self.network)
             .await
             .map_err(ClientError::Peer)?;
-        let rtc = |e: webrtc::error::Error| ClientError::Rtc(e.to_string());
+        let rtc = ClientError::Rtc;
         let mut made = Vec::new();
         for (spec, (cid, info)) in specs.iter().zip(infos) {
             let ssrc: u32 = rand::random();
@@ -418,10 +422,10 @@ impl RoomClient {
         let mut tracks = Vec::new();
         for (sid, _kind, track, ssrc, transceiver, codec) in made {
             let sender =
-                transceiver.sender().await.map_err(rtc)?.ok_or_else(|| ClientError::Rtc("no sender".into()))?;
+                transceiver.sender().await.map_err(rtc)?.ok_or_else(|| ClientError::Negotiation("no sender".into()))?;
             let params = sender.get_parameters().await.map_err(rtc)?;
             let pt = crate::peer::payload_type_for(&params.rtp_parameters.codecs, &codec)
-                .ok_or_else(|| ClientError::Rtc(format!("{} was not negotiated", codec.mime_type)))?;
+                .ok_or_else(|| ClientError::Negotiation(format!("{} was not negotiated", codec.mime_type)))?;
             let keyframe_wanted = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let (flag, local) = (keyframe_wanted.clone(), track.clone());
             tokio::spawn(async move {

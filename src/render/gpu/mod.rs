@@ -64,13 +64,17 @@ fn rgb4(c: Rgba) -> [f32; 4] {
     [r, g, b, 1.0]
 }
 
-fn gpu_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> RenderError {
-    RenderError::Gpu(format!("{what}: {e}"))
+fn gpu_err(what: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> RenderError {
+    RenderError::Gpu { what, source: Box::new(e) }
 }
 
 /// Runs `f` inside validation, out-of-memory and internal error scopes and turns
 /// whatever they caught into `RenderError::Gpu`.
-fn scoped<T>(device: &wgpu::Device, what: &str, f: impl FnOnce() -> Result<T, RenderError>) -> Result<T, RenderError> {
+fn scoped<T>(
+    device: &wgpu::Device,
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, RenderError>,
+) -> Result<T, RenderError> {
     let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
     let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -299,13 +303,11 @@ impl GpuRenderer {
     }
 
     pub(crate) fn with_context(ctx: Arc<GpuContext>, width: u32, height: u32) -> Result<Self, RenderError> {
-        crate::config::check_size(width, height).map_err(|e| RenderError::Gpu(e.to_string()))?;
+        crate::config::check_size(width, height)?;
         let max = ctx.device.limits().max_texture_dimension_2d;
         if width > max || height > max {
-            return Err(RenderError::Gpu(format!(
-                "{width}x{height} output exceeds {}'s texture limit of {max}",
-                ctx.adapter_name
-            )));
+            let adapter = ctx.adapter_name.clone();
+            return Err(RenderError::TextureLimit { what: "the output".into(), w: width, h: height, adapter, max });
         }
         let device = ctx.device.clone();
         scoped(&device, "creating the GPU renderer", || Ok(Self::build(ctx, width, height)))
@@ -455,10 +457,8 @@ impl GpuRenderer {
     fn upload_source(&mut self, id: usize, src: &VideoFrame) -> Result<wgpu::BindGroup, RenderError> {
         let max = self.ctx.device.limits().max_texture_dimension_2d;
         if src.width > max || src.height > max {
-            return Err(RenderError::Gpu(format!(
-                "source {id} is {}x{}, over {}'s texture limit of {max}",
-                src.width, src.height, self.ctx.adapter_name
-            )));
+            let (what, adapter) = (format!("source {id}"), self.ctx.adapter_name.clone());
+            return Err(RenderError::TextureLimit { what, w: src.width, h: src.height, adapter, max });
         }
         src.validate()?;
         // Planes as texture formats and texel sizes.
@@ -785,7 +785,7 @@ impl GpuRenderer {
         match state {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err(gpu_err("mapping the readback buffer", e)),
-            None => return Err(RenderError::Gpu("the readback buffer was never mapped".into())),
+            None => return Err(RenderError::NeverMapped),
         }
         let buffer = &self.slots[p.slot].buffer;
         let planes = {
