@@ -2,7 +2,7 @@
 //! mixed audio over a bounded channel, encodes once and writes every output.
 
 use crate::audio::MixedBlock;
-use crate::config::EncodingOptions;
+use crate::encode::EncodingOptions;
 use crate::encode::{AudioCodec, AudioEncoder, EncodeError, EncodedPacket, StreamSpec, VideoEncoder};
 use crate::output::mp4::Mp4Writer;
 use crate::output::mux::MuxWriter;

@@ -6,7 +6,7 @@
 
 use crate::api::{self, ApiState};
 use crate::auth::Keys;
-use crate::config::service::{Loaded, Source};
+use crate::config::{Loaded, Source};
 use crate::egress::Manager;
 use crate::layout::LayoutSet;
 use axum::Router;
@@ -29,7 +29,7 @@ pub async fn serve(loaded: Loaded, layouts: LayoutSet) -> anyhow::Result<()> {
         Source::Defaults => tracing::info!("no configuration given; using defaults"),
     }
     for k in &unknown_keys {
-        match crate::config::service::why_unused(k) {
+        match crate::config::why_unused(k) {
             Some(why) => tracing::warn!(key = %k, why, "a LiveKit egress key with no effect in Tessera"),
             None => tracing::warn!(key = %k, "unknown configuration key ignored"),
         }

@@ -18,9 +18,9 @@ use proto::room_composite_egress_request as rc;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use tessera::config::H264Profile;
 use tessera::egress::request::{self, CompositeRequest, ManifestVia, Plan, PlanContext, PlanSource, RequestError};
 use tessera::egress::{EgressError, Manager};
+use tessera::encode::H264Profile;
 
 // --- the fields, read from the crate's .proto files ---
 
@@ -212,7 +212,7 @@ impl Rig {
                         room.url(),
                         self.dir.join("service").display()
                     );
-                    let cfg = tessera::config::service::ServiceConfig::parse(&yaml).unwrap().config;
+                    let cfg = tessera::config::ServiceConfig::parse(&yaml).unwrap().config;
                     (Manager::new(cfg, tessera::layout::LayoutSet::builtin().unwrap()).unwrap(), room)
                 })
             })

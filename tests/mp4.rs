@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use rustfft::{FftPlanner, num_complex::Complex};
 use std::time::{Duration, Instant};
-use tessera::config::Preset;
+use tessera::encode::Preset;
 use tessera::layout::{LayoutSet, compose};
 use tessera::preview::synthetic::{self, RoomOptions, SyntheticRoom};
 use tessera::preview::{PreviewJob, run};

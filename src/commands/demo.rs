@@ -6,9 +6,9 @@ use super::{logging, recording};
 use anyhow::{Context, Result};
 use std::time::Duration;
 use tessera::cli::DemoArgs;
-use tessera::config::EncodingOptions;
 use tessera::devroom::synthetic::SyntheticOptions;
 use tessera::devroom::{DevRoom, DevRoomConfig};
+use tessera::encode::EncodingOptions;
 use tessera::layout::LayoutSet;
 use tessera::recorder::RecordJob;
 

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use tessera::cli::OutputSize;
-use tessera::config::{EncodingOptions, Preset};
+use tessera::encode::{EncodingOptions, Preset};
 
 /// The preset (or the defaults) with each flag given laid over it, validated.
 pub fn options(size: &OutputSize) -> Result<EncodingOptions> {

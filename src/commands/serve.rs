@@ -3,7 +3,7 @@
 use super::{layout_set, logging};
 use anyhow::Result;
 use tessera::cli::ServeArgs;
-use tessera::config::service::{Loaded, ServiceConfig};
+use tessera::config::{Loaded, ServiceConfig};
 
 /// Reads the configuration first: it sets the log's level and format.
 pub fn run(a: ServeArgs) -> Result<()> {

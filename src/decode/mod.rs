@@ -188,7 +188,7 @@ fn interleave(f: &ffmpeg::frame::Audio, out: &mut Vec<f32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::EncodingOptions;
+    use crate::encode::EncodingOptions;
     use crate::encode::{AudioCodec, AudioEncoder, VideoCodec, VideoEncoder};
 
     #[test]
@@ -198,7 +198,7 @@ mod tests {
             width: 320,
             height: 180,
             framerate: 30,
-            profile: crate::config::H264Profile::Baseline,
+            profile: crate::encode::H264Profile::Baseline,
             ..Default::default()
         };
         let src = VideoFrame::filled(PixelFormat::I420, 320, 180, ColorSpace::default(), [120, 90, 200]).unwrap();

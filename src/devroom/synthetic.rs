@@ -6,7 +6,7 @@
 //! joiner, a leaver and a microphone mute toggle.
 
 use crate::audio::{CHANNELS, MixedBlock, SAMPLE_RATE};
-use crate::config::EncodingOptions;
+use crate::encode::EncodingOptions;
 use crate::encode::{AudioCodec, AudioEncoder, EncodeError, VideoCodec, VideoEncoder};
 use crate::frame::VideoFrame;
 use crate::preview::synthetic::{RoomOptions, SyntheticRoom, name};

@@ -10,7 +10,7 @@ pub(crate) mod room_service;
 pub mod webhook;
 
 use crate::browser::BrowserJob;
-use crate::config::service::ServiceConfig;
+use crate::config::ServiceConfig;
 use crate::layout::LayoutSet;
 use crate::output::images::ImageSink;
 use crate::output::segments::SegmentSink;

@@ -4,8 +4,8 @@
 //! the file type inferred and the file name expanded and kept inside the output
 //! directory.
 
-use crate::config::{EncodingOptions, H264Profile, Preset};
 pub use crate::egress::webhook::EventFilter;
+use crate::encode::{EncodingOptions, H264Profile, Preset};
 use crate::output::FileFormat;
 use crate::upload::config::{StorageConfig, StorageSpec};
 use livekit_protocol as proto;
@@ -923,10 +923,10 @@ fn encoding(c: &CompositeRequest) -> Result<EncodingOptions, RequestError> {
         }
     }
     o.validate().map_err(|e| {
-        use crate::config::ConfigError;
+        use crate::encode::OptionsError;
         let field = match &e {
-            ConfigError::BadSize { .. } => "advanced.width",
-            ConfigError::OutOfRange { field, .. } => match *field {
+            OptionsError::BadSize { .. } => "advanced.width",
+            OptionsError::OutOfRange { field, .. } => match *field {
                 "framerate" => "advanced.framerate",
                 "video_bitrate" => "advanced.video_bitrate",
                 "audio_bitrate" => "advanced.audio_bitrate",
@@ -934,7 +934,7 @@ fn encoding(c: &CompositeRequest) -> Result<EncodingOptions, RequestError> {
                 "key_frame_interval" => "advanced.key_frame_interval",
                 _ => "advanced",
             },
-            ConfigError::UnknownPreset(..) => "preset",
+            OptionsError::UnknownPreset(..) => "preset",
         };
         invalid(field, e.to_string())
     })?;

@@ -1,9 +1,9 @@
 //! AAC through FFmpeg's native encoder, Opus through libopus, MP3 through LAME,
 //! fed from the 48 kHz mixer.
 
+use super::EncodingOptions;
 use super::{AudioCodec, EncodeError, EncodedPacket, StreamKind, StreamSpec, ff};
 use crate::audio::{CHANNELS, MixedBlock, SAMPLE_RATE};
-use crate::config::EncodingOptions;
 use ffmpeg::{ChannelLayout, Rational, codec, encoder, format, software::resampling};
 use ffmpeg_next as ffmpeg;
 

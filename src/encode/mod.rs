@@ -3,9 +3,12 @@
 
 mod audio;
 mod log;
+mod options;
 mod video;
 
 pub use audio::AudioEncoder;
+pub(crate) use options::check_size;
+pub use options::{EncodingOptions, H264Profile, OptionsError, Preset};
 pub use video::VideoEncoder;
 
 use ffmpeg_next as ffmpeg;

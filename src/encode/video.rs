@@ -1,7 +1,7 @@
 //! H.264 through libx264, VP8 through libvpx.
 
+use super::EncodingOptions;
 use super::{EncodeError, EncodedPacket, StreamKind, StreamSpec, VideoCodec, ff};
-use crate::config::EncodingOptions;
 use crate::frame::{PixelFormat, VideoFrame};
 use ffmpeg::{Dictionary, Rational, codec, encoder, format};
 use ffmpeg_next as ffmpeg;
@@ -62,7 +62,7 @@ impl VideoEncoder {
         enc.set_max_b_frames(0);
         let mut dict = Dictionary::new();
         match kind {
-            VideoCodec::H264 if low_latency && opts.profile == crate::config::H264Profile::Baseline => {
+            VideoCodec::H264 if low_latency && opts.profile == super::H264Profile::Baseline => {
                 // For RTP: SPS/PPS repeated in-band before every keyframe (no global header),
                 // constrained baseline as WebRTC receivers expect.
                 dict.set("preset", "ultrafast");

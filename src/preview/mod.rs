@@ -4,7 +4,7 @@
 pub mod synthetic;
 
 use crate::compositor::{AudioChunk, Compositor, CompositorOptions, TickSource, TickVideo, VideoAt};
-use crate::config::EncodingOptions;
+use crate::encode::EncodingOptions;
 use crate::frame::VideoFrame;
 use crate::layout::{Layout, compose};
 use crate::pipeline::{EncodePipeline, PipelineError, Summary};

@@ -15,7 +15,7 @@ pub mod store;
 pub mod token;
 
 use crate::compositor::{AudioChunk, Compositor, CompositorOptions, TickSource, TickVideo, VideoAt};
-use crate::config::EncodingOptions;
+use crate::encode::EncodingOptions;
 use crate::layout::Layout;
 use crate::pipeline::{EncodePipeline, PipelineError, Summary};
 use crate::recording::{EndReason, LiveLayout, Outputs, RecordingSpec, RunContext, StopHandle};

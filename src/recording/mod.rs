@@ -6,7 +6,7 @@ mod live;
 
 pub use live::{LiveLayout, LiveStats, StopHandle};
 
-use crate::config::EncodingOptions;
+use crate::encode::EncodingOptions;
 use crate::output::images::ImageSink;
 use crate::output::stream::PacketSink;
 use std::fmt;

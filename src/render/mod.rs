@@ -38,7 +38,7 @@ pub enum RenderError {
     #[error("{what} is {w}x{h}, over {adapter}'s texture limit of {max}")]
     TextureLimit { what: String, w: u32, h: u32, adapter: String, max: u32 },
     #[error("the output size: {0}")]
-    Size(#[from] crate::config::ConfigError),
+    Size(#[from] crate::encode::OptionsError),
     #[error("the renderer returned no frame")]
     NoFrame,
     #[error("the GPU readback buffer was never mapped")]
@@ -105,7 +105,7 @@ pub(crate) const OUTPUT_COLOR: ColorSpace =
 
 /// Makes a renderer for `width` x `height` output.
 pub fn create(backend: Backend, width: u32, height: u32) -> Result<Box<dyn Renderer>, RenderError> {
-    crate::config::check_size(width, height)?;
+    crate::encode::check_size(width, height)?;
     match backend {
         Backend::Cpu => Ok(Box::new(cpu::CpuRenderer::new(width, height)?)),
         #[cfg(feature = "gpu")]

@@ -32,7 +32,7 @@ pub(crate) struct CpuRenderer {
 
 impl CpuRenderer {
     pub(crate) fn new(width: u32, height: u32) -> Result<Self, RenderError> {
-        crate::config::check_size(width, height)?;
+        crate::encode::check_size(width, height)?;
         let (w, h) = (width as usize, height as usize);
         Ok(Self {
             width,

@@ -303,7 +303,7 @@ impl GpuRenderer {
     }
 
     pub(crate) fn with_context(ctx: Arc<GpuContext>, width: u32, height: u32) -> Result<Self, RenderError> {
-        crate::config::check_size(width, height)?;
+        crate::encode::check_size(width, height)?;
         let max = ctx.device.limits().max_texture_dimension_2d;
         if width > max || height > max {
             let adapter = ctx.adapter_name.clone();

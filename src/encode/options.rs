@@ -1,13 +1,11 @@
 //! Output settings: LiveKit's encoding presets, advanced options and the checks on them.
 
-pub mod service;
-
 use std::fmt;
 use std::str::FromStr;
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum ConfigError {
+pub enum OptionsError {
     #[error("output size {width}x{height} is impossible: {why}")]
     BadSize { width: u32, height: u32, why: &'static str },
     #[error("unknown preset {0:?}; known presets: {1}")]
@@ -25,8 +23,8 @@ pub(crate) const MAX_SIDE: u32 = 4096;
 /// The sample rates AAC and MP3 both take; the 48 kHz mix is resampled to any of them.
 pub(crate) const AUDIO_RATES: [u32; 9] = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
 
-pub(crate) fn check_size(width: u32, height: u32) -> Result<(), ConfigError> {
-    let bad = |why| Err(ConfigError::BadSize { width, height, why });
+pub(crate) fn check_size(width: u32, height: u32) -> Result<(), OptionsError> {
+    let bad = |why| Err(OptionsError::BadSize { width, height, why });
     if width < MIN_SIDE || height < MIN_SIDE {
         return bad("each side must be at least 16 pixels");
     }
@@ -48,13 +46,13 @@ pub enum H264Profile {
 }
 
 impl FromStr for H264Profile {
-    type Err = ConfigError;
-    fn from_str(s: &str) -> Result<Self, ConfigError> {
+    type Err = OptionsError;
+    fn from_str(s: &str) -> Result<Self, OptionsError> {
         match s.to_ascii_lowercase().as_str() {
             "baseline" | "h264_baseline" => Ok(H264Profile::Baseline),
             "main" | "h264_main" => Ok(H264Profile::Main),
             "high" | "h264_high" => Ok(H264Profile::High),
-            _ => Err(ConfigError::OutOfRange {
+            _ => Err(OptionsError::OutOfRange {
                 field: "video_codec",
                 value: s.to_string(),
                 why: "H.264 profiles are baseline, main and high",
@@ -135,12 +133,12 @@ impl fmt::Display for Preset {
 }
 
 impl FromStr for Preset {
-    type Err = ConfigError;
-    fn from_str(s: &str) -> Result<Self, ConfigError> {
+    type Err = OptionsError;
+    fn from_str(s: &str) -> Result<Self, OptionsError> {
         Preset::ALL
             .into_iter()
             .find(|p| p.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| ConfigError::UnknownPreset(s.to_string(), Preset::ALL.map(|p| p.name()).join(", ")))
+            .ok_or_else(|| OptionsError::UnknownPreset(s.to_string(), Preset::ALL.map(|p| p.name()).join(", ")))
     }
 }
 
@@ -182,10 +180,10 @@ impl Default for EncodingOptions {
 
 impl EncodingOptions {
     /// Refuses settings no encoder could honour, naming the field.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), OptionsError> {
         check_size(self.width, self.height)?;
         let range = |field, value: String, ok: bool, why| {
-            if ok { Ok(()) } else { Err(ConfigError::OutOfRange { field, value, why }) }
+            if ok { Ok(()) } else { Err(OptionsError::OutOfRange { field, value, why }) }
         };
         range("framerate", self.framerate.to_string(), (1..=60).contains(&self.framerate), "1 to 60 fps")?;
         range(
