@@ -4,7 +4,7 @@
 //! are refused at start with the key named.
 
 use crate::time::deserialize_duration as duration;
-use crate::upload::config::{Provider, StorageConfig, StorageConfigError, StorageSpec};
+use crate::upload::config::{Provider, Secret, StorageConfig, StorageConfigError, StorageSpec};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -53,8 +53,12 @@ pub struct ServiceConfig {
     pub azure: Option<serde_yaml_ng::Value>,
     pub gcp: Option<serde_yaml_ng::Value>,
     pub alioss: Option<serde_yaml_ng::Value>,
-    /// Fleet mode (psrpc over Redis) is not built yet: accepted and warned about.
-    pub redis: Option<serde_yaml_ng::Value>,
+    /// Fleet mode: with it set, `tessera serve` joins a LiveKit deployment's egress fleet
+    /// (psrpc over this Redis) and livekit-server dispatches jobs to it.
+    pub redis: Option<RedisConfig>,
+    /// LiveKit's `cluster_id`: the StartEgress topic this node bids on. Empty for
+    /// livekit-server (OSS), which sends every request on the empty topic.
+    pub cluster_id: String,
     /// Chromium without web security, for template pages (LiveKit's key).
     pub insecure: bool,
     /// LiveKit's `logging` block: the level and JSON lines.
@@ -130,6 +134,7 @@ impl Default for ServiceConfig {
             gcp: None,
             alioss: None,
             redis: None,
+            cluster_id: String::new(),
             insecure: false,
             logging: Logging::default(),
             disallow_local_storage: false,
@@ -147,6 +152,36 @@ impl Default for ServiceConfig {
     }
 }
 
+/// LiveKit's `redis` block (fleet mode). One address; TLS, Sentinel and Cluster are refused
+/// at start with the key named.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RedisConfig {
+    /// host:port
+    pub address: String,
+    pub username: String,
+    pub password: Secret,
+    pub db: i64,
+    pub use_tls: bool,
+    pub sentinel_master_name: String,
+    pub sentinel_addresses: Vec<String>,
+    pub sentinel_username: String,
+    pub sentinel_password: Secret,
+    pub cluster_addresses: Vec<String>,
+}
+
+impl RedisConfig {
+    /// The connection URL (credentials percent-encoded; never logged: `address` is).
+    pub(crate) fn url(&self) -> String {
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let auth = match (self.username.as_str(), self.password.expose()) {
+            ("", "") => String::new(),
+            (u, p) => format!("{}:{}@", enc(u), enc(p)),
+        };
+        format!("redis://{auth}{}/{}", self.address, self.db)
+    }
+}
+
 /// LiveKit's `logging` block. `level` (when set) wins over the top-level `log_level`; `json`
 /// writes one JSON object a line, for log pipelines. LiveKit's sampling keys are accepted and
 /// warned about (Tessera does not sample its logs).
@@ -159,8 +194,7 @@ pub struct Logging {
 
 /// The LiveKit egress keys Tessera reads but that have no effect here, each with why; a
 /// config written for LiveKit's egress starts, and the log says what was not used.
-const UNUSED_LIVEKIT_KEYS: [(&str, &str); 36] = [
-    ("cluster_id", "fleet mode (psrpc) is not built yet"),
+const UNUSED_LIVEKIT_KEYS: [(&str, &str); 35] = [
     ("template_base", "the built-in layouts are rendered natively; custom templates come as custom_base_url"),
     ("template_port", "there is no built-in template server: the layouts are rendered natively"),
     ("debug_handler_port", "Tessera has no per-job handler processes"),
@@ -174,10 +208,13 @@ const UNUSED_LIVEKIT_KEYS: [(&str, &str); 36] = [
     ("logging.item_sample_interval", "logs are not sampled"),
     ("logging.component_levels", "use TESSERA_LOG (tracing's filter syntax) for per-module levels"),
     ("max_upload_queue", "uploads are queued per job without a limit"),
-    ("io_create_timeout", "fleet mode (psrpc) is not built yet"),
-    ("io_update_timeout", "fleet mode (psrpc) is not built yet"),
-    ("io_selection_timeout", "fleet mode (psrpc) is not built yet"),
-    ("io_workers", "fleet mode (psrpc) is not built yet"),
+    ("io_create_timeout", "fleet mode's IOInfo calls use their own timeouts and retry until the server has the state"),
+    ("io_update_timeout", "fleet mode's IOInfo calls use their own timeouts and retry until the server has the state"),
+    (
+        "io_selection_timeout",
+        "fleet mode's IOInfo calls use their own timeouts and retry until the server has the state",
+    ),
+    ("io_workers", "fleet mode's IOInfo calls use their own timeouts and retry until the server has the state"),
     ("s3_assume_role_key", "S3 AssumeRole is not supported"),
     ("s3_assume_role_secret", "S3 AssumeRole is not supported"),
     ("s3_assume_role_arn", "S3 AssumeRole is not supported"),
@@ -382,6 +419,23 @@ impl ServiceConfig {
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid("listen", format!("{:?} is not an address like 127.0.0.1:7980", self.listen)));
+        }
+        if let Some(r) = &self.redis {
+            if r.address.is_empty() {
+                return Err(invalid("redis.address", "is required with redis (host:port)"));
+            }
+            if r.use_tls {
+                return Err(invalid("redis.use_tls", "TLS to Redis is not built in yet; use a TLS-terminating proxy"));
+            }
+            if !r.sentinel_master_name.is_empty() || !r.sentinel_addresses.is_empty() {
+                return Err(invalid(
+                    "redis.sentinel_addresses",
+                    "Redis Sentinel is not supported yet; give one address",
+                ));
+            }
+            if !r.cluster_addresses.is_empty() {
+                return Err(invalid("redis.cluster_addresses", "Redis Cluster is not supported yet; give one address"));
+            }
         }
         if !["auto", "cpu", "gpu"].contains(&self.renderer.as_str()) {
             return Err(invalid("renderer", format!("{:?}: choose auto, cpu or gpu", self.renderer)));

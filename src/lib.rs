@@ -21,6 +21,7 @@ pub(crate) mod decode;
 pub mod devroom;
 pub mod egress;
 pub mod encode;
+pub mod fleet;
 pub mod frame;
 pub mod layout;
 pub(crate) mod metrics;

@@ -40,13 +40,15 @@ pub async fn serve(loaded: Loaded, layouts: LayoutSet) -> anyhow::Result<()> {
             "an old LiveKit egress key: read as storage: (or backup: for backup_storage); LiveKit 1.9 and later ignore it"
         );
     }
-    if config.redis.is_some() {
-        tracing::warn!("redis: fleet mode (psrpc) is not implemented yet; serving the Twirp API only");
-    }
     let keys = Keys::new([(config.api_key.clone(), config.api_secret.clone())]);
     let (listen, health_port, prometheus_port, drain_timeout) =
         (config.listen.clone(), config.health_port, config.prometheus_port, config.drain_timeout);
     let manager = Manager::new(config, layouts)?;
+    // With `redis`, a node of the LiveKit deployment's egress fleet too.
+    let fleet = match manager.config().redis {
+        Some(_) => Some(crate::fleet::Node::join(manager.clone(), manager.config()).await?),
+        None => None,
+    };
     let app = api::router(ApiState { manager: manager.clone(), keys })
         .merge(status_routes(manager.clone()))
         .route("/", get(|| async { "Tessera egress service: POST /twirp/livekit.Egress/<Method>\n" }));
@@ -76,6 +78,9 @@ pub async fn serve(loaded: Loaded, layouts: LayoutSet) -> anyhow::Result<()> {
     };
     let first = next_signal(&mut term, &mut int).await;
     manager.drain();
+    if let Some(f) = &fleet {
+        f.stop_bidding();
+    }
     tracing::info!(signal = first, "draining: no new jobs; running jobs finish");
     let finish = async {
         if let Some(t) = drain_timeout.filter(|t| !t.is_zero())
@@ -93,6 +98,9 @@ pub async fn serve(loaded: Loaded, layouts: LayoutSet) -> anyhow::Result<()> {
             manager.stop_all();
             let _ = tokio::time::timeout(HARD_STOP_GRACE, manager.all_ended()).await;
         }
+    }
+    if let Some(f) = &fleet {
+        f.reported(Duration::from_secs(10)).await;
     }
     let _ = stop_http.send(true);
     for s in servers {

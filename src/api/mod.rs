@@ -85,6 +85,7 @@ fn to_twirp(e: EgressError) -> TwirpError {
         EgressError::NotActive { .. } => Code::FailedPrecondition,
         EgressError::Exhausted { .. } => Code::ResourceExhausted,
         EgressError::Draining => Code::Unavailable,
+        EgressError::AlreadyExists(_) => Code::FailedPrecondition,
         EgressError::Internal(_) => Code::Internal,
     };
     TwirpError::new(code, e.to_string())

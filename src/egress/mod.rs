@@ -44,6 +44,8 @@ pub enum EgressError {
     Exhausted { need: f64, free: f64, budget: f64 },
     #[error("the service is shutting down and takes no new egress")]
     Draining,
+    #[error("egress {0} is running here already")]
+    AlreadyExists(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -142,6 +144,43 @@ impl Manager {
         self.start(c, proto::egress_info::Request::RoomComposite(req))
     }
 
+    /// Starts a job a LiveKit server handed out (fleet mode): its egress id and room id are
+    /// the server's, its every change goes to `reporter`, and the request's own webhooks are
+    /// left to the server (it sends them from the EgressInfo it is given).
+    pub(crate) fn start_dispatched(
+        &self,
+        dispatch: Dispatch,
+        request: proto::egress_info::Request,
+    ) -> Result<proto::EgressInfo, EgressError> {
+        let mut c = composite_request(&request)?;
+        c.room_id = dispatch.room_id.clone();
+        self.start_as(c, request, Some(dispatch))
+    }
+
+    /// The cores a request would be admitted for, without starting anything (a fleet bid).
+    pub(crate) fn quote(&self, request: &proto::egress_info::Request) -> Result<f64, EgressError> {
+        let c = composite_request(request)?;
+        let staging = self.output_dir.join(STAGING).join("quote");
+        let ctx = PlanContext {
+            output_dir: &self.output_dir,
+            local_dir: &self.output_dir,
+            staging_dir: &staging,
+            api_key: &self.cfg.api_key,
+            layouts: &self.layout_names,
+            now: chrono::Utc::now(),
+            storage: self.storage_block.as_ref(),
+            default_storage: self.default_storage.as_ref(),
+            disallow_local: self.cfg.disallow_local_storage,
+        };
+        let plan = request::plan(&c, &ctx)?;
+        Ok(self.cost(&plan, source_type(&c) == proto::EgressSourceType::Sdk))
+    }
+
+    /// Cores free now.
+    pub(crate) fn free(&self) -> f64 {
+        (self.budget() - self.committed()).max(0.0)
+    }
+
     pub(crate) async fn start_web(&self, req: proto::WebEgressRequest) -> Result<proto::EgressInfo, EgressError> {
         let c = CompositeRequest::from_web(&req)?;
         self.start(c, proto::egress_info::Request::Web(req))
@@ -203,10 +242,19 @@ impl Manager {
         c: CompositeRequest,
         request: proto::egress_info::Request,
     ) -> Result<proto::EgressInfo, EgressError> {
+        self.start_as(c, request, None)
+    }
+
+    fn start_as(
+        &self,
+        c: CompositeRequest,
+        request: proto::egress_info::Request,
+        dispatch: Option<Dispatch>,
+    ) -> Result<proto::EgressInfo, EgressError> {
         if self.draining.load(Ordering::SeqCst) {
             return Err(EgressError::Draining);
         }
-        let id = new_egress_id();
+        let id = dispatch.as_ref().map(|d| d.egress_id.clone()).unwrap_or_else(new_egress_id);
         // Outputs that are uploaded are written first in a directory of this egress's own
         // (LiveKit's per-egress directory), so two egresses given the same names never share
         // a local file; their objects still get the asked keys.
@@ -227,6 +275,10 @@ impl Manager {
         // From here to the job's registration the job list is held, so that two requests can
         // neither take the same local names nor both take the last cores.
         let mut jobs = self.jobs();
+        // A server retrying a StartEgress sends the same egress id again.
+        if jobs.iter().any(|j| j.id == id) {
+            return Err(EgressError::AlreadyExists(id));
+        }
         let claims = plan.local_claims();
         if let Some(other) = jobs.iter().find(|j| j.is_active() && j.claims.iter().any(|p| claims.contains(p))) {
             // A running egress writes these names already: this one writes under its own id.
@@ -334,9 +386,17 @@ impl Manager {
             request: Some(request),
             ..Default::default()
         };
-        let own = webhook::Notifier::start_filtered(&plan.webhooks, &self.cfg.api_key, &self.cfg.api_secret);
+        let notifier = match dispatch {
+            // The dispatching server sends the request's own webhooks.
+            Some(d) => self.webhooks.clone().with_reporter(d.reporter),
+            None => self.webhooks.clone().with(webhook::Notifier::start_filtered(
+                &plan.webhooks,
+                &self.cfg.api_key,
+                &self.cfg.api_secret,
+            )),
+        };
         let outputs = job::JobOutputs { streams, segments, images, uploads };
-        let job = Job::new(info.clone(), &plan, &recording, outputs, cost, self.webhooks.clone().with(own));
+        let job = Job::new(info.clone(), &plan, &recording, outputs, cost, notifier);
         self.forget_old(&mut jobs);
         jobs.push(job.clone());
         drop(jobs);
@@ -555,6 +615,36 @@ fn upload_on_written(uploader: &Option<Uploader>) -> Option<crate::output::OnWri
 enum Source {
     Room { token: String, layout: crate::layout::Layout },
     Page { url: String, await_start_signal: bool },
+}
+
+/// A job handed out by a LiveKit server (fleet mode).
+pub(crate) struct Dispatch {
+    pub egress_id: String,
+    pub room_id: String,
+    /// Receives the job's EgressInfo at every change.
+    pub reporter: tokio::sync::mpsc::UnboundedSender<proto::EgressInfo>,
+}
+
+/// What a request asks to record, for the kinds this service records.
+fn composite_request(request: &proto::egress_info::Request) -> Result<CompositeRequest, EgressError> {
+    use proto::egress_info::Request as R;
+    Ok(match request {
+        R::RoomComposite(r) => CompositeRequest::from_room_composite(r)?,
+        R::Web(r) => CompositeRequest::from_web(r)?,
+        R::Egress(r) => CompositeRequest::from_start_egress(r)?,
+        other => {
+            let kind = match other {
+                R::Participant(_) => "participant egress",
+                R::TrackComposite(_) => "track composite egress",
+                R::Track(_) => "track egress",
+                _ => "replay export",
+            };
+            return Err(RequestError::Unimplemented(format!(
+                "{kind} is not implemented yet; this service records room composites and web pages"
+            ))
+            .into());
+        }
+    })
 }
 
 pub fn new_egress_id() -> String {

@@ -90,6 +90,8 @@ impl EventFilter {
 #[derive(Clone)]
 pub struct Notifier {
     queues: Vec<(mpsc::UnboundedSender<proto::WebhookEvent>, EventFilter)>,
+    /// Every change's EgressInfo, whatever the event (fleet mode reports them to livekit-server).
+    reporters: Vec<mpsc::UnboundedSender<proto::EgressInfo>>,
 }
 
 impl Notifier {
@@ -110,18 +112,28 @@ impl Notifier {
                 (tx, filter.clone())
             })
             .collect();
-        Self { queues }
+        Self { queues, reporters: Vec::new() }
+    }
+
+    /// Also hands every change's EgressInfo (redacted) to `tx`.
+    pub(crate) fn with_reporter(mut self, tx: mpsc::UnboundedSender<proto::EgressInfo>) -> Self {
+        self.reporters.push(tx);
+        self
     }
 
     /// These URLs and `other`'s (a request's own webhooks next to the service's).
     pub fn with(mut self, other: Notifier) -> Self {
         self.queues.extend(other.queues);
+        self.reporters.extend(other.reporters);
         self
     }
 
     /// Queues `event` ("egress_started", "egress_updated", "egress_ended") about `info`, its
     /// request redacted (it always is already; this is the last door out).
     pub fn send(&self, event: &str, info: &proto::EgressInfo) {
+        for r in &self.reporters {
+            let _ = r.send(super::redact::info(info.clone()));
+        }
         if self.queues.is_empty() {
             return;
         }

@@ -1,0 +1,213 @@
+//! The egress node: bids for livekit-server's StartEgress requests with what it has free,
+//! runs the ones it wins on the manager, serves StopEgress and UpdateStream on each job's
+//! topic while the job lives, and reports every job's state (IOInfo). Draining stops the
+//! bidding at once; running jobs go on.
+
+use super::bus::{Bus, BusError};
+use super::report;
+use super::rpc::{self, Client, Method, RpcError, Served};
+use super::wire::{self, StartEgressRequest};
+use crate::config::ServiceConfig;
+use crate::egress::{Dispatch, EgressError, Manager, request::RequestError};
+use crate::sync::lock;
+use livekit_protocol as proto;
+use prost::Message;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+const INTERNAL: &str = "EgressInternal";
+const HANDLER: &str = "EgressHandler";
+
+/// Bids, wins and refusals since start (`/metrics`).
+#[derive(Default)]
+pub struct FleetCounters {
+    pub bids: AtomicU64,
+    pub wins: AtomicU64,
+    /// Requests this node made no bid for (full, draining, or Redis away).
+    pub declined: AtomicU64,
+}
+
+pub struct Node {
+    manager: Arc<Manager>,
+    bus: Arc<Bus>,
+    server_id: String,
+    cluster_id: String,
+    io: Arc<Client>,
+    bidding: Mutex<Option<Served>>,
+    reports: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    pub counters: FleetCounters,
+}
+
+impl Node {
+    /// Connects to the config's Redis and starts bidding.
+    pub async fn join(manager: Arc<Manager>, cfg: &ServiceConfig) -> Result<Arc<Node>, BusError> {
+        let Some(redis) = &cfg.redis else {
+            return Err(BusError::Connect {
+                address: String::new(),
+                source: redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no redis configured")),
+            });
+        };
+        let bus = Bus::connect(&redis.url(), &redis.address).await?;
+        let io = Arc::new(Client::new(bus.clone(), "IOInfo").await);
+        let node = Arc::new(Node {
+            manager,
+            bus,
+            server_id: wire::new_id("SRV_"),
+            cluster_id: cfg.cluster_id.clone(),
+            io,
+            bidding: Mutex::new(None),
+            reports: Mutex::default(),
+            counters: FleetCounters::default(),
+        });
+        let start: Arc<dyn Method> = Arc::new(StartEgress(Arc::downgrade(&node)));
+        let topic = node.cluster_id.clone();
+        let served =
+            rpc::serve(node.bus.clone(), node.server_id.clone(), (INTERNAL, "StartEgress", &topic), false, start).await;
+        *lock(&node.bidding) = Some(served);
+        tracing::info!(server_id = %node.server_id, redis = %redis.address, cluster_id = %node.cluster_id, "joined the egress fleet");
+        Ok(node)
+    }
+
+    /// Stops bidding (SIGTERM): livekit-server sends new jobs to the other nodes.
+    pub fn stop_bidding(&self) {
+        if lock(&self.bidding).take().is_some() {
+            tracing::info!("fleet: no more bids");
+        }
+    }
+
+    /// Whether Redis is reachable now.
+    pub fn redis_up(&self) -> bool {
+        self.bus.is_up()
+    }
+
+    /// Waits (up to `limit`) until every job's final state has reached the server.
+    pub async fn reported(&self, limit: Duration) {
+        let tasks: Vec<_> = std::mem::take(&mut *lock(&self.reports));
+        let all = futures_util::future::join_all(tasks);
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::warn!("fleet: some final states did not reach the server in time");
+        }
+    }
+
+    /// The bid: none when draining, away from Redis, or without the cores; otherwise the
+    /// share of the budget left once the job runs, so that livekit-server (which takes the
+    /// highest bid within 500 ms) spreads jobs over the nodes with the most room. Always
+    /// under 1: a bid of 1 would win before other nodes are heard.
+    fn affinity(&self, request: &proto::egress_info::Request) -> Option<f32> {
+        if self.manager.draining() || !self.bus.is_up() {
+            return None;
+        }
+        let Ok(cost) = self.manager.quote(request) else {
+            // An invalid request: bid low so that one node answers it with the reason.
+            return Some(0.01);
+        };
+        let free = self.manager.free();
+        if cost > free + 1e-9 {
+            return None;
+        }
+        let budget = self.manager.budget().max(1e-9);
+        Some((((free - cost) / budget) as f32).clamp(0.05, 0.95))
+    }
+
+    async fn start(self: Arc<Self>, req: StartEgressRequest) -> Result<proto::EgressInfo, RpcError> {
+        let Some(request) = req.request else {
+            return Err(RpcError::new("invalid_argument", "the request names no egress"));
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let dispatch = Dispatch { egress_id: req.egress_id.clone(), room_id: req.room_id.clone(), reporter: tx };
+        let info = self.manager.start_dispatched(dispatch, request.into_info_request()).map_err(to_rpc)?;
+        self.counters.wins.fetch_add(1, Ordering::Relaxed);
+        lock(&self.reports).push(tokio::spawn(report::run(self.io.clone(), info.egress_id.clone(), rx)));
+        // StopEgress and UpdateStream come on the egress id's topic while the job lives.
+        let id = info.egress_id.clone();
+        let stop: Arc<dyn Method> = Arc::new(StopCall { manager: self.manager.clone() });
+        let update: Arc<dyn Method> = Arc::new(UpdateStreamCall { manager: self.manager.clone() });
+        let stop = rpc::serve(self.bus.clone(), self.server_id.clone(), (HANDLER, "StopEgress", &id), true, stop);
+        let update = rpc::serve(self.bus.clone(), self.server_id.clone(), (HANDLER, "UpdateStream", &id), true, update);
+        let registered = (stop.await, update.await);
+        let manager = self.manager.clone();
+        tokio::spawn(async move {
+            if let Some(job) = manager.all_jobs().into_iter().find(|j| j.id == id) {
+                job.ended().await;
+            }
+            drop(registered);
+        });
+        tracing::info!(egress_id = %info.egress_id, room = %info.room_name, "fleet: job won and started");
+        Ok(info)
+    }
+}
+
+/// `EgressInternal.StartEgress`.
+struct StartEgress(Weak<Node>);
+
+#[async_trait::async_trait]
+impl Method for StartEgress {
+    fn affinity(&self, raw: &[u8]) -> Result<Option<f32>, RpcError> {
+        let req = StartEgressRequest::decode(raw).map_err(malformed)?;
+        let Some(node) = self.0.upgrade() else { return Ok(None) };
+        let bid = req.request.clone().and_then(|r| node.affinity(&r.into_info_request()));
+        let counter = if bid.is_some() { &node.counters.bids } else { &node.counters.declined };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(bid)
+    }
+
+    async fn handle(&self, raw: Vec<u8>) -> Result<Vec<u8>, RpcError> {
+        let req = StartEgressRequest::decode(raw.as_slice()).map_err(malformed)?;
+        let node = self.0.upgrade().ok_or_else(|| RpcError::new("unavailable", "the node is shutting down"))?;
+        node.start(req).await.map(|i| i.encode_to_vec())
+    }
+}
+
+/// `EgressHandler.StopEgress` for one job.
+struct StopCall {
+    manager: Arc<Manager>,
+}
+
+#[async_trait::async_trait]
+impl Method for StopCall {
+    fn affinity(&self, _raw: &[u8]) -> Result<Option<f32>, RpcError> {
+        Ok(Some(1.0))
+    }
+
+    async fn handle(&self, raw: Vec<u8>) -> Result<Vec<u8>, RpcError> {
+        let req = proto::StopEgressRequest::decode(raw.as_slice()).map_err(malformed)?;
+        self.manager.stop(&req).map(|i| i.encode_to_vec()).map_err(to_rpc)
+    }
+}
+
+/// `EgressHandler.UpdateStream` for one job.
+struct UpdateStreamCall {
+    manager: Arc<Manager>,
+}
+
+#[async_trait::async_trait]
+impl Method for UpdateStreamCall {
+    fn affinity(&self, _raw: &[u8]) -> Result<Option<f32>, RpcError> {
+        Ok(Some(1.0))
+    }
+
+    async fn handle(&self, raw: Vec<u8>) -> Result<Vec<u8>, RpcError> {
+        let req = proto::UpdateStreamRequest::decode(raw.as_slice()).map_err(malformed)?;
+        self.manager.update_stream(req).map(|i| i.encode_to_vec()).map_err(to_rpc)
+    }
+}
+
+fn malformed(e: prost::DecodeError) -> RpcError {
+    RpcError::new("malformed_request", e.to_string())
+}
+
+/// psrpc's codes for the manager's refusals: a full or draining node says `unavailable`, so
+/// that livekit-server tries again (elsewhere).
+fn to_rpc(e: EgressError) -> RpcError {
+    let code = match &e {
+        EgressError::Request(RequestError::Invalid { .. }) => "invalid_argument",
+        EgressError::Request(RequestError::Unimplemented(_)) => "unimplemented",
+        EgressError::NotFound(_) => "not_found",
+        EgressError::NotActive { .. } => "failed_precondition",
+        EgressError::Exhausted { .. } | EgressError::Draining => "unavailable",
+        EgressError::AlreadyExists(_) => "already_exists",
+        EgressError::Internal(_) => "internal",
+    };
+    RpcError::new(code, e.to_string())
+}
