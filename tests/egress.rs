@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::grid::{cells, centre, rects};
 use common::rooms::Kind;
 use common::service::*;
 use common::{amplitude, audio_mono, decode_errors, frames, probe, stream, who, workdir};
@@ -13,8 +14,6 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tessera::layout::{LayoutSet, TileSource, compose};
-use tessera::scene::Rect;
 
 /// One test at a time: each runs rooms, publishers and recordings, which on two
 /// cores leave no room for a second.
@@ -28,30 +27,6 @@ fn start_args(room: &str, file: &str, layout: &str) -> Value {
         "file": { "filepath": file },
         "advanced": { "width": 640, "height": 360, "framerate": 15, "videoBitrate": 1200 },
     })
-}
-
-/// Tile rectangles a layout gives `n` cameras.
-fn rects(layout: &str, n: usize, w: u32, h: u32) -> Vec<Rect> {
-    let layout = LayoutSet::builtin().unwrap().resolve(layout).unwrap();
-    let sources: Vec<TileSource> = (0..n)
-        .map(|i| TileSource { joined_ms: i as u64, ..TileSource::camera(&format!("p{i}"), &format!("p{i}"), Some(i)) })
-        .collect();
-    compose(&layout, &sources, w, h).tiles.iter().map(|t| t.rect).collect()
-}
-
-fn centre(r: Rect) -> Rect {
-    Rect::new(r.x + r.w / 4, r.y + r.h / 4, r.w / 2, r.h / 3)
-}
-
-/// Participants seen at the centres of a grid of `n` cells.
-fn cells(frame: &[u8], n: usize, w: u32, h: u32) -> Vec<Option<usize>> {
-    rects("grid", n, w, h)
-        .iter()
-        .map(|r| {
-            let c = centre(*r);
-            who(common::median_rgb(frame, w, c.x, c.y, c.w, c.h), n)
-        })
-        .collect()
 }
 
 fn rms(x: &[f32]) -> f32 {

@@ -337,6 +337,7 @@ impl Manager {
                 rec.run = run;
                 rec.backend = self.backend;
                 rec.network = self.cfg.rtc.network();
+                rec.layouts = Some(self.layouts.clone());
                 let l = &self.cfg.latency;
                 rec.max_wait = l.jitter_buffer_latency.unwrap_or(rec.max_wait);
                 rec.audio_delay = l.audio_mixer_latency.unwrap_or(rec.audio_delay);

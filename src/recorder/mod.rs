@@ -65,6 +65,9 @@ pub struct RecordJob {
     pub run: RunContext,
     /// Where the peer connections bind (None: as `ConnectOptions` decides from the URL).
     pub network: Option<crate::peer::Network>,
+    /// The layouts the recording switches to when its own participant's metadata asks
+    /// (`{"layout": "<name>"}`: LiveKit's UpdateLayout, as livekit-server delivers it).
+    pub layouts: Option<crate::layout::LayoutSet>,
 }
 
 impl RecordJob {
@@ -88,6 +91,7 @@ impl RecordJob {
             media_timeout: Duration::from_secs(5),
             run: RunContext::named("record"),
             network: None,
+            layouts: None,
         }
     }
 }
@@ -114,6 +118,27 @@ pub struct RecordSummary {
     /// The mixer's accounting per audio track sid: late, gap-filled and underrun samples.
     pub audio: Vec<(String, crate::audio::InputStats)>,
     pub ended_by: EndReason,
+}
+
+/// Switches the layout when the recorder's own metadata names a new one (`last`: the name
+/// it named before). An unknown name keeps the current layout and says so.
+fn follow_metadata(job: &RecordJob, metadata: &str, last: &mut String) {
+    let Some(layouts) = &job.layouts else { return };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(metadata) else { return };
+    let Some(name) = v.get("layout").and_then(|l| l.as_str()) else { return };
+    if name == last.as_str() {
+        return;
+    }
+    *last = name.to_string();
+    match layouts.resolve(name) {
+        Ok(layout) => {
+            tracing::info!(layout = name, "layout changed by the room (the recorder's metadata)");
+            job.layout.set(layout);
+        }
+        Err(e) => {
+            tracing::warn!(layout = name, error = %e, "the room asked for a layout that does not exist; keeping the current one")
+        }
+    }
 }
 
 /// Records until the duration ends, the room closes or `stop` is called.
@@ -152,6 +177,8 @@ pub async fn record(mut job: RecordJob, stop: StopHandle) -> Result<RecordSummar
             })
             .map_err(|_| RecordError::Compositor)?
     };
+    let own_sid = client.join.participant.as_ref().map(|p| p.sid.clone()).unwrap_or_default();
+    let mut metadata_layout = String::new();
     let mut receivers = Vec::new();
     let mut ended_by = EndReason::Stopped;
     let mut resumed = 0;
@@ -159,7 +186,12 @@ pub async fn record(mut job: RecordJob, stop: StopHandle) -> Result<RecordSummar
         tokio::select! {
             _ = stop.wait() => break,
             ev = events.recv() => match ev {
-                Some(RoomEvent::Participants(p)) => lock(&roster).update(p),
+                Some(RoomEvent::Participants(p)) => {
+                    if let Some(me) = p.iter().find(|p| p.sid == own_sid) {
+                        follow_metadata(&job, &me.metadata, &mut metadata_layout);
+                    }
+                    lock(&roster).update(p)
+                }
                 Some(RoomEvent::Speakers(s)) => {
                     let now_ms = joined_at.elapsed().as_millis() as u64;
                     lock(&roster).speakers(s, now_ms);

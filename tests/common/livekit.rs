@@ -41,6 +41,8 @@ pub struct Options {
     pub netns: Option<String>,
     /// Redis, for egress dispatch (Egress API, psrpc).
     pub redis: Option<String>,
+    /// Where the server posts its webhooks (signed with `key`).
+    pub webhook: Option<String>,
 }
 
 impl Options {
@@ -53,6 +55,7 @@ impl Options {
             tcp: false,
             netns: None,
             redis: None,
+            webhook: None,
         }
     }
 }
@@ -71,10 +74,11 @@ impl LiveKit {
         let (port, udp_port, tcp_port) = (free_port(), free_udp_port(), free_port());
         let tcp = if o.tcp { format!("  tcp_port: {tcp_port}\n") } else { "  tcp_port: 0\n".into() };
         let redis = o.redis.as_ref().map(|r| format!("redis:\n  address: {r}\n")).unwrap_or_default();
+        let webhook = o.webhook.as_ref().map(|u| format!("webhook:\n  api_key: {}\n  urls: [\"{u}\"]\n", o.key));
         let config = format!(
             "port: {port}\nbind_addresses: [{ip}]\nlog_level: info\nkeys:\n  {key}: {secret}\n\
              rtc:\n  udp_port: {udp_port}\n{tcp}  use_external_ip: false\n  node_ip: {ip}\n{loopback}\
-             room:\n  auto_create: true\n  empty_timeout: {empty}\n  departure_timeout: {empty}\n{redis}",
+             room:\n  auto_create: true\n  empty_timeout: {empty}\n  departure_timeout: {empty}\n{redis}{webhook}",
             ip = o.ip,
             // Loopback candidates on loopback only: with them on, a server on a host of its
             // own never completes ICE with anyone (LiveKit's SDKs included).
@@ -82,6 +86,7 @@ impl LiveKit {
             key = o.key,
             secret = o.secret,
             empty = o.empty_timeout,
+            webhook = webhook.unwrap_or_default(),
         );
         let config_path = dir.join("livekit.yaml");
         std::fs::write(&config_path, config).unwrap();

@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod clouds;
+pub mod grid;
 pub mod livekit;
 pub mod netns;
 pub mod rooms;

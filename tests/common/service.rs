@@ -227,3 +227,63 @@ pub fn record_token(secret: &str, grants: livekit_api::access_token::VideoGrants
 pub fn recorder_grant() -> livekit_api::access_token::VideoGrants {
     livekit_api::access_token::VideoGrants { room_record: true, ..Default::default() }
 }
+
+/// tests/peers/webhook_receiver.py: LiveKit's Python SDK verifying every webhook it gets.
+pub struct Hooks {
+    pub port: u16,
+    _proc: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    /// Every verified event so far.
+    pub events: Vec<Value>,
+}
+
+impl Hooks {
+    /// `fail_first`: that many deliveries are refused (500), so the sender must retry.
+    pub async fn start(fail_first: u32) -> Hooks {
+        use tokio::io::AsyncBufReadExt;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut proc = tokio::process::Command::new(root.join("target/peers-venv/bin/python"))
+            .arg(root.join("tests/peers/webhook_receiver.py"))
+            .args(["0", KEY, SECRET, "--fail-first", &fail_first.to_string()])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(proc.stdout.take().unwrap()).lines();
+        let first = lines.next_line().await.unwrap().expect("the webhook receiver starts");
+        let port = serde_json::from_str::<Value>(&first).unwrap()["listening"].as_u64().unwrap() as u16;
+        Hooks { port, _proc: proc, lines, events: Vec::new() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Reads events until `done(events)` holds; every one must verify.
+    pub async fn until(&mut self, limit: Duration, done: impl Fn(&[Value]) -> bool) -> &[Value] {
+        let deadline = Instant::now() + limit;
+        while !done(&self.events) {
+            let line = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("webhooks so far: {:?}", self.events))
+                .unwrap()
+                .expect("the webhook receiver ended");
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v["failedOnPurpose"] == true {
+                continue;
+            }
+            assert_eq!(v["valid"], true, "{v}");
+            self.events.push(v);
+        }
+        &self.events
+    }
+
+    /// (event, status) of one egress's events, in arrival order.
+    pub fn of(&self, egress_id: &str) -> Vec<(String, String)> {
+        self.events
+            .iter()
+            .filter(|e| e["egressId"] == egress_id)
+            .map(|e| (e["event"].as_str().unwrap_or("").to_string(), e["status"].as_str().unwrap_or("").to_string()))
+            .collect()
+    }
+}
