@@ -38,6 +38,28 @@ fn gather(m: &Manager) -> Result<String, prometheus::Error> {
         by_status.with_label_values(&[s.as_str_name()]).set(n as i64);
     }
     r.register(Box::new(by_status))?;
+    let fleet = m.counters.fleet_redis.load(Ordering::Relaxed);
+    if fleet != 0 {
+        let c = &m.counters;
+        for (name, help, v) in [
+            ("fleet_bids_total", "StartEgress requests this node bid for", &c.fleet_bids),
+            ("fleet_wins_total", "StartEgress requests this node won and started", &c.fleet_wins),
+            (
+                "fleet_declined_total",
+                "StartEgress requests this node made no bid for (full, draining, Redis away)",
+                &c.fleet_declined,
+            ),
+        ] {
+            let g = IntGauge::new(name, help)?;
+            g.set(v.load(Ordering::Relaxed) as i64);
+            r.register(Box::new(g))?;
+        }
+        gauge(
+            "fleet_redis_up",
+            "Whether this node's Redis (fleet mode) is reachable",
+            if fleet == 1 { 1.0 } else { 0.0 },
+        )?;
+    }
     let started = IntGauge::new("egress_started_total", "Egress jobs started since the service started")?;
     started.set(m.counters.started.load(Ordering::Relaxed) as i64);
     r.register(Box::new(started))?;

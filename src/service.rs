@@ -136,12 +136,17 @@ fn status_routes(m: Arc<Manager>) -> Router {
 /// 200 when the service would take a room composite now, 503 (with the reason) when
 /// it is full or shutting down; `/healthz` answers liveness alone.
 async fn health(State(m): State<Arc<Manager>>) -> impl IntoResponse {
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "accepting": m.can_accept(),
         "draining": m.draining(),
         "budget_cores": m.budget(),
         "committed_cores": m.committed(),
     });
+    // Fleet mode: whether Redis, and so livekit-server's jobs, can reach this node.
+    match m.counters.fleet_redis.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => {}
+        s => body["redis_reachable"] = serde_json::json!(s == 1),
+    }
     let status = if m.can_accept() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, [("content-type", "application/json")], body.to_string())
 }

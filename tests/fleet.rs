@@ -188,3 +188,77 @@ async fn through_livekit_server_the_layout_and_streams_change_and_its_webhooks_a
     let ranks: Vec<_> = mine.iter().map(|e| rank(&e.1).unwrap_or(0).max(1)).collect();
     assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{mine:?}");
 }
+
+/// Which node runs each egress, from the nodes' logs.
+fn runs(node_dir: &std::path::Path, id: &str) -> bool {
+    log(node_dir).lines().any(|l| l.contains("job won and started") && l.contains(id))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_six_rooms_refuse_a_seventh_and_a_killed_node_leaves_playable_files() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("fleet-two");
+    let (redis, lk, http) = deployment(&dir);
+    // Each node has room for three small recordings (0.25 of its 0.75 cores each).
+    let budget = "cpu_cost:\n  cpus: 1\n  max_cpu_utilization: 0.75\n  room_composite_cpu_cost: 1.0\n";
+    let (a_dir, b_dir) = (dir.join("a"), dir.join("b"));
+    let mut a = node(&a_dir, &lk, &redis, budget);
+    let b = node(&b_dir, &lk, &redis, budget);
+    let rooms: Vec<String> = (0..7).map(|i| format!("room{i}")).collect();
+    let pubs: Vec<_> = rooms.iter().map(|r| participants_for(&lk, r, 1, Duration::from_secs(120))).collect();
+    for r in &rooms {
+        wait_in_room(&lk, r).await;
+    }
+    let start = |room: &str| {
+        json!({
+            "roomName": room,
+            "file": { "filepath": format!("{room}.mp4") },
+            "advanced": { "width": 320, "height": 180, "framerate": 10, "videoBitrate": 300 },
+        })
+    };
+    let mut ids = Vec::new();
+    for r in &rooms[..6] {
+        let info = call(Sdk::Node, &http, SECRET, "startRoomComposite", start(r)).await.expect("one node takes it");
+        ids.push(info["egressId"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        wait_for(Sdk::Node, &http, id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+    }
+    let on_a: Vec<&String> = ids.iter().filter(|id| runs(&a_dir, id)).collect();
+    let on_b: Vec<&String> = ids.iter().filter(|id| runs(&b_dir, id)).collect();
+    assert_eq!((on_a.len(), on_b.len()), (3, 3), "spread: {on_a:?} on A, {on_b:?} on B");
+
+    // Both full: neither bids, and livekit-server answers as it does when no egress can take a job.
+    let refused = call(Sdk::Node, &http, SECRET, "startRoomComposite", start(&rooms[6])).await.unwrap_err();
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+    let metrics = reqwest::get(format!("{}/metrics", a.url)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tessera_fleet_declined_total"), "{metrics}");
+
+    // A dies mid-recording: its files stay playable; B's recordings go on and complete.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    unsafe { libc::kill(a.pid(), libc::SIGKILL) };
+    let _ = a.child.wait();
+    let mut checked = 0;
+    for r in &rooms[..6] {
+        let path = a.out.join(format!("{r}.mp4"));
+        if path.exists() {
+            checked += 1;
+            let (ok, errors) = common::decode_errors(&path);
+            assert!(ok, "{}: {errors}", path.display());
+            let p = probe(&path);
+            assert!(p["format"]["duration"].as_str().and_then(|d| d.parse::<f64>().ok()).unwrap_or(0.0) > 2.0, "{p}");
+        }
+    }
+    assert_eq!(checked, on_a.len(), "A's files");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for id in &on_b {
+        call(Sdk::Node, &http, SECRET, "stopEgress", json!({ "egressId": id })).await.expect("B's job stops");
+        let done = wait_for(Sdk::Node, &http, id, "complete", |i| status(i) == "EGRESS_COMPLETE").await;
+        let secs: f64 = done["fileResults"][0]["duration"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0.0) / 1e9;
+        assert!(secs > 5.0, "{done}");
+    }
+    drop(b);
+    for p in pubs {
+        p.abort();
+    }
+}

@@ -71,6 +71,12 @@ pub struct Manager {
 pub struct Counters {
     pub started: std::sync::atomic::AtomicU64,
     pub refused: std::sync::atomic::AtomicU64,
+    /// Fleet mode: StartEgress requests bid for, won, and declined (full, draining, Redis away).
+    pub fleet_bids: std::sync::atomic::AtomicU64,
+    pub fleet_wins: std::sync::atomic::AtomicU64,
+    pub fleet_declined: std::sync::atomic::AtomicU64,
+    /// Fleet mode's Redis: 0 not in a fleet, 1 connected, 2 away.
+    pub fleet_redis: std::sync::atomic::AtomicU8,
 }
 
 impl Manager {

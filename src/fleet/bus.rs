@@ -106,6 +106,11 @@ impl Bus {
         Ok(set.is_some())
     }
 
+    /// Follows whether the pub/sub connection is up.
+    pub(crate) fn watch_up(&self) -> watch::Receiver<bool> {
+        self.up.clone()
+    }
+
     /// Whether the pub/sub connection is up.
     pub(crate) fn is_up(&self) -> bool {
         *self.up.borrow()

@@ -12,21 +12,12 @@ use crate::egress::{Dispatch, EgressError, Manager, request::RequestError};
 use crate::sync::lock;
 use livekit_protocol as proto;
 use prost::Message;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 const INTERNAL: &str = "EgressInternal";
 const HANDLER: &str = "EgressHandler";
-
-/// Bids, wins and refusals since start (`/metrics`).
-#[derive(Default)]
-pub struct FleetCounters {
-    pub bids: AtomicU64,
-    pub wins: AtomicU64,
-    /// Requests this node made no bid for (full, draining, or Redis away).
-    pub declined: AtomicU64,
-}
 
 pub struct Node {
     manager: Arc<Manager>,
@@ -36,7 +27,6 @@ pub struct Node {
     io: Arc<Client>,
     bidding: Mutex<Option<Served>>,
     reports: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    pub counters: FleetCounters,
 }
 
 impl Node {
@@ -58,7 +48,17 @@ impl Node {
             io,
             bidding: Mutex::new(None),
             reports: Mutex::default(),
-            counters: FleetCounters::default(),
+        });
+        // Health and metrics say whether Redis is reachable.
+        let (mut up, manager) = (node.bus.watch_up(), node.manager.clone());
+        tokio::spawn(async move {
+            loop {
+                let state = if *up.borrow_and_update() { 1 } else { 2 };
+                manager.counters.fleet_redis.store(state, Ordering::Relaxed);
+                if up.changed().await.is_err() {
+                    break;
+                }
+            }
         });
         let start: Arc<dyn Method> = Arc::new(StartEgress(Arc::downgrade(&node)));
         let topic = node.cluster_id.clone();
@@ -117,7 +117,7 @@ impl Node {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let dispatch = Dispatch { egress_id: req.egress_id.clone(), room_id: req.room_id.clone(), reporter: tx };
         let info = self.manager.start_dispatched(dispatch, request.into_info_request()).map_err(to_rpc)?;
-        self.counters.wins.fetch_add(1, Ordering::Relaxed);
+        self.manager.counters.fleet_wins.fetch_add(1, Ordering::Relaxed);
         lock(&self.reports).push(tokio::spawn(report::run(self.io.clone(), info.egress_id.clone(), rx)));
         // StopEgress and UpdateStream come on the egress id's topic while the job lives.
         let id = info.egress_id.clone();
@@ -147,7 +147,8 @@ impl Method for StartEgress {
         let req = StartEgressRequest::decode(raw).map_err(malformed)?;
         let Some(node) = self.0.upgrade() else { return Ok(None) };
         let bid = req.request.clone().and_then(|r| node.affinity(&r.into_info_request()));
-        let counter = if bid.is_some() { &node.counters.bids } else { &node.counters.declined };
+        let c = &node.manager.counters;
+        let counter = if bid.is_some() { &c.fleet_bids } else { &c.fleet_declined };
         counter.fetch_add(1, Ordering::Relaxed);
         Ok(bid)
     }

@@ -149,6 +149,7 @@ pub async fn call(sdk: Sdk, url: &str, secret: &str, method: &str, args: Value) 
         .env("LIVEKIT_URL", url)
         .env("LIVEKIT_API_KEY", KEY)
         .env("LIVEKIT_API_SECRET", secret)
+        .env("LIVEKIT_REQUEST_TIMEOUT", "60")
         .output()
         .await
         .expect("the SDK driver runs (make test installs the SDKs)");
@@ -156,7 +157,11 @@ pub async fn call(sdk: Sdk, url: &str, secret: &str, method: &str, args: Value) 
     let v: Value = serde_json::from_str(line.trim()).unwrap_or_else(|_| {
         panic!("{sdk:?} {method}: {line} / {}", String::from_utf8_lossy(&out.stderr));
     });
-    if let Some(e) = v.get("error") { Err(e.clone()) } else { Ok(v["ok"].clone()) }
+    // A transport failure (the server did not answer at all) is an error too.
+    match v.get("error").or(v.get("transportError")) {
+        Some(e) => Err(e.clone()),
+        None => Ok(v["ok"].clone()),
+    }
 }
 
 pub fn status(info: &Value) -> &str {

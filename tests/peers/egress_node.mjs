@@ -2,7 +2,8 @@
 // installed pinned under target/peers-node by scripts/test-peers.sh), one call per run.
 //
 //   node tests/peers/egress_node.mjs <method> '<json args>'
-//   env: LIVEKIT_URL (http://host:port), LIVEKIT_API_KEY, LIVEKIT_API_SECRET
+//   env: LIVEKIT_URL (http://host:port), LIVEKIT_API_KEY, LIVEKIT_API_SECRET,
+//        LIVEKIT_REQUEST_TIMEOUT (seconds, optional)
 //
 // Prints one JSON line on stdout and exits 0:
 //   {"ok": <EgressInfo as info.toJson()>}          (listEgress: {"ok": [<EgressInfo>...]})
@@ -155,7 +156,10 @@ function emit(obj) {
   process.stdout.write(JSON.stringify(obj) + "\n");
 }
 
-const client = new EgressClient(url, key, secret);
+// LIVEKIT_REQUEST_TIMEOUT (seconds) overrides the SDK's 10 s: livekit-server takes 20 to 30 s
+// to answer that no egress node can take a job.
+const requestTimeout = Number(process.env.LIVEKIT_REQUEST_TIMEOUT) || undefined;
+const client = new EgressClient(url, key, secret, requestTimeout ? { requestTimeout } : undefined);
 try {
   const result = await call(client);
   emit({ ok: Array.isArray(result) ? result.map((i) => i.toJson()) : result.toJson() });
