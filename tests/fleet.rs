@@ -262,3 +262,63 @@ async fn two_nodes_share_six_rooms_refuse_a_seventh_and_a_killed_node_leaves_pla
         p.abort();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_mid_recording_loses_nothing_and_the_final_state_reaches_the_server() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("fleet-redis");
+    let (redis, lk, http) = deployment(&dir);
+    let port: u16 = redis.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let tessera = node(&dir.join("node"), &lk, &redis, "");
+    let pubs = participants_for(&lk, "steady", 2, Duration::from_secs(90));
+    wait_in_room(&lk, "steady").await;
+    let args = json!({
+        "roomName": "steady",
+        "file": { "filepath": "steady.mp4" },
+        "advanced": { "width": 640, "height": 360, "framerate": 15, "videoBitrate": 1200 },
+    });
+    let info = call(Sdk::Node, &http, SECRET, "startRoomComposite", args).await.expect("dispatched");
+    let id = info["egressId"].as_str().unwrap().to_string();
+    wait_for(Sdk::Node, &http, &id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+    let t0 = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Redis goes away; the recording goes on, and is stopped (through the node's own
+    // endpoint) while Redis is still away: ENDING and COMPLETE wait for it.
+    drop(redis);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    call(Sdk::Node, &tessera.url, SECRET, "stopEgress", json!({ "egressId": id })).await.expect("stopped locally");
+    let stopped_after = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Redis comes back empty: the node reconnects and delivers the final state.
+    let _redis = Redis::start_on(&dir, port);
+    let health = |url: String| async move {
+        let body = reqwest::get(format!("{url}/health")).await.unwrap().text().await.unwrap();
+        serde_json::from_str::<Value>(&body).unwrap()["redis_reachable"].as_bool()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while health(tessera.url.clone()).await != Some(true) {
+        assert!(std::time::Instant::now() < deadline, "the node never reconnected: {}", log(&dir.join("node")));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The restarted Redis knows nothing until the node's UpdateEgress lands there.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let list = call(Sdk::Node, &http, SECRET, "listEgress", json!({ "egressId": id })).await;
+        if let Some(info) = list.as_ref().ok().and_then(|l| l.as_array()).and_then(|l| l.first())
+            && status(info) == "EGRESS_COMPLETE"
+        {
+            break info.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "the final state never reached livekit-server: {list:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    pubs.abort();
+    // One continuous recording across the outage.
+    let p = probe(&tessera.out.join("steady.mp4"));
+    let secs = p["format"]["duration"].as_str().and_then(|d| d.parse::<f64>().ok()).unwrap_or(0.0);
+    assert!(secs > stopped_after - 1.0, "{secs} s recorded, stopped {stopped_after:.1} s after ACTIVE: {done}");
+    let v = stream(&p, "video");
+    let frames: f64 = v["nb_frames"].as_str().and_then(|n| n.parse().ok()).unwrap_or(0.0);
+    assert!((frames / secs - 15.0).abs() < 0.5, "{frames} frames in {secs} s");
+}

@@ -170,8 +170,13 @@ pub struct Redis {
 
 impl Redis {
     pub fn start(dir: &Path) -> Redis {
-        let port = free_port();
-        let log = Stdio::from(std::fs::File::create(dir.join("redis.log")).unwrap());
+        Self::start_on(dir, free_port())
+    }
+
+    /// On `port` (a restart: the same address, nothing kept).
+    pub fn start_on(dir: &Path, port: u16) -> Redis {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("redis.log")).unwrap();
+        let log = Stdio::from(log);
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
             .stdout(log)
