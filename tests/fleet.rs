@@ -322,3 +322,41 @@ async fn a_redis_restart_mid_recording_loses_nothing_and_the_final_state_reaches
     let frames: f64 = v["nb_frames"].as_str().and_then(|n| n.parse().ok()).unwrap_or(0.0);
     assert!((frames / secs - 15.0).abs() < 0.5, "{frames} frames in {secs} s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_egress_records_a_room_created_with_an_egress() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("fleet-auto");
+    let (redis, lk, http) = deployment(&dir);
+    let tessera = node(&dir.join("node"), &lk, &redis, "");
+    let create = json!({
+        "name": "auto",
+        "egress": { "room": {
+            "layout": "grid",
+            "fileOutputs": [{ "filepath": "auto/{room_name}.mp4" }],
+            "advanced": { "width": 640, "height": 360, "framerate": 15, "videoBitrate": 1200 },
+        } },
+    });
+    lk.create_room(KEY, SECRET, create).await.expect("CreateRoom with an egress");
+    // livekit-server starts the room, and so its egress, at CreateRoom; the participants come after.
+    let pubs = participants_for(&lk, "auto", 2, Duration::from_secs(60));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        let list = call(Sdk::Node, &http, SECRET, "listEgress", json!({ "roomName": "auto" })).await.unwrap();
+        if let Some(i) = list.as_array().and_then(|l| l.first())
+            && status(i) == "EGRESS_ACTIVE"
+        {
+            break i["egressId"].as_str().unwrap().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "the room's egress never became active: {list}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    call(Sdk::Node, &http, SECRET, "stopEgress", json!({ "egressId": id })).await.expect("stopped");
+    let done = wait_for(Sdk::Node, &http, &id, "complete", |i| status(i) == "EGRESS_COMPLETE").await;
+    pubs.abort();
+    assert_eq!(done["fileResults"][0]["filename"], "auto/auto.mp4", "{done}");
+    let p = probe(&tessera.out.join("auto/auto.mp4"));
+    assert!(p["format"]["duration"].as_str().and_then(|d| d.parse::<f64>().ok()).unwrap_or(0.0) > 3.0, "{p}");
+    stream(&p, "audio");
+}

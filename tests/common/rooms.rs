@@ -69,6 +69,36 @@ impl Server {
         Ok(body["participants"].as_array().map_or(0, |p| p.len() as u64))
     }
 
+    /// RoomService.CreateRoom (Twirp JSON) with `body` as the request; the Room it answers.
+    #[allow(dead_code)]
+    pub async fn create_room(
+        &self,
+        key: &str,
+        secret: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let http = self.url().replacen("ws://", "http://", 1);
+        let token = livekit_api::access_token::AccessToken::with_api_key(key, secret)
+            .with_identity("operator")
+            .with_grants(livekit_api::access_token::VideoGrants { room_create: true, ..Default::default() })
+            .to_jwt()
+            .map_err(|e| e.to_string())?;
+        let resp = reqwest::Client::new()
+            .post(format!("{http}/twirp/livekit.RoomService/CreateRoom"))
+            .bearer_auth(token)
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(format!("CreateRoom: HTTP {status}: {text}"));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))
+    }
+
     /// Closes a room the way an operator does: RoomService.DeleteRoom (Twirp JSON).
     pub async fn delete_room(&self, key: &str, secret: &str, room: &str) -> Result<(), String> {
         let http = self.url().replacen("ws://", "http://", 1);
