@@ -360,3 +360,58 @@ async fn auto_egress_records_a_room_created_with_an_egress() {
     assert!(p["format"]["duration"].as_str().and_then(|d| d.parse::<f64>().ok()).unwrap_or(0.0) > 3.0, "{p}");
     stream(&p, "audio");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_bidding_at_once_and_the_running_job_still_completes() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("fleet-drain");
+    let (redis, lk, http) = deployment(&dir);
+    let mut tessera = node(&dir.join("node"), &lk, &redis, "drain_timeout: 60s\n");
+    let pubs: Vec<_> = ["drain", "late"].iter().map(|r| participants_for(&lk, r, 1, Duration::from_secs(90))).collect();
+    wait_in_room(&lk, "drain").await;
+    wait_in_room(&lk, "late").await;
+    let start = |room: &str| {
+        json!({
+            "roomName": room,
+            "file": { "filepath": format!("{room}.mp4") },
+            "advanced": { "width": 320, "height": 180, "framerate": 15, "videoBitrate": 300 },
+        })
+    };
+    let info = call(Sdk::Node, &http, SECRET, "startRoomComposite", start("drain")).await.expect("dispatched");
+    let id = info["egressId"].as_str().unwrap().to_string();
+    wait_for(Sdk::Node, &http, &id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+    unsafe { libc::kill(tessera.pid(), libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let health = reqwest::get(format!("{}/health", tessera.url)).await.unwrap().text().await.unwrap();
+        if health.contains("\"draining\":true") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "SIGTERM did not start the drain: {health}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The only node no longer bids (it unsubscribed): the next job is livekit-server's `unavailable`.
+    let (http2, late) = (http.clone(), start("late"));
+    let refused = tokio::spawn(async move { call(Sdk::Node, &http2, SECRET, "startRoomComposite", late).await });
+    // The running job goes on until it is stopped, through livekit-server, and completes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    call(Sdk::Node, &http, SECRET, "stopEgress", json!({ "egressId": id })).await.expect("stopped");
+    let done = wait_for(Sdk::Node, &http, &id, "complete", |i| status(i) == "EGRESS_COMPLETE").await;
+    let secs: f64 = done["fileResults"][0]["duration"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0.0) / 1e9;
+    assert!(secs > 2.0, "{done}");
+    // With its last job done and reported, the node exits by itself.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(s) = tessera.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "the drained node did not exit");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(code.success(), "{code:?}: {}", log(&dir.join("node")));
+    let refused = refused.await.unwrap().unwrap_err();
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+    for p in pubs {
+        p.abort();
+    }
+}
