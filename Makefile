@@ -34,5 +34,6 @@ bench: setup
 	bench/serve.sh
 	bench/outputs.sh
 	bench/latency.sh
+	bench/fleet.sh
 	bench/browser.sh
 	SECS=$${HLS_SECS:-1800} bench/hls_drift.sh

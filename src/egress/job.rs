@@ -26,6 +26,8 @@ pub struct JobOutputs {
 }
 
 /// What a job records: a room through the native compositor, or a page through Chromium.
+// One per job, built once and moved into its task: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Recording {
     Room(RecordJob),
     Browser(BrowserJob),

@@ -118,7 +118,7 @@ impl Manager {
         &self.output_dir
     }
 
-    fn jobs(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Job>>> {
+    fn jobs(&self) -> JobList<'_> {
         crate::sync::lock(&self.jobs)
     }
 
@@ -226,18 +226,9 @@ impl Manager {
     /// The request kinds Tessera does not record yet (participant, track composite, track):
     /// refused, naming the request, and echoing nothing of it.
     pub fn start_other(&self, req: proto::egress_info::Request) -> Result<proto::EgressInfo, EgressError> {
-        use proto::egress_info::Request as R;
-        let kind = match req {
-            R::Participant(_) => "participant egress",
-            R::TrackComposite(_) => "track composite egress",
-            R::Track(_) => "track egress",
-            R::Replay(_) => "replay export",
-            R::RoomComposite(_) | R::Web(_) | R::Egress(_) => "this request",
-        };
-        Err(RequestError::Unimplemented(format!(
-            "{kind} is not implemented yet; this service records room composites and web pages"
-        ))
-        .into())
+        Err(composite_request(&req).err().unwrap_or_else(|| {
+            RequestError::Unimplemented("this request is not implemented here; use its own method".into()).into()
+        }))
     }
 
     /// Plans the request, admits it, then builds its outputs and starts it. Everything that
@@ -261,11 +252,29 @@ impl Manager {
             return Err(EgressError::Draining);
         }
         let id = dispatch.as_ref().map(|d| d.egress_id.clone()).unwrap_or_else(new_egress_id);
+        // The job list stays held from admission to the job's registration, so that two
+        // requests can neither take the same local names nor both take the last cores.
+        let (plan, cost, mut jobs) = self.admit(&c, &id)?;
+        let (job, recording, info) = self.build(&id, &c, request, &plan, cost, dispatch)?;
+        self.forget_old(&mut jobs);
+        jobs.push(job.clone());
+        drop(jobs);
+        self.counters.started.fetch_add(1, Ordering::Relaxed);
+        let file = plan.file.as_ref().map(|f| f.filename.as_str()).unwrap_or("-");
+        let redacted: Vec<String> = plan.streams.iter().map(|u| crate::secrets::redact(u)).collect();
+        tracing::info!(egress_id = %id, room = %plan.room_name, layout = %plan.layout, file, streams = ?redacted, "egress starting");
+        tokio::spawn(job.run(recording, self.session_limit(&plan)));
+        Ok(info)
+    }
+
+    /// Plans the request and admits it: its local names free, its cores within the budget.
+    /// Returns the plan, its cost and the job list, still held.
+    fn admit(&self, c: &CompositeRequest, id: &str) -> Result<(request::Plan, f64, JobList<'_>), EgressError> {
         // Outputs that are uploaded are written first in a directory of this egress's own
         // (LiveKit's per-egress directory), so two egresses given the same names never share
         // a local file; their objects still get the asked keys.
-        let staging_dir = self.output_dir.join(STAGING).join(&id);
-        let own_dir = self.output_dir.join(&id);
+        let staging_dir = self.output_dir.join(STAGING).join(id);
+        let own_dir = self.output_dir.join(id);
         let ctx = |local_dir| PlanContext {
             output_dir: &self.output_dir,
             local_dir,
@@ -277,28 +286,40 @@ impl Manager {
             default_storage: self.default_storage.as_ref(),
             disallow_local: self.cfg.disallow_local_storage,
         };
-        let mut plan = request::plan(&c, &ctx(&self.output_dir))?;
-        // From here to the job's registration the job list is held, so that two requests can
-        // neither take the same local names nor both take the last cores.
-        let mut jobs = self.jobs();
+        let mut plan = request::plan(c, &ctx(&self.output_dir))?;
+        let jobs = self.jobs();
         // A server retrying a StartEgress sends the same egress id again.
         if jobs.iter().any(|j| j.id == id) {
-            return Err(EgressError::AlreadyExists(id));
+            return Err(EgressError::AlreadyExists(id.into()));
         }
         let claims = plan.local_claims();
         if let Some(other) = jobs.iter().find(|j| j.is_active() && j.claims.iter().any(|p| claims.contains(p))) {
             // A running egress writes these names already: this one writes under its own id.
             tracing::info!(egress_id = %id, other = %other.id, dir = %own_dir.display(), "local output names in use; writing in the egress's own directory");
-            plan = request::plan(&c, &ctx(&own_dir))?;
+            plan = request::plan(c, &ctx(&own_dir))?;
         }
-        let cost = self.cost(&plan, source_type(&c) == proto::EgressSourceType::Sdk);
+        let cost = self.cost(&plan, source_type(c) == proto::EgressSourceType::Sdk);
         let committed: f64 = jobs.iter().filter(|j| j.is_active()).map(|j| j.cost).fold(0.0, |a, b| a + b);
         let budget = self.budget();
         if committed + cost > budget + 1e-9 {
             self.counters.refused.fetch_add(1, Ordering::Relaxed);
             return Err(EgressError::Exhausted { need: cost, free: (budget - committed).max(0.0), budget });
         }
-        let source = self.source(&plan, &id)?;
+        Ok((plan, cost, jobs))
+    }
+
+    /// Builds an admitted job: what it records, its outputs (the first things that start
+    /// workers come after everything that can still refuse it), its EgressInfo.
+    fn build(
+        &self,
+        id: &str,
+        c: &CompositeRequest,
+        request: proto::egress_info::Request,
+        plan: &request::Plan,
+        cost: f64,
+        dispatch: Option<Dispatch>,
+    ) -> Result<(Arc<Job>, Recording, proto::EgressInfo), EgressError> {
+        let source = self.source(plan, id)?;
         // Thread names hold 15 bytes: "EG_" and 12 characters.
         let thread_name: String = id.chars().take(15).collect();
         let streams = StreamSet::new(&plan.streams, &thread_name)
@@ -310,7 +331,7 @@ impl Manager {
 
         // Admitted and valid: build the outputs (these start workers) and the job.
         let uploader = |spec: &Option<StorageSpec>| {
-            spec.clone().map(|s| Uploader::start(s, self.backup_storage.clone(), &plan.staging_dir, &id))
+            spec.clone().map(|s| Uploader::start(s, self.backup_storage.clone(), &plan.staging_dir, id))
         };
         let uploads = job::Uploads {
             file: uploader(&plan.file_storage),
@@ -329,7 +350,7 @@ impl Manager {
             .zip(&uploads.images)
             .map(|(i, u)| ImageSink::new(i.clone(), &thread_name, upload_on_written(u)))
             .collect();
-        let limit = self.session_limit(&plan);
+        let limit = self.session_limit(plan);
         let spec = RecordingSpec {
             encoding: plan.encoding.clone(),
             media: Media::from_flags(plan.audio_only, plan.video_only),
@@ -377,10 +398,10 @@ impl Manager {
         };
         #[allow(deprecated)]
         let info = proto::EgressInfo {
-            egress_id: id.clone(),
+            egress_id: id.to_string(),
             room_name: plan.room_name.clone(),
             room_id: c.room_id.clone(),
-            source_type: source_type(&c) as i32,
+            source_type: source_type(c) as i32,
             status: proto::EgressStatus::EgressStarting as i32,
             // LiveKit's started_at is when the egress was accepted; each output has its own.
             started_at: now,
@@ -403,16 +424,8 @@ impl Manager {
             )),
         };
         let outputs = job::JobOutputs { streams, segments, images, uploads };
-        let job = Job::new(info.clone(), &plan, &recording, outputs, cost, notifier);
-        self.forget_old(&mut jobs);
-        jobs.push(job.clone());
-        drop(jobs);
-        self.counters.started.fetch_add(1, Ordering::Relaxed);
-        let file = plan.file.as_ref().map(|f| f.filename.as_str()).unwrap_or("-");
-        let redacted: Vec<String> = plan.streams.iter().map(|u| crate::secrets::redact(u)).collect();
-        tracing::info!(egress_id = %id, room = %plan.room_name, layout = %plan.layout, file, streams = ?redacted, "egress starting");
-        tokio::spawn(job.run(recording, limit));
-        Ok(info)
+        let job = Job::new(info.clone(), plan, &recording, outputs, cost, notifier);
+        Ok((job, recording, info))
     }
 
     /// What the job records, resolved before anything starts: the room with its token and
@@ -623,6 +636,9 @@ enum Source {
     Room { token: String, layout: crate::layout::Layout },
     Page { url: String, await_start_signal: bool },
 }
+
+/// The job list, held (see `Manager::admit`).
+type JobList<'a> = std::sync::MutexGuard<'a, Vec<Arc<Job>>>;
 
 /// A job handed out by a LiveKit server (fleet mode).
 pub(crate) struct Dispatch {
