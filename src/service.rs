@@ -34,6 +34,11 @@ pub async fn serve(loaded: Loaded, layouts: LayoutSet) -> anyhow::Result<()> {
             None => tracing::warn!(key = %k, "unknown configuration key ignored"),
         }
     }
+    if !config.cluster_id.is_empty() && config.redis.is_none() {
+        // Same words as the other keys with no effect, so log pipelines match one message.
+        let why = "it picks the fleet's StartEgress topic, and without redis this node is in no fleet";
+        tracing::warn!(key = "cluster_id", why, "a LiveKit egress key with no effect in Tessera");
+    }
     for k in config.legacy_keys() {
         tracing::warn!(
             key = k,

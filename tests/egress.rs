@@ -171,23 +171,11 @@ async fn livekit_sdks_start_list_switch_layout_and_stop_a_room_composite_with_we
     );
     let switch_s = (switched_at - started) as f64 / 1e9;
     let video = frames(&node_file, w, h);
-    // Every frame of a stretch is read, not a few samples: a participant flashes white for 100 ms every 5 s
-    // (and becomes the speaker then), and samples spaced near a multiple of 5 s can all land on flashes.
-    let stretch = |from: f64, to: f64| -> Vec<Vec<Option<usize>>> {
-        let (a, b) = ((from * 15.0) as usize, ((to * 15.0) as usize).min(video.len()));
-        video[a.min(b)..b].iter().map(|f| cells(f, 2, w, h)).collect()
-    };
-    let share = |v: &[Vec<Option<usize>>], f: &dyn Fn(&Vec<Option<usize>>) -> bool| {
-        v.iter().filter(|c| f(c)).count() as f64 / v.len().max(1) as f64
-    };
     // Before the switch: the two participants side by side; after it: one fills the frame.
-    // (Grid orders tiles by who spoke last, so either may be on the left.)
-    let before = stretch(0.5, switch_s - 0.5);
-    let both = |c: &Vec<Option<usize>>| c.contains(&Some(0)) && c.contains(&Some(1));
-    assert!(before.len() > 30 && share(&before, &both) >= 0.85, "grid before: {before:?}");
-    let after = stretch(switch_s + 0.5, secs - 0.5);
-    let full = |c: &Vec<Option<usize>>| c[0].is_some() && c[0] == c[1];
-    assert!(after.len() > 30 && share(&after, &full) >= 0.85, "single-speaker after {switch_s:.1} s: {after:?}");
+    let sw = common::grid::grid_then_single(&video, 15.0, switch_s, 0.5, w, h);
+    assert!(sw.before.len() > 30 && sw.both >= 0.85, "grid before: {:?}", sw.before);
+    let after = &sw.after;
+    assert!(after.len() > 30 && sw.full >= 0.85, "single-speaker after {switch_s:.1} s: {after:?}");
     assert!(rms(&audio_mono(&node_file, 16_000)) > 0.02, "the room's audio is in the file");
 
     // Webhooks: started, updated (active, ending) and ended for each, validly signed, in order.

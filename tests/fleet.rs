@@ -139,21 +139,11 @@ async fn through_livekit_server_the_layout_and_streams_change_and_its_webhooks_a
     let path = tessera.out.join("switch.mp4");
     let video = common::frames(&path, w, h);
     let switch_s = (switched_at - started) as f64 / 1e9;
-    let secs = video.len() as f64 / 15.0;
-    let stretch = |from: f64, to: f64| -> Vec<Vec<Option<usize>>> {
-        let (x, y) = ((from * 15.0) as usize, ((to * 15.0) as usize).min(video.len()));
-        video[x.min(y)..y].iter().map(|f| common::grid::cells(f, 2, w, h)).collect()
-    };
-    let share = |v: &[Vec<Option<usize>>], f: &dyn Fn(&Vec<Option<usize>>) -> bool| {
-        v.iter().filter(|c| f(c)).count() as f64 / v.len().max(1) as f64
-    };
-    let before = stretch(0.5, switch_s - 0.5);
-    let both = |c: &Vec<Option<usize>>| c.contains(&Some(0)) && c.contains(&Some(1));
-    assert!(before.len() > 20 && share(&before, &both) >= 0.8, "grid before {switch_s:.1} s: {before:?}");
-    // The metadata takes a round trip through the server: allow a second.
-    let after = stretch(switch_s + 1.0, secs - 0.5);
-    let full = |c: &Vec<Option<usize>>| c[0].is_some() && c[0] == c[1];
-    assert!(after.len() > 30 && share(&after, &full) >= 0.8, "single-speaker after {switch_s:.1} s: {after:?}");
+    // The metadata takes a round trip through the server: a second is allowed for it.
+    let sw = common::grid::grid_then_single(&video, 15.0, switch_s, 1.0, w, h);
+    assert!(sw.before.len() > 20 && sw.both >= 0.8, "grid before {switch_s:.1} s: {:?}", sw.before);
+    let after = &sw.after;
+    assert!(after.len() > 30 && sw.full >= 0.8, "single-speaker after {switch_s:.1} s: {after:?}");
 
     // The streams: A got the start, B the rest.
     let results = done["streamResults"].as_array().unwrap();

@@ -167,19 +167,23 @@ impl Manager {
     pub(crate) fn quote(&self, request: &proto::egress_info::Request) -> Result<f64, EgressError> {
         let c = composite_request(request)?;
         let staging = self.output_dir.join(STAGING).join("quote");
-        let ctx = PlanContext {
+        let plan = request::plan(&c, &self.plan_context(&self.output_dir, &staging))?;
+        Ok(self.cost(&plan, source_type(&c) == proto::EgressSourceType::Sdk))
+    }
+
+    /// What a plan is made against: this service's directories, storage, layouts and key.
+    fn plan_context<'a>(&'a self, local_dir: &'a std::path::Path, staging_dir: &'a std::path::Path) -> PlanContext<'a> {
+        PlanContext {
             output_dir: &self.output_dir,
-            local_dir: &self.output_dir,
-            staging_dir: &staging,
+            local_dir,
+            staging_dir,
             api_key: &self.cfg.api_key,
             layouts: &self.layout_names,
             now: chrono::Utc::now(),
             storage: self.storage_block.as_ref(),
             default_storage: self.default_storage.as_ref(),
             disallow_local: self.cfg.disallow_local_storage,
-        };
-        let plan = request::plan(&c, &ctx)?;
-        Ok(self.cost(&plan, source_type(&c) == proto::EgressSourceType::Sdk))
+        }
     }
 
     /// Cores free now.
@@ -275,17 +279,7 @@ impl Manager {
         // a local file; their objects still get the asked keys.
         let staging_dir = self.output_dir.join(STAGING).join(id);
         let own_dir = self.output_dir.join(id);
-        let ctx = |local_dir| PlanContext {
-            output_dir: &self.output_dir,
-            local_dir,
-            staging_dir: &staging_dir,
-            api_key: &self.cfg.api_key,
-            layouts: &self.layout_names,
-            now: chrono::Utc::now(),
-            storage: self.storage_block.as_ref(),
-            default_storage: self.default_storage.as_ref(),
-            disallow_local: self.cfg.disallow_local_storage,
-        };
+        let ctx = |local_dir| self.plan_context(local_dir, &staging_dir);
         let mut plan = request::plan(c, &ctx(&self.output_dir))?;
         let jobs = self.jobs();
         // A server retrying a StartEgress sends the same egress id again.
@@ -705,6 +699,40 @@ mod tests {
             .flatten()
             .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|n| n.starts_with("EG_")))
             .count()
+    }
+
+    /// A job from a LiveKit server keeps the server's ids, reports its changes, and a second
+    /// StartEgress for the same id (the server retrying) is `already_exists`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dispatched_job_keeps_the_servers_ids_and_a_retry_of_it_already_exists() {
+        let dir = std::env::temp_dir().join(format!("tessera-dispatched-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // Nobody at ws_url: the job fails once it runs, which is after what is checked here.
+        let yaml =
+            format!("api_key: devkey\napi_secret: secret\nws_url: ws://127.0.0.1:9\noutput_dir: {}\n", dir.display());
+        let m = Manager::new(ServiceConfig::parse(&yaml).unwrap().config, LayoutSet::builtin().unwrap()).unwrap();
+        let request = || {
+            proto::egress_info::Request::RoomComposite(proto::RoomCompositeEgressRequest {
+                room_name: "r".into(),
+                file_outputs: vec![proto::EncodedFileOutput { filepath: "d.mp4".into(), ..Default::default() }],
+                ..Default::default()
+            })
+        };
+        assert!(m.quote(&request()).unwrap() > 0.0);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let dispatch = |tx| Dispatch { egress_id: "EG_fromServer01".into(), room_id: "RM_server".into(), reporter: tx };
+        let info = m.start_dispatched(dispatch(tx.clone()), request()).unwrap();
+        assert_eq!((info.egress_id.as_str(), info.room_id.as_str()), ("EG_fromServer01", "RM_server"));
+        let first = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        assert_eq!(
+            (first.egress_id.as_str(), first.status()),
+            ("EG_fromServer01", proto::EgressStatus::EgressStarting)
+        );
+        let again = m.start_dispatched(dispatch(tx), request()).unwrap_err();
+        assert!(matches!(again, EgressError::AlreadyExists(ref id) if id == "EG_fromServer01"), "{again}");
+        m.stop_all();
+        m.all_ended().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

@@ -3,6 +3,8 @@
 //! A scenario is written once against [`Server`] and run on both (`both!`).
 
 use super::livekit::{LiveKit, Options};
+use livekit_api::access_token::VideoGrants;
+use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
 use tessera::devroom::{DevRoom, DevRoomConfig};
@@ -42,49 +44,22 @@ impl Server {
         }
     }
 
-    /// How many participants are in a room now, by RoomService.ListParticipants (Twirp JSON;
-    /// ListRooms' count is refreshed only now and then on livekit-server); 0 when it is not open.
-    #[allow(dead_code)]
-    pub async fn participant_count(&self, key: &str, secret: &str, room: &str) -> Result<u64, String> {
-        let http = self.url().replacen("ws://", "http://", 1);
-        let token = livekit_api::access_token::AccessToken::with_api_key(key, secret)
-            .with_identity("operator")
-            .with_grants(livekit_api::access_token::VideoGrants {
-                room_admin: true,
-                room: room.into(),
-                ..Default::default()
-            })
-            .to_jwt()
-            .map_err(|e| e.to_string())?;
-        let resp = reqwest::Client::new()
-            .post(format!("{http}/twirp/livekit.RoomService/ListParticipants"))
-            .bearer_auth(token)
-            .header("Content-Type", "application/json")
-            .body(serde_json::json!({ "room": room }).to_string())
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let text = resp.text().await.map_err(|e| e.to_string())?;
-        let body: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
-        Ok(body["participants"].as_array().map_or(0, |p| p.len() as u64))
-    }
-
-    /// RoomService.CreateRoom (Twirp JSON) with `body` as the request; the Room it answers.
-    #[allow(dead_code)]
-    pub async fn create_room(
+    /// One RoomService call (Twirp JSON) as an operator with `grants`: the answer's JSON.
+    async fn room_service(
         &self,
-        key: &str,
-        secret: &str,
+        (key, secret): (&str, &str),
+        method: &str,
+        grants: livekit_api::access_token::VideoGrants,
         body: serde_json::Value,
     ) -> Result<serde_json::Value, String> {
         let http = self.url().replacen("ws://", "http://", 1);
         let token = livekit_api::access_token::AccessToken::with_api_key(key, secret)
             .with_identity("operator")
-            .with_grants(livekit_api::access_token::VideoGrants { room_create: true, ..Default::default() })
+            .with_grants(grants)
             .to_jwt()
             .map_err(|e| e.to_string())?;
         let resp = reqwest::Client::new()
-            .post(format!("{http}/twirp/livekit.RoomService/CreateRoom"))
+            .post(format!("{http}/twirp/livekit.RoomService/{method}"))
             .bearer_auth(token)
             .header("Content-Type", "application/json")
             .body(body.to_string())
@@ -94,30 +69,36 @@ impl Server {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
-            return Err(format!("CreateRoom: HTTP {status}: {text}"));
+            return Err(format!("{method}: HTTP {status}: {text}"));
         }
-        serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))
+        serde_json::from_str(&text).map_err(|e| format!("{method}: {e}: {text}"))
     }
 
-    /// Closes a room the way an operator does: RoomService.DeleteRoom (Twirp JSON).
+    /// How many participants are in a room now, by RoomService.ListParticipants (ListRooms'
+    /// count is refreshed only now and then on livekit-server); an error when it is not open.
+    #[allow(dead_code)]
+    pub async fn participant_count(&self, key: &str, secret: &str, room: &str) -> Result<u64, String> {
+        let grants = VideoGrants { room_admin: true, room: room.into(), ..Default::default() };
+        let body = self.room_service((key, secret), "ListParticipants", grants, json!({ "room": room })).await?;
+        Ok(body["participants"].as_array().map_or(0, |p| p.len() as u64))
+    }
+
+    /// RoomService.CreateRoom with `body` as the request; the Room it answers.
+    #[allow(dead_code)]
+    pub async fn create_room(
+        &self,
+        key: &str,
+        secret: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let grants = VideoGrants { room_create: true, ..Default::default() };
+        self.room_service((key, secret), "CreateRoom", grants, body).await
+    }
+
+    /// Closes a room the way an operator does: RoomService.DeleteRoom.
     pub async fn delete_room(&self, key: &str, secret: &str, room: &str) -> Result<(), String> {
-        let http = self.url().replacen("ws://", "http://", 1);
-        let token = livekit_api::access_token::AccessToken::with_api_key(key, secret)
-            .with_identity("operator")
-            .with_grants(livekit_api::access_token::VideoGrants { room_create: true, ..Default::default() })
-            .to_jwt()
-            .map_err(|e| e.to_string())?;
-        let resp = reqwest::Client::new()
-            .post(format!("{http}/twirp/livekit.RoomService/DeleteRoom"))
-            .bearer_auth(token)
-            .header("Content-Type", "application/json")
-            .body(serde_json::json!({ "room": room }).to_string())
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
-        if status.is_success() { Ok(()) } else { Err(format!("DeleteRoom: HTTP {status}: {body}")) }
+        let grants = VideoGrants { room_create: true, ..Default::default() };
+        self.room_service((key, secret), "DeleteRoom", grants, json!({ "room": room })).await.map(|_| ())
     }
 }
 
