@@ -25,22 +25,10 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 redis-server --bind 127.0.0.1 --port $redis_port --save "" --appendonly no >"$work/redis.log" 2>&1 &
 pids+=($!)
-cat >"$work/livekit.yaml" <<YAML
-port: $lk_port
-bind_addresses: [127.0.0.1]
-keys:
-  $key: $secret
-rtc:
-  udp_port: $((lk_port + 1))
-  tcp_port: 0
-  use_external_ip: false
-  node_ip: 127.0.0.1
-  enable_loopback_candidate: true
-redis:
+livekit_yaml $lk_port "redis:
   address: 127.0.0.1:$redis_port
 room:
-  empty_timeout: 300
-YAML
+  empty_timeout: 300" >"$work/livekit.yaml"
 $lk --config "$work/livekit.yaml" >"$work/livekit.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$lk_port/" >/dev/null && break; sleep 0.2; done

@@ -41,3 +41,21 @@ YAML
 sdk() { node tests/peers/egress_node.mjs "$@"; }
 # CPU seconds (user + system) of a process so far, at 100 ticks per second.
 cpu_of() { awk '{ print ($14 + $15) / 100 }' "/proc/$1/stat"; }
+
+# livekit-server's config on loopback: signal on port $1, RTC on $1 + 1, this bench's key;
+# $2: more YAML (redis:, room:).
+livekit_yaml() {
+  cat <<YAML
+port: $1
+bind_addresses: [127.0.0.1]
+keys:
+  $key: $secret
+rtc:
+  udp_port: $(($1 + 1))
+  tcp_port: 0
+  use_external_ip: false
+  node_ip: 127.0.0.1
+  enable_loopback_candidate: true
+${2:-}
+YAML
+}

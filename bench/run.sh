@@ -11,6 +11,7 @@
 # Prints a Markdown block for bench/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh # livekit_yaml
 SECS=${SECS:-20}
 work=${BENCH_DIR:-target/bench}
 mkdir -p "$work"
@@ -65,7 +66,7 @@ d_cpu=$r_cpu d_p50=$r_p50 d_p95=$r_p95 d_first=$r_first d_kib=$r_kib d_secs=$r_s
 lk=target/peers/livekit/server
 if [ -x "$lk" ]; then
   lk_port=${BENCH_LK_PORT:-7989}
-  cat >"$work/livekit.yaml" <<YAML
+  livekit_yaml $lk_port >"$work/livekit.yaml"
 port: $lk_port
 bind_addresses: [127.0.0.1]
 keys:
