@@ -118,7 +118,13 @@ impl Node {
         let dispatch = Dispatch { egress_id: req.egress_id.clone(), room_id: req.room_id.clone(), reporter: tx };
         let info = self.manager.start_dispatched(dispatch, request.into_info_request()).map_err(to_rpc)?;
         self.manager.counters.fleet_wins.fetch_add(1, Ordering::Relaxed);
-        lock(&self.reports).push(tokio::spawn(report::run(self.io.clone(), info.egress_id.clone(), rx)));
+        let report = tokio::spawn(report::run(self.io.clone(), info.egress_id.clone(), rx));
+        {
+            let mut reports = lock(&self.reports);
+            // Only the reports still under way are kept (a long-lived node starts many jobs).
+            reports.retain(|r| !r.is_finished());
+            reports.push(report);
+        }
         // StopEgress and UpdateStream come on the egress id's topic while the job lives.
         let id = info.egress_id.clone();
         let stop: Arc<dyn Method> = Arc::new(StopCall { manager: self.manager.clone() });
