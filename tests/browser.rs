@@ -5,47 +5,16 @@
 
 mod common;
 
+use common::grid::shares;
 use common::rooms::Kind;
 use common::service::*;
-use common::{amplitude, audio_mono, decode_errors, frame_rgb, probe, stream, who, workdir};
+use common::template::pages;
+use common::{amplitude, audio_mono, decode_errors, frame_rgb, probe, stream, workdir};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Serves fixtures/template/ at /template/, livekit-client's UMD build, and an HTTP 500 page.
-async fn pages() -> String {
-    use axum::http::{StatusCode, header};
-    use axum::response::IntoResponse;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let umd = root.join("target/peers-node/node_modules/livekit-client/dist/livekit-client.umd.js");
-    let dir = root.join("fixtures/template");
-    let app = axum::Router::new()
-        .route(
-            "/livekit-client.umd.js",
-            axum::routing::get(move || async move {
-                (
-                    [(header::CONTENT_TYPE, "text/javascript")],
-                    std::fs::read(&umd).expect("livekit-client (make test installs it)"),
-                )
-            }),
-        )
-        .route(
-            "/template/{page}",
-            axum::routing::get(move |axum::extract::Path(page): axum::extract::Path<String>| async move {
-                match std::fs::read(dir.join(&page)) {
-                    Ok(b) => ([(header::CONTENT_TYPE, "text/html")], b).into_response(),
-                    Err(_) => StatusCode::NOT_FOUND.into_response(),
-                }
-            }),
-        )
-        .route("/status/500", axum::routing::get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "broken") }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
-}
 
 /// Processes of the Chromium path on this machine (by name).
 fn browser_processes() -> Vec<String> {
@@ -86,22 +55,6 @@ async fn ended(url: &str, id: &str) -> Value {
 async fn start(url: &str, method: &str, args: Value) -> String {
     let info = call(Sdk::Node, url, SECRET, method, args).await.unwrap_or_else(|e| panic!("{method}: {e}"));
     info["egressId"].as_str().unwrap().to_string()
-}
-
-/// The share of a frame's points showing each of participants `0..n`.
-fn shares(frame: &[u8], n: usize, w: u32, h: u32) -> Vec<f64> {
-    let mut count = vec![0usize; n];
-    let mut total = 0;
-    for y in (0..h).step_by(8) {
-        for x in (0..w).step_by(8) {
-            let i = ((y * w + x) * 3) as usize;
-            total += 1;
-            if let Some(j) = who([frame[i], frame[i + 1], frame[i + 2]], n) {
-                count[j] += 1;
-            }
-        }
-    }
-    count.iter().map(|c| *c as f64 / total as f64).collect()
 }
 
 /// Checks a template recording of participants `0..n`: each one's colour shows somewhere, each

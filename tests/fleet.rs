@@ -405,3 +405,44 @@ async fn sigterm_stops_the_bidding_at_once_and_the_running_job_still_completes()
         p.abort();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_livekit_server_update_layout_switches_a_custom_template() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("fleet-template");
+    let site = common::template::pages().await;
+    let (redis, lk, http) = deployment(&dir);
+    let tessera = node(&dir.join("node"), &lk, &redis, "");
+    let pubs = participants_for(&lk, "tpl", 2, Duration::from_secs(60));
+    wait_in_room(&lk, "tpl").await;
+    let args = json!({
+        "roomName": "tpl",
+        "layout": "grid",
+        "customBaseUrl": format!("{site}/template/index.html"),
+        "file": { "filepath": "tpl.mp4" },
+        "advanced": { "width": 640, "height": 360, "framerate": 15, "videoBitrate": 1200 },
+    });
+    let info = call(Sdk::Node, &http, SECRET, "startRoomComposite", args).await.expect("dispatched");
+    let id = info["egressId"].as_str().unwrap().to_string();
+    wait_for(Sdk::Node, &http, &id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // livekit-server sets the page's participant (identity: the egress id) metadata; the page
+    // switches its own layout.
+    call(Sdk::Node, &http, SECRET, "updateLayout", json!({ "egressId": id, "layout": "single-speaker" }))
+        .await
+        .expect("livekit-server takes UpdateLayout");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    call(Sdk::Node, &http, SECRET, "stopEgress", json!({ "egressId": id })).await.expect("stopped");
+    wait_for(Sdk::Node, &http, &id, "complete", |i| status(i) == "EGRESS_COMPLETE").await;
+    pubs.abort();
+    let path = tessera.out.join("tpl.mp4");
+    let d = common::f64_of(&probe(&path)["format"]["duration"]);
+    let at = |t: f64| common::grid::shares(&common::frame_rgb(&path, t, 640, 360), 2, 640, 360);
+    // As tests/browser.rs reads a template: both side by side 2.6 to 3.8 s in (the switch comes
+    // at least 4 s in), one full frame near the end; a single frame can be a white flash.
+    let before: Vec<Vec<f64>> = [2.6, 3.0, 3.4, 3.8].iter().map(|t| at(*t)).collect();
+    assert!(before.iter().filter(|b| b.iter().all(|s| *s > 0.2)).count() >= 2, "before UpdateLayout: {before:?}");
+    let after: Vec<Vec<f64>> = [1.0, 1.4, 1.8].iter().map(|b| at(d - b)).collect();
+    let full = after.iter().filter(|a| a.iter().any(|s| *s > 0.8) && a.contains(&0.0)).count();
+    assert!(full >= 2, "after UpdateLayout: {after:?}");
+}

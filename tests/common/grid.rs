@@ -57,3 +57,19 @@ pub fn grid_then_single(video: &[Vec<u8>], fps: f64, switch_s: f64, settle: f64,
     let full = share(&after, &|c| c[0].is_some() && c[0] == c[1]);
     Switch { before, after, both, full }
 }
+
+/// The share of a frame's points showing each of participants `0..n`.
+pub fn shares(frame: &[u8], n: usize, w: u32, h: u32) -> Vec<f64> {
+    let mut count = vec![0usize; n];
+    let mut total = 0;
+    for y in (0..h).step_by(8) {
+        for x in (0..w).step_by(8) {
+            let i = ((y * w + x) * 3) as usize;
+            total += 1;
+            if let Some(j) = super::who([frame[i], frame[i + 1], frame[i + 2]], n) {
+                count[j] += 1;
+            }
+        }
+    }
+    count.iter().map(|c| *c as f64 / total as f64).collect()
+}

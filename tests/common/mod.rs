@@ -8,6 +8,7 @@ pub mod livekit;
 pub mod netns;
 pub mod rooms;
 pub mod service;
+pub mod template;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
