@@ -158,7 +158,7 @@ async fn grid_speaker_and_single_speaker_follow_the_room(kind: Kind) {
     let dir = workdir("record-layouts");
     let room = server(kind, &dir).await;
     let pubs = participants(&room, "layouts", 4, |_| {});
-    joined(&room, "layouts", 1).await;
+    joined(&room, "layouts", 4).await;
     let (w, h, fps) = (640, 360, 15);
     let secs = 14.0;
     let paths: Vec<PathBuf> =
@@ -334,7 +334,7 @@ async fn leaving_muting_and_a_screen_share_show_up_in_the_recording(kind: Kind) 
         o.screen_share = true;
         o.share_after = Duration::from_secs(11);
     });
-    joined(&room, "events", 1).await;
+    joined(&room, "events", 4).await;
     // Full size, so the labels' muted-microphone icon is big enough to read back.
     let (w, h, fps) = (1280, 720, 15);
     let path = dir.join("events.mp4");
@@ -467,7 +467,7 @@ async fn loss_and_jitter_are_recovered_with_nack_and_pli_and_the_recording_stays
         common::rooms::devroom(KEY, SECRET, Impairment { loss: 0.10, jitter: Duration::from_millis(50) }).await,
     );
     let pubs = participants(&room, "loss", 2, |_| {});
-    joined(&room, "loss", 1).await;
+    joined(&room, "loss", 2).await;
     let (w, h, fps) = (640, 360, 15);
     let path = dir.join("loss.mp4");
     let mut j = job(&room, "loss", "grid", (w, h, fps), 12.0, &path);
@@ -590,7 +590,7 @@ async fn a_dropped_signal_connection_is_resumed_and_the_recording_goes_on(kind: 
     let dir = workdir("record-resume");
     let room = server(kind, &dir).await;
     let pubs = participants(&room, "resume", 2, |_| {});
-    joined(&room, "resume", 1).await;
+    joined(&room, "resume", 2).await;
     let (w, h, fps) = (640, 360, 15);
     let path = dir.join("resume.mp4");
     // The recorder's signal connection goes through a proxy that can cut it.
@@ -632,7 +632,7 @@ async fn the_last_participant_leaving_closes_the_room_and_ends_the_recording(kin
     let room = server(kind, &dir).await;
     // Both leave after 5 s; the server closes the room after its empty timeout (2 s here).
     let pubs = participants(&room, "emptying", 2, |o| o.duration = Some(Duration::from_secs(5)));
-    joined(&room, "emptying", 1).await;
+    joined(&room, "emptying", 2).await;
     let path = dir.join("emptying.mp4");
     let mut j = job(&room, "emptying", "grid", (320, 180, 15), 60.0, &path);
     j.spec.limit = None;
@@ -666,7 +666,7 @@ async fn a_livekit_server_on_another_host_is_recorded_over_udp_and_with_udp_bloc
         o.tcp = true;
         let room = Server::Real(common::livekit::LiveKit::start(&dir, &o));
         let pubs = participants(&room, "remote", 2, |_| {});
-        joined(&room, "remote", 1).await;
+        joined(&room, "remote", 2).await;
         let (w, h, fps) = (640, 360, 15);
         let path = dir.join("remote.mp4");
         let summary = record(job(&room, "remote", "grid", (w, h, fps), 8.0, &path)).await;
@@ -705,7 +705,7 @@ async fn a_browser_publisher_s_simulcast_layer_follows_its_tile_when_the_layout_
     let layers = browser.wait_for("LAYERS", Duration::from_secs(5)).await;
     assert_eq!(layers, "LAYERS q:320x180,h:640x360,f:1280x720");
     let others = participants(&room, "web", 3, |o| o.duration = Some(Duration::from_secs(45)));
-    joined(&room, "web", 1).await;
+    joined(&room, "web", 3).await;
 
     // A grid of four at 640x360 (tiles of about 308x168, the low layer), then single-speaker (the
     // browser full frame, the middle layer), switched as UpdateLayout switches a job's layout.
