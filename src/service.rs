@@ -50,8 +50,8 @@ pub async fn serve(loaded: Loaded, layouts: LayoutSet) -> anyhow::Result<()> {
         (config.listen.clone(), config.health_port, config.prometheus_port, config.drain_timeout);
     let manager = Manager::new(config, layouts)?;
     // With `redis`, a node of the LiveKit deployment's egress fleet too.
-    let fleet = match manager.config().redis {
-        Some(_) => Some(crate::fleet::Node::join(manager.clone(), manager.config()).await?),
+    let fleet = match &manager.config().redis {
+        Some(redis) => Some(crate::fleet::Node::join(manager.clone(), redis, &manager.config().cluster_id).await?),
         None => None,
     };
     let app = api::router(ApiState { manager: manager.clone(), keys })

@@ -16,9 +16,15 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 /// Redis, a livekit-server dispatching egress through it, and its Twirp URL.
 fn deployment(dir: &std::path::Path) -> (Redis, Server, String) {
+    deployment_with_webhook(dir, None)
+}
+
+/// As `deployment`, livekit-server posting its webhooks to `webhook`.
+fn deployment_with_webhook(dir: &std::path::Path, webhook: Option<String>) -> (Redis, Server, String) {
     let redis = Redis::start(dir);
     let mut o = Options::new(KEY, SECRET);
     o.redis = Some(redis.addr.clone());
+    o.webhook = webhook;
     // Rooms stay while the test drives them.
     o.empty_timeout = 30;
     let lk = Server::Real(LiveKit::start(dir, &o));
@@ -92,11 +98,7 @@ async fn through_livekit_server_the_layout_and_streams_change_and_its_webhooks_a
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = workdir("fleet-update");
     let mut hooks = Hooks::start(0).await;
-    let redis = Redis::start(&dir);
-    let mut o = Options::new(KEY, SECRET);
-    (o.redis, o.webhook, o.empty_timeout) = (Some(redis.addr.clone()), Some(hooks.url("/lk")), 30);
-    let lk = Server::Real(LiveKit::start(&dir, &o));
-    let http = lk.url().replacen("ws://", "http://", 1);
+    let (redis, lk, http) = deployment_with_webhook(&dir, Some(hooks.url("/lk")));
     let tessera = node(&dir.join("node"), &lk, &redis, "");
     let pubs = participants_for(&lk, "switch", 2, Duration::from_secs(60));
     wait_in_room(&lk, "switch").await;

@@ -132,7 +132,7 @@ impl Manager {
 
     /// Cores held by running jobs.
     pub(crate) fn committed(&self) -> f64 {
-        self.jobs().iter().filter(|j| j.is_active()).map(|j| j.cost).fold(0.0, |a, b| a + b)
+        committed_by(&self.jobs())
     }
 
     /// Whether a default room composite would be admitted now (the health answer).
@@ -293,7 +293,7 @@ impl Manager {
             plan = request::plan(c, &ctx(&own_dir))?;
         }
         let cost = self.cost(&plan, source_type(c) == proto::EgressSourceType::Sdk);
-        let committed: f64 = jobs.iter().filter(|j| j.is_active()).map(|j| j.cost).fold(0.0, |a, b| a + b);
+        let committed = committed_by(&jobs);
         let budget = self.budget();
         if committed + cost > budget + 1e-9 {
             self.counters.refused.fetch_add(1, Ordering::Relaxed);
@@ -629,6 +629,11 @@ fn upload_on_written(uploader: &Option<Uploader>) -> Option<crate::output::OnWri
 enum Source {
     Room { token: String, layout: crate::layout::Layout },
     Page { url: String, await_start_signal: bool },
+}
+
+/// Cores held by the running jobs of `jobs`.
+fn committed_by(jobs: &[Arc<Job>]) -> f64 {
+    jobs.iter().filter(|j| j.is_active()).map(|j| j.cost).fold(0.0, |a, b| a + b)
 }
 
 /// The job list, held (see `Manager::admit`).

@@ -7,7 +7,7 @@ use super::bus::{Bus, BusError};
 use super::report;
 use super::rpc::{self, Client, Method, RpcError, Served};
 use super::wire::{self, StartEgressRequest};
-use crate::config::ServiceConfig;
+use crate::config::RedisConfig;
 use crate::egress::{Dispatch, EgressError, Manager, request::RequestError};
 use crate::sync::lock;
 use livekit_protocol as proto;
@@ -30,21 +30,15 @@ pub struct Node {
 }
 
 impl Node {
-    /// Connects to the config's Redis and starts bidding.
-    pub async fn join(manager: Arc<Manager>, cfg: &ServiceConfig) -> Result<Arc<Node>, BusError> {
-        let Some(redis) = &cfg.redis else {
-            return Err(BusError::Connect {
-                address: String::new(),
-                source: redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no redis configured")),
-            });
-        };
+    /// Connects to `redis` and starts bidding on `cluster_id`'s topic.
+    pub async fn join(manager: Arc<Manager>, redis: &RedisConfig, cluster_id: &str) -> Result<Arc<Node>, BusError> {
         let bus = Bus::connect(&redis.url(), &redis.address).await?;
         let io = Arc::new(Client::new(bus.clone(), "IOInfo").await);
         let node = Arc::new(Node {
             manager,
             bus,
             server_id: wire::new_id("SRV_"),
-            cluster_id: cfg.cluster_id.clone(),
+            cluster_id: cluster_id.to_string(),
             io,
             bidding: Mutex::new(None),
             reports: Mutex::default(),
@@ -74,11 +68,6 @@ impl Node {
         if lock(&self.bidding).take().is_some() {
             tracing::info!("fleet: no more bids");
         }
-    }
-
-    /// Whether Redis is reachable now.
-    pub fn redis_up(&self) -> bool {
-        self.bus.is_up()
     }
 
     /// Waits (up to `limit`) until every job's final state has reached the server.
@@ -127,12 +116,14 @@ impl Node {
         }
         // StopEgress and UpdateStream come on the egress id's topic while the job lives.
         let id = info.egress_id.clone();
-        let stop: Arc<dyn Method> = Arc::new(StopCall { manager: self.manager.clone() });
-        let update: Arc<dyn Method> = Arc::new(UpdateStreamCall { manager: self.manager.clone() });
+        let manager = self.manager.clone();
+        let stop: Arc<dyn Method> =
+            Arc::new(JobCall::<proto::StopEgressRequest> { manager: manager.clone(), call: |m, r| m.stop(&r) });
+        let update: Arc<dyn Method> =
+            Arc::new(JobCall::<proto::UpdateStreamRequest> { manager: manager.clone(), call: Manager::update_stream });
         let stop = rpc::serve(self.bus.clone(), self.server_id.clone(), (HANDLER, "StopEgress", &id), true, stop);
         let update = rpc::serve(self.bus.clone(), self.server_id.clone(), (HANDLER, "UpdateStream", &id), true, update);
         let registered = (stop.await, update.await);
-        let manager = self.manager.clone();
         tokio::spawn(async move {
             if let Some(job) = manager.all_jobs().into_iter().find(|j| j.id == id) {
                 job.ended().await;
@@ -166,37 +157,22 @@ impl Method for StartEgress {
     }
 }
 
-/// `EgressHandler.StopEgress` for one job.
-struct StopCall {
+/// `EgressHandler.StopEgress` or `.UpdateStream` for one job: the request decoded and
+/// handed to the manager, as the Egress API hands it.
+struct JobCall<R> {
     manager: Arc<Manager>,
+    call: fn(&Manager, R) -> Result<proto::EgressInfo, EgressError>,
 }
 
 #[async_trait::async_trait]
-impl Method for StopCall {
+impl<R: Message + Default + Send + 'static> Method for JobCall<R> {
     fn affinity(&self, _raw: &[u8]) -> Result<Option<f32>, RpcError> {
         Ok(Some(1.0))
     }
 
     async fn handle(&self, raw: Vec<u8>) -> Result<Vec<u8>, RpcError> {
-        let req = proto::StopEgressRequest::decode(raw.as_slice()).map_err(malformed)?;
-        self.manager.stop(&req).map(|i| i.encode_to_vec()).map_err(to_rpc)
-    }
-}
-
-/// `EgressHandler.UpdateStream` for one job.
-struct UpdateStreamCall {
-    manager: Arc<Manager>,
-}
-
-#[async_trait::async_trait]
-impl Method for UpdateStreamCall {
-    fn affinity(&self, _raw: &[u8]) -> Result<Option<f32>, RpcError> {
-        Ok(Some(1.0))
-    }
-
-    async fn handle(&self, raw: Vec<u8>) -> Result<Vec<u8>, RpcError> {
-        let req = proto::UpdateStreamRequest::decode(raw.as_slice()).map_err(malformed)?;
-        self.manager.update_stream(req).map(|i| i.encode_to_vec()).map_err(to_rpc)
+        let req = R::decode(raw.as_slice()).map_err(malformed)?;
+        (self.call)(&self.manager, req).map(|i| i.encode_to_vec()).map_err(to_rpc)
     }
 }
 
