@@ -28,6 +28,13 @@ if ! [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then
   echo "test peers: nginx with the RTMP module" >&2
 fi
 
+# socat: the TLS end of the RTMPS receiver (FFmpeg cannot listen on rtmps).
+if ! command -v socat >/dev/null; then
+  $sudo apt-get update -q >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends socat openssl >/dev/null
+  echo "test peers: socat" >&2
+fi
+
 # Redis: livekit-server's message bus for egress dispatch (fleet mode); iproute2 and
 # nftables: the test host in a network namespace of its own, and UDP blocked to it.
 if ! command -v redis-server >/dev/null || ! command -v ip >/dev/null || ! command -v nft >/dev/null; then
@@ -51,6 +58,20 @@ if [ "$(cat "$lk_dir/.installed" 2>/dev/null)" != "$lk_want" ] || ! [ -x "$lk_di
     echo "test peers: $lk_want in $lk_dir" >&2
   else
     echo "test peers: livekit-server did not install (see $lk_dir/install.log)" >&2
+  fi
+fi
+
+# LiveKit's own psrpc client (tests/peers/psrpc_peer, our code on LiveKit's published Go
+# modules, pinned by its go.mod and go.sum): the fleet calls livekit-server never makes.
+peer_dir=target/peers/psrpc-peer
+peer_sum=$(cat tests/peers/psrpc_peer/go.mod tests/peers/psrpc_peer/go.sum tests/peers/psrpc_peer/main.go | sha256sum | cut -c1-16)
+if [ "$(cat "$peer_dir/.installed" 2>/dev/null)" != "$peer_sum" ] || ! [ -x "$peer_dir/psrpc-peer" ]; then
+  mkdir -p "$peer_dir"
+  if (cd tests/peers/psrpc_peer && go build -o "../../../$peer_dir/psrpc-peer" .) >"$peer_dir/install.log" 2>&1; then
+    echo "$peer_sum" > "$peer_dir/.installed"
+    echo "test peers: psrpc-peer in $peer_dir" >&2
+  else
+    echo "test peers: psrpc-peer did not build (see $peer_dir/install.log)" >&2
   fi
 fi
 

@@ -5,12 +5,13 @@
 
 mod common;
 
+use common::clouds::*;
 use common::livekit::{LiveKit, Options, Redis};
 use common::rooms::Server;
 use common::service::*;
 use common::{probe, stream, workdir};
 use serde_json::{Value, json};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -67,6 +68,8 @@ async fn livekit_server_dispatches_a_room_composite_that_lists_active_and_stops_
     // livekit-server's ListEgress reads what the node reported (IOInfo).
     let active = wait_for(Sdk::Node, &http, &id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
     assert_eq!(active["roomName"], "fleet", "{active}");
+    // LiveKit's own psrpc client asks the fleet which egresses run (livekit-server never does).
+    assert_eq!(list_active(&redis), [vec![id.clone()]]);
     tokio::time::sleep(Duration::from_secs(4)).await;
     let stopping = call(Sdk::Node, &http, SECRET, "stopEgress", json!({ "egressId": id })).await.expect("stopped");
     assert!(["EGRESS_ENDING", "EGRESS_COMPLETE"].contains(&status(&stopping)), "{stopping}");
@@ -75,11 +78,26 @@ async fn livekit_server_dispatches_a_room_composite_that_lists_active_and_stops_
     assert_eq!(file["filename"].as_str(), Some("fleet.mp4"), "{done}");
     let duration: f64 = file["duration"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0.0) / 1e9;
     assert!(duration > 3.0, "{done}");
+    assert_eq!(list_active(&redis), [Vec::<String>::new()], "the node answers, running nothing");
     let p = probe(&tessera.out.join("fleet.mp4"));
     let v = stream(&p, "video");
     assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(640), Some(360)), "{p}");
     assert!(p["format"]["duration"].as_str().and_then(|d| d.parse::<f64>().ok()).unwrap_or(0.0) > 3.0, "{p}");
     pubs.abort();
+}
+
+/// EgressInternal.ListActiveEgress through LiveKit's psrpc client (tests/peers/psrpc_peer):
+/// each answering node's egress ids.
+fn list_active(redis: &Redis) -> Vec<Vec<String>> {
+    let peer = common::clouds::root().join("target/peers/psrpc-peer/psrpc-peer");
+    let out = std::process::Command::new(&peer)
+        .args([&redis.addr, "list-active", "2s"])
+        .output()
+        .unwrap_or_else(|e| panic!("{peer:?} (scripts/test-peers.sh builds it): {e}"));
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("psrpc-peer: {}", String::from_utf8_lossy(&out.stderr)));
+    let answers = v["ok"].as_array().unwrap_or_else(|| panic!("psrpc-peer: {v}"));
+    answers.iter().map(|a| serde_json::from_value(a["egressIds"].clone()).unwrap()).collect()
 }
 
 /// An FFmpeg RTMP receiver (listening once) writing what it gets to `out`.
@@ -447,4 +465,217 @@ async fn through_livekit_server_update_layout_switches_a_custom_template() {
     let after: Vec<Vec<f64>> = [1.0, 1.4, 1.8].iter().map(|b| at(d - b)).collect();
     let full = after.iter().filter(|a| a.iter().any(|s| *s > 0.8) && a.contains(&0.0)).count();
     assert!(full >= 2, "after UpdateLayout: {after:?}");
+}
+
+/// The seed's S3Upload, its placeholders filled in for the local emulator.
+fn seed_s3(c: &Clouds, bucket: &str) -> Value {
+    json!({ "accessKey": "aws-access-key", "secret": "aws-access-secret", "region": "aws-region",
+            "bucket": bucket, "endpoint": c.s3, "forcePathStyle": true })
+}
+
+/// An RTMPS receiver writing what it receives to `out`: socat ends TLS (a self-signed
+/// certificate) in front of an FFmpeg RTMP listener, since FFmpeg cannot listen on rtmps.
+fn rtmps_receiver(dir: &std::path::Path, port: u16, key: &str, out: &std::path::Path) -> RtmpsReceiver {
+    let pem = dir.join("rtmps.pem");
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&pem)
+        .arg("-out")
+        .arg(dir.join("rtmps.crt"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(made.success(), "openssl made no certificate");
+    let mut both = std::fs::read(&pem).unwrap();
+    both.extend(std::fs::read(dir.join("rtmps.crt")).unwrap());
+    std::fs::write(&pem, both).unwrap();
+    let plain = free_port();
+    let ffmpeg = rtmp_receiver(plain, key, out);
+    let tls = std::process::Command::new("socat")
+        .arg(format!("OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,cert={},verify=0", pem.display()))
+        .arg(format!("TCP:127.0.0.1:{plain}"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("socat (make test installs it)");
+    // Not by connecting: socat serves one connection, which a probe would use up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listening = || {
+        let out = std::process::Command::new("ss").args(["-Hltn", &format!("sport = :{port}")]).output().unwrap();
+        !out.stdout.is_empty()
+    };
+    while !listening() {
+        assert!(Instant::now() < deadline, "socat did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    RtmpsReceiver { ffmpeg, tls }
+}
+
+struct RtmpsReceiver {
+    ffmpeg: std::process::Child,
+    tls: std::process::Child,
+}
+
+impl RtmpsReceiver {
+    /// Waits for the stream to end (FFmpeg finishes its file), then stops the TLS end.
+    fn wait(&mut self) {
+        let _ = self.ffmpeg.wait();
+        let _ = self.tls.kill();
+        let _ = self.tls.wait();
+    }
+}
+
+/// Stops each egress through livekit-server and waits for its final EgressInfo.
+async fn stop_all(http: &str, ids: &[String]) -> Vec<Value> {
+    let mut done = Vec::new();
+    for id in ids {
+        call(Sdk::Node, http, SECRET, "stopEgress", json!({ "egressId": id })).await.expect("stopped");
+    }
+    for id in ids {
+        let info = wait_for(Sdk::Node, http, id, "complete", |i| status(i) == "EGRESS_COMPLETE").await;
+        done.push(info);
+    }
+    done
+}
+
+/// Every snippet of the seed document (the RoomComposite egress page), with its placeholders
+/// filled in (host, bucket, stream URLs) and run as a user runs it: LiveKit's Node SDK calling
+/// livekit-server, which hands each job to a Tessera node. Every output is fetched and decoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_s_snippets_run_through_livekit_server_and_every_output_decodes() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("fleet-seed");
+    let clouds = Clouds::start(&dir);
+    for b in ["my-bucket", "hls-bucket", "images-bucket", "portrait-bucket", "config-bucket"] {
+        create("s3", &clouds.s3, b);
+    }
+    let (redis, lk, http) = deployment(&dir);
+    // S3 in the node's config: the snippet that leaves the output empty uploads there.
+    let storage = format!("storage:\n{}", storage_yaml("s3", &clouds, "config-bucket"));
+    let tessera = node(&dir.join("node"), &lk, &redis, &storage);
+    let pubs = participants_for(&lk, "my-room", 2, Duration::from_secs(240));
+    wait_in_room(&lk, "my-room").await;
+    let start = |args: Value| {
+        let http = http.clone();
+        async move {
+            let info = call(Sdk::Node, &http, SECRET, "startRoomComposite", args).await.expect("dispatched");
+            let id = info["egressId"].as_str().unwrap().to_string();
+            wait_for(Sdk::Node, &http, &id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+            id
+        }
+    };
+    let local = dir.join("fetched");
+    std::fs::create_dir_all(&local).unwrap();
+    let mut infos = Vec::new();
+
+    // 1. Archival to S3, speaker layout; 2. two RTMP URLs (the second RTMPS), grid.
+    let (a_port, b_port) = (free_port(), free_port());
+    let (a_out, b_out) = (dir.join("youtube.flv"), dir.join("twitch.flv"));
+    let mut a = rtmp_receiver(a_port, "yt-stream-key-1", &a_out);
+    let mut b = rtmps_receiver(&dir, b_port, "twitch-key-2", &b_out);
+    let mp4 = start(json!({ "roomName": "my-room", "layout": "speaker",
+        "file": { "filepath": "livekit-demo/room-composite-test.mp4", "s3": seed_s3(&clouds, "my-bucket") } }))
+    .await;
+    let rtmp = start(json!({ "roomName": "my-room", "layout": "grid", "outputs": { "stream": { "protocol": "RTMP",
+        "urls": [format!("rtmp://127.0.0.1:{a_port}/live/yt-stream-key-1"), format!("rtmps://127.0.0.1:{b_port}/live/twitch-key-2")] } } }))
+    .await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let done = stop_all(&http, &[mp4, rtmp]).await;
+    let _ = (a.wait(), b.wait());
+    let f = &done[0]["fileResults"][0];
+    assert_eq!(f["location"], format!("{}/my-bucket/livekit-demo/room-composite-test.mp4", clouds.s3), "{}", done[0]);
+    let path = local.join("room-composite-test.mp4");
+    get("s3", &clouds.s3, "my-bucket", "livekit-demo/room-composite-test.mp4", &path)
+        .expect("the MP4 is in the bucket");
+    check_mp4(&path, secs(&f["duration"]));
+    let v = probe(&path);
+    assert_eq!(
+        (stream(&v, "video")["width"].as_u64(), stream(&v, "video")["height"].as_u64()),
+        (Some(1280), Some(720))
+    );
+    let streams = done[1]["streamResults"].as_array().expect("stream results");
+    assert_eq!(streams.len(), 2, "{}", done[1]);
+    for out in [&a_out, &b_out] {
+        let (ok, errors) = common::decode_errors(out);
+        assert!(ok && errors.is_empty(), "{out:?}: {errors}");
+        let d = common::f64_of(&probe(out)["format"]["duration"]);
+        assert!(d > 5.0, "{out:?} holds {d} s");
+    }
+    infos.extend(done);
+
+    // 3. HLS to S3, the playlist uploaded as it grows; 4. JPEG snapshots to S3.
+    let hls = start(json!({ "roomName": "my-room", "outputs": { "segments": {
+        "filenamePrefix": "livekit-demo/room-composite-test-", "playlistName": "room-composite-test.m3u8",
+        "segmentDuration": 6, "protocol": "HLS_PROTOCOL", "s3": seed_s3(&clouds, "hls-bucket") } } }))
+    .await;
+    let images = start(json!({ "roomName": "my-room", "outputs": { "images": {
+        "captureInterval": 10, "filenamePrefix": "livekit-demo/room-composite-test-", "width": 640, "height": 480,
+        "s3": seed_s3(&clouds, "images-bucket") } } }))
+    .await;
+    let key = "livekit-demo/room-composite-test.m3u8";
+    let versions = follow_playlist(&clouds, "hls-bucket", key, &dir, Instant::now() + Duration::from_secs(15)).await;
+    assert!(versions >= 2, "the playlist was uploaded {versions} times while the recording ran");
+    let done = stop_all(&http, &[hls, images]).await;
+    let g = &done[0]["segmentResults"][0];
+    assert_eq!(g["playlistLocation"], format!("{}/hls-bucket/{key}", clouds.s3), "{}", done[0]);
+    check_uploaded_hls(&clouds, "hls-bucket", key, &dir, secs(&g["duration"]));
+    let count = done[1]["imageResults"][0]["imageCount"].as_str().and_then(|c| c.parse::<usize>().ok()).unwrap_or(0);
+    let jpegs: Vec<String> = list("s3", &clouds.s3, "images-bucket")
+        .into_keys()
+        .filter(|k| k.starts_with("livekit-demo/room-composite-test-") && k.ends_with(".jpeg"))
+        .collect();
+    assert!(count >= 2 && jpegs.len() == count, "{count} images reported, {jpegs:?} in the bucket: {}", done[1]);
+    for k in &jpegs {
+        let jpeg = local.join(k.rsplit('/').next().unwrap());
+        assert_eq!(get("s3", &clouds.s3, "images-bucket", k, &jpeg).as_deref(), Some("image/jpeg"));
+        let v = stream(&probe(&jpeg), "video").clone();
+        assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(640), Some(480)), "{k}");
+    }
+    infos.extend(done);
+
+    // 5. Portrait HLS (the snippet's preset, which the SDK takes as the request's encoding options);
+    // 6. an audio-only composite; 7. output and file path left empty, S3 from the node's config.
+    let portrait = start(json!({ "roomName": "my-room", "preset": "PORTRAIT_H264_720P_30", "outputs": { "segments": {
+        "filenamePrefix": "livekit-demo/room-composite-test-", "playlistName": "room-composite-test.m3u8",
+        "segmentDuration": 6, "protocol": "HLS_PROTOCOL", "s3": seed_s3(&clouds, "portrait-bucket") } } }))
+    .await;
+    let audio = start(json!({ "roomName": "my-room", "audioOnly": true,
+        "file": { "filepath": "livekit-demo/room-composite-audio.ogg", "s3": seed_s3(&clouds, "my-bucket") } }))
+    .await;
+    let empty = start(json!({ "roomName": "my-room", "file": {} })).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let done = stop_all(&http, &[portrait, audio, empty]).await;
+    let pl = local.join("portrait.m3u8");
+    get("s3", &clouds.s3, "portrait-bucket", key, &pl).expect("the portrait playlist");
+    let first = playlist_segments(&std::fs::read_to_string(&pl).unwrap()).remove(0);
+    let seg = local.join(&first);
+    get("s3", &clouds.s3, "portrait-bucket", &format!("livekit-demo/{first}"), &seg).expect("its first segment");
+    let v = stream(&probe(&seg), "video").clone();
+    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(720), Some(1280)), "{}", done[0]);
+    let ogg = local.join("room-composite-audio.ogg");
+    get("s3", &clouds.s3, "my-bucket", "livekit-demo/room-composite-audio.ogg", &ogg).expect("the audio file");
+    let p = probe(&ogg);
+    let kinds: Vec<&str> = p["streams"].as_array().unwrap().iter().filter_map(|s| s["codec_type"].as_str()).collect();
+    assert_eq!(kinds, ["audio"], "{p}");
+    let pcm = common::audio_mono(&ogg, 48000);
+    let level = (pcm.iter().map(|x| x * x).sum::<f32>() / pcm.len().max(1) as f32).sqrt();
+    assert!(level > 0.01, "the room's tones are in the audio-only file (RMS {level})");
+    let f = &done[2]["fileResults"][0];
+    let location = f["location"].as_str().unwrap_or_default();
+    let generated =
+        location.strip_prefix(&format!("{}/config-bucket/", clouds.s3)).unwrap_or_else(|| panic!("{}", done[2]));
+    assert!(generated.starts_with("my-room-") && generated.ends_with(".mp4"), "{}", done[2]);
+    let path = local.join("generated.mp4");
+    get("s3", &clouds.s3, "config-bucket", generated, &path).expect("the generated file is in the config's bucket");
+    check_mp4(&path, secs(&f["duration"]));
+    infos.extend(done);
+
+    // Through livekit-server's ListEgress, no stream key or storage secret.
+    for info in &infos {
+        let text = info.to_string();
+        for secret in ["yt-stream-key-1", "twitch-key-2", "aws-access-secret", "test-secret-never-shown"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+    drop(tessera);
+    pubs.abort();
 }

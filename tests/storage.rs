@@ -133,31 +133,6 @@ impl Relay {
     }
 }
 
-/// Follows the uploaded playlist while the egress runs: every version seen names only segments
-/// already in the bucket. Returns how many distinct versions were seen.
-async fn follow_playlist(c: &Clouds, key: &str, dir: &Path, until: Instant) -> usize {
-    let mut seen = Vec::new();
-    let tmp = dir.join("live.m3u8");
-    while Instant::now() < until {
-        if get("s3", &c.s3, "hls", key, &tmp).is_some() {
-            let text = std::fs::read_to_string(&tmp).unwrap();
-            let objects = list("s3", &c.s3, "hls");
-            let prefix = &key[..key.rfind('/').map(|i| i + 1).unwrap_or(0)];
-            for s in playlist_segments(&text) {
-                assert!(
-                    objects.contains_key(&format!("{prefix}{s}")),
-                    "the playlist names {s} before it is in the bucket"
-                );
-            }
-            if seen.last() != Some(&text) {
-                seen.push(text);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(400)).await;
-    }
-    seen.len()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hls_segments_images_and_the_manifest_reach_s3_as_they_are_made() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -179,7 +154,8 @@ async fn hls_segments_images_and_the_manifest_reach_s3_as_they_are_made() {
     let info = call(Sdk::Node, &serve.url, SECRET, "startRoomComposite", args).await.unwrap();
     let id = info["egressId"].as_str().unwrap().to_string();
     wait_for(Sdk::Node, &serve.url, &id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
-    let versions = follow_playlist(&clouds, "show/show.m3u8", &dir, Instant::now() + Duration::from_secs(10)).await;
+    let versions =
+        follow_playlist(&clouds, "hls", "show/show.m3u8", &dir, Instant::now() + Duration::from_secs(10)).await;
     assert!(versions >= 3, "the uploaded playlist grew {versions} times in 10 s");
     let uploaded = job_metric(&serve.url, "job_bytes_uploaded", &id).await;
     assert!(uploaded > 50_000.0, "{uploaded} bytes uploaded while segments went up");
@@ -188,7 +164,7 @@ async fn hls_segments_images_and_the_manifest_reach_s3_as_they_are_made() {
     let g = &done["segmentResults"][0];
     assert_eq!(g["playlistLocation"].as_str().unwrap(), format!("{}/hls/show/show.m3u8", clouds.s3), "{done}");
     assert_eq!(g["livePlaylistLocation"].as_str().unwrap(), format!("{}/hls/show/live.m3u8", clouds.s3));
-    check_uploaded_hls(&clouds, "show/show.m3u8", &dir, secs(&g["duration"]));
+    check_uploaded_hls(&clouds, "hls", "show/show.m3u8", &dir, secs(&g["duration"]));
     // Every image the manifest lists, and the manifest itself, are in the bucket.
     let objects = list("s3", &clouds.s3, "hls");
     let manifest_key = format!("show/{id}.json");
@@ -271,7 +247,7 @@ async fn s3_gone_for_30_s_mid_recording_loses_nothing_and_the_recording_never_pa
     let g = &done["segmentResults"][0];
     let count = g["segmentCount"].as_str().unwrap().parse::<usize>().unwrap();
     assert!(count >= 20, "{count} segments for about 43 s");
-    check_uploaded_hls(&clouds, "out/out.m3u8", &dir, secs(&g["duration"]));
+    check_uploaded_hls(&clouds, "hls", "out/out.m3u8", &dir, secs(&g["duration"]));
     let uploaded = list("s3", &clouds.s3, "hls").keys().filter(|k| k.ends_with(".ts")).count();
     assert_eq!(uploaded, count, "every segment is in the bucket");
     assert!(walk(&serve.out).is_empty(), "all uploaded, nothing left on disk");

@@ -126,6 +126,11 @@ impl Manager {
         self.jobs().clone()
     }
 
+    /// The ids of the jobs still running (fleet mode's ListActiveEgress).
+    pub(crate) fn active_ids(&self) -> Vec<String> {
+        self.jobs().iter().filter(|j| j.is_active()).map(|j| j.id.clone()).collect()
+    }
+
     pub fn budget(&self) -> f64 {
         self.cfg.cpu_cost.budget()
     }

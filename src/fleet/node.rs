@@ -5,7 +5,7 @@
 
 use super::bus::{Bus, BusError};
 use super::report;
-use super::rpc::{self, Client, Method, RpcError, Served};
+use super::rpc::{self, Client, Method, Pattern, RpcError, Served};
 use super::wire::{self, StartEgressRequest};
 use crate::config::RedisConfig;
 use crate::egress::{Dispatch, EgressError, Manager, request::RequestError};
@@ -26,6 +26,7 @@ pub struct Node {
     cluster_id: String,
     io: Arc<Client>,
     bidding: Mutex<Option<Served>>,
+    listing: Mutex<Option<Served>>,
     reports: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -41,6 +42,7 @@ impl Node {
             cluster_id: cluster_id.to_string(),
             io,
             bidding: Mutex::new(None),
+            listing: Mutex::new(None),
             reports: Mutex::default(),
         });
         // Health and metrics say whether Redis is reachable.
@@ -56,9 +58,26 @@ impl Node {
         });
         let start: Arc<dyn Method> = Arc::new(StartEgress(Arc::downgrade(&node)));
         let topic = node.cluster_id.clone();
-        let served =
-            rpc::serve(node.bus.clone(), node.server_id.clone(), (INTERNAL, "StartEgress", &topic), false, start).await;
+        let served = rpc::serve(
+            node.bus.clone(),
+            node.server_id.clone(),
+            (INTERNAL, "StartEgress", &topic),
+            Pattern::Bid,
+            start,
+        )
+        .await;
         *lock(&node.bidding) = Some(served);
+        // On no cluster's topic, as LiveKit's egress registers it; draining does not stop it.
+        let list: Arc<dyn Method> = Arc::new(ListActiveEgress(node.manager.clone()));
+        let listing = rpc::serve(
+            node.bus.clone(),
+            node.server_id.clone(),
+            (INTERNAL, "ListActiveEgress", ""),
+            Pattern::Multi,
+            list,
+        )
+        .await;
+        *lock(&node.listing) = Some(listing);
         tracing::info!(server_id = %node.server_id, redis = %redis.address, cluster_id = %node.cluster_id, "joined the egress fleet");
         Ok(node)
     }
@@ -121,8 +140,15 @@ impl Node {
             Arc::new(JobCall::<proto::StopEgressRequest> { manager: manager.clone(), call: |m, r| m.stop(&r) });
         let update: Arc<dyn Method> =
             Arc::new(JobCall::<proto::UpdateStreamRequest> { manager: manager.clone(), call: Manager::update_stream });
-        let stop = rpc::serve(self.bus.clone(), self.server_id.clone(), (HANDLER, "StopEgress", &id), true, stop);
-        let update = rpc::serve(self.bus.clone(), self.server_id.clone(), (HANDLER, "UpdateStream", &id), true, update);
+        let stop =
+            rpc::serve(self.bus.clone(), self.server_id.clone(), (HANDLER, "StopEgress", &id), Pattern::Queue, stop);
+        let update = rpc::serve(
+            self.bus.clone(),
+            self.server_id.clone(),
+            (HANDLER, "UpdateStream", &id),
+            Pattern::Queue,
+            update,
+        );
         let registered = (stop.await, update.await);
         tokio::spawn(async move {
             if let Some(job) = manager.all_jobs().into_iter().find(|j| j.id == id) {
@@ -154,6 +180,22 @@ impl Method for StartEgress {
         let req = StartEgressRequest::decode(raw.as_slice()).map_err(malformed)?;
         let node = self.0.upgrade().ok_or_else(|| RpcError::new("unavailable", "the node is shutting down"))?;
         node.start(req).await.map(|i| i.encode_to_vec())
+    }
+}
+
+/// `EgressInternal.ListActiveEgress`: the ids of the jobs this node is running.
+struct ListActiveEgress(Arc<Manager>);
+
+#[async_trait::async_trait]
+impl Method for ListActiveEgress {
+    fn affinity(&self, _raw: &[u8]) -> Result<Option<f32>, RpcError> {
+        Ok(Some(1.0))
+    }
+
+    async fn handle(&self, raw: Vec<u8>) -> Result<Vec<u8>, RpcError> {
+        wire::ListActiveEgressRequest::decode(raw.as_slice()).map_err(malformed)?;
+        let egress_ids = self.0.active_ids();
+        Ok(wire::ListActiveEgressResponse { egress_ids }.encode_to_vec())
     }
 }
 

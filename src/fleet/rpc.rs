@@ -1,6 +1,6 @@
 //! psrpc's call patterns on the bus: a server that bids for requests, waits for the grant
 //! and answers (StartEgress with an affinity; the queue methods, StopEgress and UpdateStream,
-//! after taking the queue lock), and a client that sends a request, grants the first bid and
+//! after taking the queue lock) or answers at once (multi methods, ListActiveEgress), and a client that sends a request, grants the first bid and
 //! waits for the answer (IOInfo). Hand-written because psrpc has no implementation outside
 //! Go; the wire format is in `wire`.
 
@@ -52,13 +52,25 @@ impl Drop for Served {
 
 type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<String>>>>;
 
-/// Serves `service.method` on `topic` as server `server_id`. `queue`: psrpc's queue methods,
-/// where every server gets the request and the queue lock picks one to bid.
+/// How a method's servers take a request, as psrpc registers it.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Pattern {
+    /// Every server bids its affinity; the client grants one (StartEgress).
+    Bid,
+    /// psrpc's queue methods: every server gets the request and the queue lock picks the
+    /// one that bids (StopEgress, UpdateStream).
+    Queue,
+    /// Every server answers at once, without a bid; the client collects the answers
+    /// (ListActiveEgress).
+    Multi,
+}
+
+/// Serves `service.method` on `topic` as server `server_id`.
 pub(crate) async fn serve(
     bus: Arc<Bus>,
     server_id: String,
     (service, method, topic): (&'static str, &'static str, &str),
-    queue: bool,
+    pattern: Pattern,
     handler: Arc<dyn Method>,
 ) -> Served {
     let mut requests = bus.subscribe(&wire::request_channel(service, method, topic)).await;
@@ -70,7 +82,7 @@ pub(crate) async fn serve(
             let Some(Envelope::Request(req)) = Envelope::decode(&payload) else { continue };
             let call = Call { bus: bus.clone(), server_id: server_id.clone(), service, waiting: waiting.clone() };
             let handler = handler.clone();
-            tokio::spawn(async move { call.run(req, &payload, queue, handler).await });
+            tokio::spawn(async move { call.run(req, &payload, pattern, handler).await });
         }
     });
     Served { tasks: vec![grant_task, request_task] }
@@ -94,11 +106,15 @@ struct Call {
 }
 
 impl Call {
-    async fn run(self, req: Request, payload: &[u8], queue: bool, handler: Arc<dyn Method>) {
+    async fn run(self, req: Request, payload: &[u8], pattern: Pattern, handler: Arc<dyn Method>) {
         if unix_ns() >= req.expiry {
             return;
         }
-        if queue && !self.bus.take(payload).await.unwrap_or(false) {
+        if pattern == Pattern::Multi {
+            let result = handler.handle(req.raw_request.clone()).await;
+            return self.answer(&req, result).await;
+        }
+        if pattern == Pattern::Queue && !self.bus.take(payload).await.unwrap_or(false) {
             return;
         }
         let affinity = match handler.affinity(&req.raw_request) {

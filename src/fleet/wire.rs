@@ -112,6 +112,17 @@ impl Envelope {
     }
 }
 
+/// `rpc.ListActiveEgressRequest`: no fields.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct ListActiveEgressRequest {}
+
+/// `rpc.ListActiveEgressResponse`: the egress ids a node is running.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct ListActiveEgressResponse {
+    #[prost(string, repeated, tag = "1")]
+    pub egress_ids: Vec<String>,
+}
+
 /// `rpc.StartEgressRequest`: what livekit-server's egress launcher sends to the fleet.
 #[derive(Clone, PartialEq, Message)]
 pub(crate) struct StartEgressRequest {

@@ -182,18 +182,18 @@ pub fn playlist_segments(text: &str) -> Vec<String> {
 
 /// Downloads a playlist and its segments and checks the whole plays: segments within a frame of
 /// their duration, the sum close to `expect_s`, every one decoding.
-pub fn check_uploaded_hls(c: &Clouds, key: &str, dir: &Path, expect_s: f64) {
+pub fn check_uploaded_hls(c: &Clouds, bucket: &str, key: &str, dir: &Path, expect_s: f64) {
     let local = dir.join("hls");
     std::fs::create_dir_all(&local).unwrap();
     let pl = local.join("final.m3u8");
-    assert_eq!(get("s3", &c.s3, "hls", key, &pl).as_deref(), Some("application/x-mpegurl"));
+    assert_eq!(get("s3", &c.s3, bucket, key, &pl).as_deref(), Some("application/x-mpegurl"));
     let text = std::fs::read_to_string(&pl).unwrap();
     assert!(text.contains("#EXT-X-ENDLIST"), "{text}");
     let prefix = &key[..key.rfind('/').map(|i| i + 1).unwrap_or(0)];
     let segs = playlist_segments(&text);
     for s in &segs {
         let ct =
-            get("s3", &c.s3, "hls", &format!("{prefix}{s}"), &local.join(s)).unwrap_or_else(|| panic!("{s} missing"));
+            get("s3", &c.s3, bucket, &format!("{prefix}{s}"), &local.join(s)).unwrap_or_else(|| panic!("{s} missing"));
         assert_eq!(ct, "video/mp2t");
     }
     let total: f64 = text
@@ -204,4 +204,29 @@ pub fn check_uploaded_hls(c: &Clouds, key: &str, dir: &Path, expect_s: f64) {
     assert!((total - expect_s).abs() < 1.5, "segments hold {total} s, the recording {expect_s} s");
     let (ok, errors) = decode_errors(&pl);
     assert!(ok && errors.is_empty(), "the uploaded playlist plays: {errors}");
+}
+
+/// Follows the uploaded playlist while the egress runs: every version seen names only segments
+/// already in the bucket. Returns how many distinct versions were seen.
+pub async fn follow_playlist(c: &Clouds, bucket: &str, key: &str, dir: &Path, until: Instant) -> usize {
+    let mut seen = Vec::new();
+    let tmp = dir.join("live.m3u8");
+    while Instant::now() < until {
+        if get("s3", &c.s3, bucket, key, &tmp).is_some() {
+            let text = std::fs::read_to_string(&tmp).unwrap();
+            let objects = list("s3", &c.s3, bucket);
+            let prefix = &key[..key.rfind('/').map(|i| i + 1).unwrap_or(0)];
+            for s in playlist_segments(&text) {
+                assert!(
+                    objects.contains_key(&format!("{prefix}{s}")),
+                    "the playlist names {s} before it is in the bucket"
+                );
+            }
+            if seen.last() != Some(&text) {
+                seen.push(text);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    seen.len()
 }
