@@ -8,8 +8,8 @@
 //!   or on the result (EgressInfo, through a running service with devroom for the calls that
 //!   act on a running egress).
 //! - **Refused**: its check sets the field and returns the error, which must name the field.
-//!   Fields of the request kinds Tessera does not record yet (participant, track composite,
-//!   track and media sources) are refused with their request: the error names the request.
+//!   Fields of the request kinds Tessera does not record yet (track egress and media
+//!   sources) are refused with their request: the error names the request.
 
 mod common;
 
@@ -18,7 +18,9 @@ use proto::room_composite_egress_request as rc;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use tessera::egress::request::{self, CompositeRequest, ManifestVia, Plan, PlanContext, PlanSource, RequestError};
+use tessera::egress::request::{
+    self, CompositeRequest, ManifestVia, Plan, PlanContext, PlanSource, RequestError, Subject,
+};
 use tessera::egress::{EgressError, Manager};
 use tessera::encode::H264Profile;
 
@@ -182,6 +184,31 @@ impl Rig {
         request::plan(&CompositeRequest::from_web(&r)?, &self.ctx())
     }
 
+    /// A participant egress of `alice` to `a.mp4`, changed by `f`, planned.
+    fn participant(&self, f: impl FnOnce(&mut proto::ParticipantEgressRequest)) -> Result<Plan, RequestError> {
+        let mut r = proto::ParticipantEgressRequest {
+            room_name: "room".into(),
+            identity: "alice".into(),
+            file_outputs: vec![proto::EncodedFileOutput { filepath: "a.mp4".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        f(&mut r);
+        request::plan(&CompositeRequest::from_participant(&r)?, &self.ctx())
+    }
+
+    /// A track composite of `TR_a` and `TR_v` to `a.mp4`, changed by `f`, planned.
+    fn tc(&self, f: impl FnOnce(&mut proto::TrackCompositeEgressRequest)) -> Result<Plan, RequestError> {
+        let mut r = proto::TrackCompositeEgressRequest {
+            room_name: "room".into(),
+            audio_track_id: "TR_a".into(),
+            video_track_id: "TR_v".into(),
+            file_outputs: vec![proto::EncodedFileOutput { filepath: "a.mp4".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        f(&mut r);
+        request::plan(&CompositeRequest::from_track_composite(&r)?, &self.ctx())
+    }
+
     /// A v2 StartEgress with a template source and a file output, changed by `f`.
     fn v2(&self, f: impl FnOnce(&mut proto::StartEgressRequest)) -> Result<Plan, RequestError> {
         let mut r = proto::StartEgressRequest {
@@ -337,22 +364,6 @@ fn url_hook() -> proto::WebhookConfig {
 }
 
 // --- the refused request kinds ---
-
-fn participant(rig: &Rig, f: impl FnOnce(&mut proto::ParticipantEgressRequest)) -> String {
-    let mut r = proto::ParticipantEgressRequest { room_name: "room".into(), ..Default::default() };
-    f(&mut r);
-    let m = rig.manager().clone();
-    let _in = rig.rt.enter();
-    egress_err(m.start_other(proto::egress_info::Request::Participant(r)))
-}
-
-fn track_composite(rig: &Rig, f: impl FnOnce(&mut proto::TrackCompositeEgressRequest)) -> String {
-    let mut r = proto::TrackCompositeEgressRequest { room_name: "room".into(), ..Default::default() };
-    f(&mut r);
-    let m = rig.manager().clone();
-    let _in = rig.rt.enter();
-    egress_err(m.start_other(proto::egress_info::Request::TrackComposite(r)))
-}
 
 fn track(rig: &Rig, f: impl FnOnce(&mut proto::TrackEgressRequest)) -> String {
     let mut r = proto::TrackEgressRequest { room_name: "room".into(), ..Default::default() };
@@ -787,30 +798,91 @@ fn table() -> Vec<(&'static str, Class)> {
             let p = rig.rc(hook(proto::WebhookConfig { filter_params: Some(proto::FilterParams { include_events: vec![], exclude_events: vec!["egress_updated".into()] }), ..url_hook() })).unwrap();
             assert!(!p.webhooks[0].1.allows("egress_updated") && p.webhooks[0].1.allows("egress_ended"));
         })),
+        // --- participant and track composite egress: the same plan, of one subject ---
+        ("ParticipantEgressRequest.room_name", H(|rig| assert_eq!(rig.participant(|r| r.room_name = "x".into()).unwrap().room_name, "x"))),
+        ("ParticipantEgressRequest.identity", H(|rig| {
+            let p = rig.participant(|r| r.identity = "bob".into()).unwrap();
+            assert_eq!(p.subject, Subject::Participant { identity: "bob".into(), screen_share: false });
+            assert!(err(rig.participant(|r| r.identity.clear())).contains("identity"));
+        })),
+        ("ParticipantEgressRequest.screen_share", H(|rig| {
+            let p = rig.participant(|r| r.screen_share = true).unwrap();
+            assert_eq!(p.subject, Subject::Participant { identity: "alice".into(), screen_share: true });
+        })),
+        ("ParticipantEgressRequest.preset", H(|rig| {
+            let p = rig.participant(|r| r.options = Some(proto::participant_egress_request::Options::Preset(proto::EncodingOptionsPreset::H264720p60 as i32))).unwrap();
+            assert_eq!(p.encoding.framerate, 60);
+        })),
+        ("ParticipantEgressRequest.advanced", H(|rig| {
+            let a = proto::EncodingOptions { width: 640, height: 360, ..Default::default() };
+            let p = rig.participant(|r| r.options = Some(proto::participant_egress_request::Options::Advanced(a))).unwrap();
+            assert_eq!((p.encoding.width, p.encoding.height), (640, 360));
+        })),
+        ("ParticipantEgressRequest.file_outputs", H(|rig| {
+            let p = rig.participant(|r| r.file_outputs[0].filepath = "{publisher_identity}/{room_name}.mp4".into()).unwrap();
+            assert_eq!(p.file.unwrap().filename, "alice/room.mp4");
+        })),
+        ("ParticipantEgressRequest.stream_outputs", H(|rig| {
+            let p = rig.participant(|r| r.stream_outputs = vec![proto::StreamOutput { urls: vec!["rtmp://h/app/k".into()], ..Default::default() }]).unwrap();
+            assert_eq!(p.streams, ["rtmp://h/app/k"]);
+        })),
+        ("ParticipantEgressRequest.segment_outputs", H(|rig| {
+            let p = rig.participant(|r| r.segment_outputs = vec![proto::SegmentedFileOutput { filename_prefix: "p/seg".into(), ..Default::default() }]).unwrap();
+            assert_eq!(p.segments.unwrap().prefix, "seg");
+        })),
+        ("ParticipantEgressRequest.image_outputs", H(|rig| {
+            let p = rig.participant(|r| r.image_outputs = vec![proto::ImageOutput { capture_interval: 5, ..Default::default() }]).unwrap();
+            assert_eq!(p.images.len(), 1);
+        })),
+        ("ParticipantEgressRequest.webhooks", H(|rig| assert_eq!(rig.participant(|r| r.webhooks = vec![url_hook()]).unwrap().webhooks.len(), 1))),
+        ("TrackCompositeEgressRequest.room_name", H(|rig| assert_eq!(rig.tc(|r| r.room_name = "x".into()).unwrap().room_name, "x"))),
+        ("TrackCompositeEgressRequest.audio_track_id", H(|rig| {
+            let p = rig.tc(|r| r.video_track_id.clear()).unwrap();
+            assert_eq!(p.subject, Subject::Tracks { audio: Some("TR_a".into()), video: None });
+            assert!(p.audio_only);
+        })),
+        ("TrackCompositeEgressRequest.video_track_id", H(|rig| {
+            let p = rig.tc(|r| r.audio_track_id.clear()).unwrap();
+            assert_eq!(p.subject, Subject::Tracks { audio: None, video: Some("TR_v".into()) });
+            assert!(p.video_only);
+            assert!(err(rig.tc(|r| { r.audio_track_id.clear(); r.video_track_id.clear(); })).contains("video_track_id"));
+        })),
+        ("TrackCompositeEgressRequest.file", H(|rig| {
+            let p = rig.tc(|r| { r.file_outputs.clear(); #[allow(deprecated)] { r.output = Some(proto::track_composite_egress_request::Output::File(proto::EncodedFileOutput { filepath: "l.mp4".into(), ..Default::default() })); } }).unwrap();
+            assert_eq!(p.file.unwrap().filename, "l.mp4");
+        })),
+        ("TrackCompositeEgressRequest.stream", H(|rig| {
+            let p = rig.tc(|r| { r.file_outputs.clear(); #[allow(deprecated)] { r.output = Some(proto::track_composite_egress_request::Output::Stream(proto::StreamOutput { urls: vec!["rtmp://h/app/k".into()], ..Default::default() })); } }).unwrap();
+            assert_eq!(p.streams, ["rtmp://h/app/k"]);
+        })),
+        ("TrackCompositeEgressRequest.segments", H(|rig| {
+            let p = rig.tc(|r| { r.file_outputs.clear(); #[allow(deprecated)] { r.output = Some(proto::track_composite_egress_request::Output::Segments(proto::SegmentedFileOutput { filename_prefix: "t/seg".into(), ..Default::default() })); } }).unwrap();
+            assert_eq!(p.segments.unwrap().prefix, "seg");
+        })),
+        ("TrackCompositeEgressRequest.preset", H(|rig| {
+            let p = rig.tc(|r| r.options = Some(proto::track_composite_egress_request::Options::Preset(proto::EncodingOptionsPreset::H264720p60 as i32))).unwrap();
+            assert_eq!(p.encoding.framerate, 60);
+        })),
+        ("TrackCompositeEgressRequest.advanced", H(|rig| {
+            let a = proto::EncodingOptions { width: 640, height: 360, ..Default::default() };
+            let p = rig.tc(|r| r.options = Some(proto::track_composite_egress_request::Options::Advanced(a))).unwrap();
+            assert_eq!((p.encoding.width, p.encoding.height), (640, 360));
+        })),
+        ("TrackCompositeEgressRequest.file_outputs", H(|rig| assert_eq!(rig.tc(|_| {}).unwrap().file.unwrap().filename, "a.mp4"))),
+        ("TrackCompositeEgressRequest.stream_outputs", H(|rig| {
+            let p = rig.tc(|r| r.stream_outputs = vec![proto::StreamOutput { urls: vec!["rtmp://h/app/k".into()], ..Default::default() }]).unwrap();
+            assert_eq!(p.streams, ["rtmp://h/app/k"]);
+        })),
+        ("TrackCompositeEgressRequest.segment_outputs", H(|rig| {
+            let p = rig.tc(|r| r.segment_outputs = vec![proto::SegmentedFileOutput { filename_prefix: "t/seg".into(), ..Default::default() }]).unwrap();
+            assert!(p.segments.is_some());
+        })),
+        ("TrackCompositeEgressRequest.image_outputs", H(|rig| {
+            let p = rig.tc(|r| r.image_outputs = vec![proto::ImageOutput { capture_interval: 5, ..Default::default() }]).unwrap();
+            assert_eq!(p.images.len(), 1);
+        })),
+        ("TrackCompositeEgressRequest.webhooks", H(|rig| assert_eq!(rig.tc(|r| r.webhooks = vec![url_hook()]).unwrap().webhooks.len(), 1))),
         // --- the request kinds Tessera does not record yet: refused with their request ---
-        ("ParticipantEgressRequest.room_name", R("participant egress", |rig| participant(rig, |r| r.room_name = "x".into()))),
-        ("ParticipantEgressRequest.identity", R("participant egress", |rig| participant(rig, |r| r.identity = "alice".into()))),
-        ("ParticipantEgressRequest.screen_share", R("participant egress", |rig| participant(rig, |r| r.screen_share = true))),
-        ("ParticipantEgressRequest.preset", R("participant egress", |rig| participant(rig, |r| r.options = Some(proto::participant_egress_request::Options::Preset(1))))),
-        ("ParticipantEgressRequest.advanced", R("participant egress", |rig| participant(rig, |r| r.options = Some(proto::participant_egress_request::Options::Advanced(Default::default()))))),
-        ("ParticipantEgressRequest.file_outputs", R("participant egress", |rig| participant(rig, |r| r.file_outputs = vec![Default::default()]))),
-        ("ParticipantEgressRequest.stream_outputs", R("participant egress", |rig| participant(rig, |r| r.stream_outputs = vec![Default::default()]))),
-        ("ParticipantEgressRequest.segment_outputs", R("participant egress", |rig| participant(rig, |r| r.segment_outputs = vec![Default::default()]))),
-        ("ParticipantEgressRequest.image_outputs", R("participant egress", |rig| participant(rig, |r| r.image_outputs = vec![Default::default()]))),
-        ("ParticipantEgressRequest.webhooks", R("participant egress", |rig| participant(rig, |r| r.webhooks = vec![url_hook()]))),
-        ("TrackCompositeEgressRequest.room_name", R("track composite egress", |rig| track_composite(rig, |r| r.room_name = "x".into()))),
-        ("TrackCompositeEgressRequest.audio_track_id", R("track composite egress", |rig| track_composite(rig, |r| r.audio_track_id = "TR_a".into()))),
-        ("TrackCompositeEgressRequest.video_track_id", R("track composite egress", |rig| track_composite(rig, |r| r.video_track_id = "TR_v".into()))),
-        ("TrackCompositeEgressRequest.file", R("track composite egress", |rig| track_composite(rig, |r| { #[allow(deprecated)] { r.output = Some(proto::track_composite_egress_request::Output::File(Default::default())); } }))),
-        ("TrackCompositeEgressRequest.stream", R("track composite egress", |rig| track_composite(rig, |r| { #[allow(deprecated)] { r.output = Some(proto::track_composite_egress_request::Output::Stream(Default::default())); } }))),
-        ("TrackCompositeEgressRequest.segments", R("track composite egress", |rig| track_composite(rig, |r| { #[allow(deprecated)] { r.output = Some(proto::track_composite_egress_request::Output::Segments(Default::default())); } }))),
-        ("TrackCompositeEgressRequest.preset", R("track composite egress", |rig| track_composite(rig, |r| r.options = Some(proto::track_composite_egress_request::Options::Preset(1))))),
-        ("TrackCompositeEgressRequest.advanced", R("track composite egress", |rig| track_composite(rig, |r| r.options = Some(proto::track_composite_egress_request::Options::Advanced(Default::default()))))),
-        ("TrackCompositeEgressRequest.file_outputs", R("track composite egress", |rig| track_composite(rig, |r| r.file_outputs = vec![Default::default()]))),
-        ("TrackCompositeEgressRequest.stream_outputs", R("track composite egress", |rig| track_composite(rig, |r| r.stream_outputs = vec![Default::default()]))),
-        ("TrackCompositeEgressRequest.segment_outputs", R("track composite egress", |rig| track_composite(rig, |r| r.segment_outputs = vec![Default::default()]))),
-        ("TrackCompositeEgressRequest.image_outputs", R("track composite egress", |rig| track_composite(rig, |r| r.image_outputs = vec![Default::default()]))),
-        ("TrackCompositeEgressRequest.webhooks", R("track composite egress", |rig| track_composite(rig, |r| r.webhooks = vec![url_hook()]))),
         ("TrackEgressRequest.room_name", R("track egress", |rig| track(rig, |r| r.room_name = "x".into()))),
         ("TrackEgressRequest.track_id", R("track egress", |rig| track(rig, |r| r.track_id = "TR_a".into()))),
         ("TrackEgressRequest.file", R("track egress", |rig| track(rig, |r| r.output = Some(proto::track_egress_request::Output::File(Default::default()))))),

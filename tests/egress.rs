@@ -1137,3 +1137,157 @@ async fn a_file_on_a_full_disk_fails_alone_while_the_segments_go_on() {
     assert!(ok && errors.is_empty(), "{errors}");
     pubs.abort();
 }
+
+/// A track's sid from ListParticipants: `identity`'s track from `source` (LiveKit's JSON name).
+fn track_sid(participants: &[Value], identity: &str, source: &str) -> String {
+    let p = participants.iter().find(|p| p["identity"] == identity).unwrap_or_else(|| panic!("no {identity}"));
+    let t = p["tracks"].as_array().and_then(|ts| ts.iter().find(|t| t["source"] == source));
+    t.and_then(|t| t["sid"].as_str()).unwrap_or_else(|| panic!("{identity} has no {source} track: {p}")).to_string()
+}
+
+/// Who each frame of a recording shows full frame (its middle's colour): participant index,
+/// `Some(None)` for a flash, None for anything else.
+fn shown(path: &Path) -> Vec<Option<Option<usize>>> {
+    let (w, h) = (640, 360);
+    frames(path, w, h)
+        .iter()
+        .map(|f| {
+            let c = common::median_rgb(f, w, w / 4, h / 4, w / 2, h / 2);
+            if c.iter().all(|&v| v > 245) { Some(None) } else { who(c, 4).map(Some) }
+        })
+        .collect()
+}
+
+/// The loudest 1 s window of participant `i`'s tone in 48 kHz mono.
+fn tone_peak(audio: &[f32], i: usize) -> f32 {
+    let hz = tessera::preview::synthetic::tone_hz(i);
+    audio.chunks(48_000).map(|w| amplitude(w, 48_000.0, hz)).fold(0.0f32, f32::max)
+}
+
+both!(participant_and_track_composite_egress_record_their_subject_and_nobody_else);
+async fn participant_and_track_composite_egress_record_their_subject_and_nobody_else(kind: Kind) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir(&format!("egress-subjects-{kind:?}"));
+    let room = server(kind, &dir).await;
+    // Four participants: 0 also shares a screen, 2 mutes its microphone every other 4 s.
+    let o = tessera::devroom::synthetic::SyntheticOptions {
+        url: room.url(),
+        api_key: KEY.into(),
+        api_secret: SECRET.into(),
+        room: "subjects".into(),
+        count: 4,
+        screen_share: true,
+        share_after: Duration::ZERO,
+        mute_toggle: true,
+        duration: Some(Duration::from_secs(120)),
+        ..Default::default()
+    };
+    let pubs = tokio::spawn(tessera::devroom::synthetic::run(o));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let people = loop {
+        let p = room.participants(KEY, SECRET, "subjects").await.unwrap_or_default();
+        let tracks: usize = p.iter().map(|p| p["tracks"].as_array().map_or(0, |t| t.len())).sum();
+        if tracks >= 9 {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the publishers never all published: {p:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let serve = Serve::start(&dir, &format!("ws_url: {}\n", room.url()));
+    let url = serve.url.clone();
+    let small = json!({ "width": 640, "height": 360, "framerate": 15, "videoBitrate": 1200 });
+    let start = |method: &'static str, args: Value| {
+        let url = url.clone();
+        async move {
+            let info = call(Sdk::Node, &url, SECRET, method, args).await.unwrap_or_else(|e| panic!("{method}: {e}"));
+            assert_eq!(info["sourceType"], "EGRESS_SOURCE_TYPE_SDK", "{info}");
+            info["egressId"].as_str().unwrap().to_string()
+        }
+    };
+    let camera_1 = track_sid(&people, "synthetic-1", "CAMERA");
+    let mic_3 = track_sid(&people, "synthetic-3", "MICROPHONE");
+    let carol = start(
+        "startParticipant",
+        json!({ "roomName": "subjects", "identity": "synthetic-2", "file": { "filepath": "{publisher_identity}.mp4" }, "advanced": small }),
+    )
+    .await;
+    let share = start(
+        "startParticipant",
+        json!({ "roomName": "subjects", "identity": "synthetic-0", "screenShare": true, "file": { "filepath": "share.mp4" }, "advanced": small }),
+    )
+    .await;
+    let tracks = start(
+        "startTrackComposite",
+        json!({ "roomName": "subjects", "videoTrackId": camera_1, "audioTrackId": mic_3, "file": { "filepath": "tracks.mp4" }, "advanced": small }),
+    )
+    .await;
+    // Neither comes: after LiveKit's 30 s wait, FAILED with LiveKit's words.
+    let nobody = start(
+        "startParticipant",
+        json!({ "roomName": "subjects", "identity": "nobody", "file": { "filepath": "nobody.mp4" }, "advanced": small }),
+    )
+    .await;
+    let unknown = start(
+        "startTrackComposite",
+        json!({ "roomName": "subjects", "videoTrackId": "TR_unknown", "file": { "filepath": "unknown.mp4" }, "advanced": small }),
+    )
+    .await;
+    for id in [&carol, &share, &tracks] {
+        wait_for(Sdk::Node, &url, id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+    }
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let mut done = Vec::new();
+    for id in [&carol, &share, &tracks] {
+        call(Sdk::Node, &url, SECRET, "stopEgress", json!({ "egressId": id })).await.unwrap();
+    }
+    for id in [&carol, &share, &tracks] {
+        let info = wait_for(Sdk::Node, &url, id, "complete", |i| status(i) == "EGRESS_COMPLETE").await;
+        done.push(check_file(&info, &serve.out, 640, 360).0);
+    }
+    assert!(done[0].ends_with("synthetic-2.mp4"), "{done:?}");
+
+    // Carol (2) alone, full frame; her tone and her beeps only, and the beeps that fall in her
+    // muted seconds missing (her camera flashes at every mark).
+    let seen = shown(&done[0]);
+    let carol_frames = seen.iter().filter(|s| **s == Some(Some(2))).count();
+    assert!(carol_frames * 10 >= seen.len() * 9, "Carol in {carol_frames} of {} frames", seen.len());
+    assert!(seen.iter().all(|s| matches!(s, Some(Some(2)) | Some(None))), "someone else shows: {seen:?}");
+    let flashes = seen.windows(2).filter(|w| w[1] == Some(None) && w[0] != Some(None)).count();
+    let audio = audio_mono(&done[0], 48_000);
+    let others: Vec<f32> = [0, 1, 3].iter().map(|&i| tone_peak(&audio, i)).collect();
+    assert!(others.iter().all(|a| *a < 0.01), "others' tones in Carol's recording: {others:?}");
+    let heard = common::beeps(&audio).len();
+    assert!(flashes >= 3 && heard >= 1 && heard < flashes, "{heard} beeps heard, {flashes} flashes seen");
+
+    // Participant 0's screen share (light grey), whole.
+    let seen = frames(&done[1], 640, 360);
+    let grey = seen
+        .iter()
+        .filter(|f| common::median_rgb(f, 640, 160, 90, 320, 180).iter().all(|v| (215..=248).contains(v)))
+        .count();
+    assert!(grey * 10 >= seen.len() * 9, "the share in {grey} of {} frames", seen.len());
+
+    // Participant 1's camera with participant 3's microphone.
+    let seen = shown(&done[2]);
+    assert!(seen.iter().all(|s| matches!(s, Some(Some(1)) | Some(None))), "the track composite shows: {seen:?}");
+    let audio = audio_mono(&done[2], 48_000);
+    let tones: Vec<f32> = (0..4).map(|i| tone_peak(&audio, i)).collect();
+    assert!(tones[3] > 0.02 && [0, 1, 2].iter().all(|&i| tones[i] < 0.01), "tones: {tones:?}");
+
+    for (id, why) in [(&nobody, "participant nobody not found"), (&unknown, "track TR_unknown not found")] {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let info = loop {
+            let list = call(Sdk::Node, &url, SECRET, "listEgress", json!({ "egressId": id })).await.unwrap();
+            let info = list[0].clone();
+            if status(&info) == "EGRESS_FAILED" || Instant::now() > deadline {
+                break info;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        assert_eq!(status(&info), "EGRESS_FAILED", "{info}");
+        assert_eq!(info["error"], why, "{info}");
+        assert_eq!(info["errorCode"], 404, "{info}");
+    }
+    assert!(!serve.out.join("nobody.mp4").exists() && !serve.out.join("unknown.mp4").exists());
+    pubs.abort();
+}

@@ -56,8 +56,8 @@ async fn handle(s: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) ->
             return m.list(&enc.decode::<proto::ListEgressRequest>(body)?).map(|l| enc.encode(&l)).map_err(to_twirp);
         }
         "StartWebEgress" => m.start_web(enc.decode(body)?).await,
-        "StartParticipantEgress" => m.start_other(proto::egress_info::Request::Participant(enc.decode(body)?)),
-        "StartTrackCompositeEgress" => m.start_other(proto::egress_info::Request::TrackComposite(enc.decode(body)?)),
+        "StartParticipantEgress" => m.start_participant(enc.decode(body)?).await,
+        "StartTrackCompositeEgress" => m.start_track_composite(enc.decode(body)?).await,
         "StartTrackEgress" => m.start_other(proto::egress_info::Request::Track(enc.decode(body)?)),
         other => {
             return Err(TwirpError::new(Code::BadRoute, format!("no method {other:?} in service livekit.Egress")));

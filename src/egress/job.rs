@@ -579,6 +579,12 @@ impl Job {
         // What was already handed over (segments, images) still goes up, or is kept.
         let failed = self.drain_uploads().await;
         self.keep(failed);
+        // A file that never got media (its subject never came) is not left behind.
+        if self.stats.started_at_ns().is_none()
+            && let Some(p) = &self.path
+        {
+            let _ = std::fs::remove_file(p);
+        }
         self.remove_staging();
         let now = unix_ns();
         self.update("egress_ended", |i| {
@@ -669,7 +675,9 @@ enum Failure {
 
 impl From<recorder::RecordError> for Failure {
     fn from(e: recorder::RecordError) -> Self {
-        Failure::Failed { why: e.to_string(), code: 500 }
+        // LiveKit's NotFound for a participant or track that never came.
+        let code = if matches!(e, recorder::RecordError::NotFound(_)) { 404 } else { 500 };
+        Failure::Failed { why: e.to_string(), code }
     }
 }
 

@@ -16,7 +16,7 @@ use crate::output::images::ImageSink;
 use crate::output::segments::SegmentSink;
 use crate::output::stream::StreamSet;
 use crate::recorder::{RecordJob, token};
-use crate::recording::{Media, Outputs, RecordingSpec, RunContext};
+use crate::recording::{Media, Outputs, RecordingSpec, RunContext, Subject};
 use crate::render::Backend;
 use crate::upload::config::{StorageConfig, StorageSpec};
 use crate::upload::queue::Uploader;
@@ -196,6 +196,24 @@ impl Manager {
         (self.budget() - self.committed()).max(0.0)
     }
 
+    pub async fn start_participant(
+        &self,
+        req: proto::ParticipantEgressRequest,
+    ) -> Result<proto::EgressInfo, EgressError> {
+        let mut c = CompositeRequest::from_participant(&req)?;
+        c.room_id = self.room_sid(&c.room_name).await;
+        self.start(c, proto::egress_info::Request::Participant(req))
+    }
+
+    pub async fn start_track_composite(
+        &self,
+        req: proto::TrackCompositeEgressRequest,
+    ) -> Result<proto::EgressInfo, EgressError> {
+        let mut c = CompositeRequest::from_track_composite(&req)?;
+        c.room_id = self.room_sid(&c.room_name).await;
+        self.start(c, proto::egress_info::Request::TrackComposite(req))
+    }
+
     pub(crate) async fn start_web(&self, req: proto::WebEgressRequest) -> Result<proto::EgressInfo, EgressError> {
         let c = CompositeRequest::from_web(&req)?;
         self.start(c, proto::egress_info::Request::Web(req))
@@ -232,7 +250,7 @@ impl Manager {
         }
     }
 
-    /// The request kinds Tessera does not record yet (participant, track composite, track):
+    /// The request kinds Tessera does not record yet (track egress, replay):
     /// refused, naming the request, and echoing nothing of it.
     pub fn start_other(&self, req: proto::egress_info::Request) -> Result<proto::EgressInfo, EgressError> {
         Err(composite_request(&req).err().unwrap_or_else(|| {
@@ -364,6 +382,15 @@ impl Manager {
                 rec.backend = self.backend;
                 rec.network = self.cfg.rtc.network();
                 rec.layouts = Some(self.layouts.clone());
+                if plan.subject != Subject::Room {
+                    // A participant or track egress starts with its subject's media, which
+                    // may take as long as the subject may take to come.
+                    rec.subject = plan.subject.clone();
+                    // (past the subject's own deadline, so a subject that never comes is
+                    // "not found" before an empty recording starts).
+                    rec.media_timeout = rec.subject_timeout + Duration::from_secs(5);
+                    rec.layouts = None;
+                }
                 let l = &self.cfg.latency;
                 rec.max_wait = l.jitter_buffer_latency.unwrap_or(rec.max_wait);
                 rec.audio_delay = l.audio_mixer_latency.unwrap_or(rec.audio_delay);
@@ -435,6 +462,10 @@ impl Manager {
                 .map_err(|e| EgressError::Internal(e.to_string()))
         };
         Ok(match &plan.source {
+            PlanSource::Native if plan.subject != Subject::Room => Source::Room {
+                token: token()?,
+                layout: crate::layout::LayoutSet::participant().map_err(|e| EgressError::Internal(e.to_string()))?,
+            },
             PlanSource::Native => Source::Room {
                 token: token()?,
                 layout: self
@@ -477,7 +508,13 @@ impl Manager {
         }
         let e = &plan.encoding;
         let scale = (e.width as f64 * e.height as f64 * e.framerate as f64) / (1280.0 * 720.0 * 30.0);
-        (if browser { c.web_cpu_cost } else { c.room_composite_cpu_cost }) * scale.max(0.25)
+        let at_720p30 = match (&plan.subject, browser) {
+            (_, true) => c.web_cpu_cost,
+            (Subject::Room, false) => c.room_composite_cpu_cost,
+            (Subject::Participant { .. }, false) => c.participant_cpu_cost,
+            (Subject::Tracks { .. }, false) => c.track_composite_cpu_cost,
+        };
+        at_720p30 * scale.max(0.25)
     }
 
     /// Drops finished jobs older than `keep_finished`.
@@ -593,6 +630,9 @@ impl Manager {
 /// LiveKit's source type: a room composite recorded from the SDK (audio only, no layout, no
 /// template) is SDK-sourced; the rest of room composites and web egress run a page: WEB.
 fn source_type(c: &CompositeRequest) -> proto::EgressSourceType {
+    if c.subject != Subject::Room {
+        return proto::EgressSourceType::Sdk;
+    }
     if c.web.is_none() && c.audio_only && c.layout.is_empty() && c.custom_base_url.is_empty() {
         proto::EgressSourceType::Sdk
     } else {
@@ -659,10 +699,10 @@ fn composite_request(request: &proto::egress_info::Request) -> Result<CompositeR
         R::RoomComposite(r) => CompositeRequest::from_room_composite(r)?,
         R::Web(r) => CompositeRequest::from_web(r)?,
         R::Egress(r) => CompositeRequest::from_start_egress(r)?,
+        R::Participant(r) => CompositeRequest::from_participant(r)?,
+        R::TrackComposite(r) => CompositeRequest::from_track_composite(r)?,
         other => {
             let kind = match other {
-                R::Participant(_) => "participant egress",
-                R::TrackComposite(_) => "track composite egress",
                 R::Track(_) => "track egress",
                 _ => "replay export",
             };

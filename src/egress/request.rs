@@ -7,6 +7,7 @@
 pub use crate::egress::webhook::EventFilter;
 use crate::encode::{EncodingOptions, H264Profile, Preset};
 use crate::output::FileFormat;
+pub use crate::recording::Subject;
 use crate::upload::config::{StorageConfig, StorageSpec};
 use livekit_protocol as proto;
 use std::path::{Component, Path, PathBuf};
@@ -53,6 +54,8 @@ pub struct CompositeRequest {
     pub audio_mixing: i32,
     /// A web egress: the page, instead of a room.
     pub web: Option<WebSource>,
+    /// Whose media: the room (a room composite), one participant or chosen tracks.
+    pub subject: Subject,
 }
 
 /// A file output, from either request shape.
@@ -169,6 +172,46 @@ impl CompositeRequest {
             custom_base_url: r.custom_base_url.clone(),
             audio_mixing: r.audio_mixing,
             ..v1_outputs!(r, room_composite_egress_request).into_request()
+        })
+    }
+
+    /// StartParticipantEgress: one participant, full frame.
+    pub fn from_participant(r: &proto::ParticipantEgressRequest) -> Result<Self, RequestError> {
+        let (preset, advanced) = match &r.options {
+            Some(proto::participant_egress_request::Options::Preset(p)) => (Some(*p), None),
+            Some(proto::participant_egress_request::Options::Advanced(a)) => (None, Some(*a)),
+            None => (None, None),
+        };
+        let outputs = V1Outputs {
+            legacy_file: None,
+            legacy_stream: None,
+            legacy_segments: None,
+            file_outputs: &r.file_outputs,
+            stream_outputs: &r.stream_outputs,
+            segment_outputs: &r.segment_outputs,
+            image_outputs: &r.image_outputs,
+            preset,
+            advanced,
+            webhooks: &r.webhooks,
+        };
+        Ok(Self {
+            room_name: r.room_name.clone(),
+            subject: Subject::Participant { identity: r.identity.clone(), screen_share: r.screen_share },
+            ..outputs.into_request()
+        })
+    }
+
+    /// StartTrackCompositeEgress: one audio and one video track by id; with only one of
+    /// them, an audio-only or video-only recording.
+    pub fn from_track_composite(r: &proto::TrackCompositeEgressRequest) -> Result<Self, RequestError> {
+        let id = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+        let (audio, video) = (id(&r.audio_track_id), id(&r.video_track_id));
+        Ok(Self {
+            room_name: r.room_name.clone(),
+            audio_only: audio.is_some() && video.is_none(),
+            video_only: video.is_some() && audio.is_none(),
+            subject: Subject::Tracks { audio, video },
+            ..v1_outputs!(r, track_composite_egress_request).into_request()
         })
     }
 
@@ -311,6 +354,8 @@ fn check_http(url: &str, field: &'static str) -> Result<(), RequestError> {
 pub struct Plan {
     pub room_name: String,
     pub source: PlanSource,
+    /// Whose media a room recording holds.
+    pub subject: Subject,
     pub layout: String,
     pub audio_only: bool,
     pub video_only: bool,
@@ -392,6 +437,15 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
             }
         }
     };
+    match &c.subject {
+        Subject::Participant { identity, .. } if identity.trim().is_empty() => {
+            return Err(invalid("identity", "is required: the participant to record"));
+        }
+        Subject::Tracks { audio: None, video: None } => {
+            return Err(invalid("video_track_id", "give video_track_id, audio_track_id or both: the tracks to record"));
+        }
+        _ => {}
+    }
     // The room EgressInfo names (a v2 web egress may give one).
     let room_name = c.room_name.clone();
     // A web egress has no room: its files are named `web-{time}`, as LiveKit names them.
@@ -402,9 +456,14 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
     } else {
         c
     };
-    let layout = if c.layout.is_empty() { "grid".to_string() } else { c.layout.clone() };
+    let layout = match (&c.subject, c.layout.is_empty()) {
+        // Not a room layout: one video, full frame (`Layout::participant`).
+        (Subject::Participant { .. } | Subject::Tracks { .. }, _) => "participant".to_string(),
+        (Subject::Room, true) => "grid".to_string(),
+        (Subject::Room, false) => c.layout.clone(),
+    };
     // A custom template takes any layout name (it is the page's to read).
-    if source == PlanSource::Native && !c.audio_only && !ctx.layouts.contains(&layout) {
+    if source == PlanSource::Native && c.subject == Subject::Room && !c.audio_only && !ctx.layouts.contains(&layout) {
         return Err(invalid("layout", format!("{layout:?} is unknown; valid layouts: {}", ctx.layouts.join(", "))));
     }
     if c.files.is_empty() && c.streams.is_empty() && c.segments.is_empty() && c.images.is_empty() {
@@ -546,6 +605,7 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
         local_dir: ctx.local_dir.to_path_buf(),
         room_name,
         source,
+        subject: c.subject.clone(),
         layout,
         audio_only: c.audio_only,
         video_only: c.video_only,
@@ -841,6 +901,10 @@ fn place(ctx: &PlanContext, root: &Path, name: &str) -> Result<PathBuf, RequestE
 /// otherwise filled in by the job when it joins).
 fn expand(name: &str, c: &CompositeRequest, now: chrono::DateTime<chrono::Utc>) -> String {
     let local = now.with_timezone(&chrono::Local);
+    let name = match &c.subject {
+        Subject::Participant { identity, .. } => name.replace("{publisher_identity}", identity),
+        _ => name.to_string(),
+    };
     let name = name
         .replace("{room_name}", &c.room_name)
         .replace("{time}", &local.format("%Y-%m-%dT%H%M%S").to_string())

@@ -3,7 +3,7 @@
 //! grid selection, paging, sort order, speaker strip, single speaker.
 
 use super::Layout;
-use super::spec::{CameraOff, GridOption, Kind, Orientation};
+use super::spec::{CameraFit, CameraOff, GridOption, Kind, Orientation};
 use crate::scene::{Anchor, Border, Fit, Overlay, OverlayContent, Rect, Scene, SourceId, Tile};
 use std::cmp::Ordering;
 
@@ -184,7 +184,8 @@ fn tile(layout: &Layout, src: &TileSource, rect: Rect, short_side: u32, chrome: 
     let theme = &layout.theme;
     // Text scales with the output (14 px at 720p), not with the tile, like a page at that size.
     let scale = (short_side as f32 / 720.0).max(0.5);
-    let fit = if src.kind == TileKind::ScreenShare { Fit::Contain } else { Fit::Cover };
+    let whole = src.kind == TileKind::ScreenShare || layout.spec.camera_fit == CameraFit::Contain;
+    let fit = if whole { Fit::Contain } else { Fit::Cover };
     let mut overlays = Vec::new();
     if src.video.is_none() {
         let initials: String = src.name.split_whitespace().filter_map(|w| w.chars().next()).take(2).collect();

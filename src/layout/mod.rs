@@ -35,6 +35,10 @@ const BUILTIN: &[(&str, &str)] = &[
     ("themes/light.toml", include_str!("../../layouts/themes/light.toml")),
 ];
 
+/// The layout of participant and track composite egress, apart from the room layouts (a
+/// layouts directory given at start-up does not replace it).
+const PARTICIPANT: &str = include_str!("../../layouts/participant.toml");
+
 /// A layout ready to draw: its arrangement, its theme, and the layout to switch
 /// to while a screen is shared.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +57,15 @@ pub struct LayoutSet {
 }
 
 impl LayoutSet {
+    /// The layout a participant or track composite egress is drawn with (default theme).
+    pub fn participant() -> Result<Layout, LayoutError> {
+        let default_theme = BUILTIN.iter().find(|(n, _)| *n == "themes/default.toml").map(|(_, t)| t.to_string());
+        let files = [("participant.toml".to_string(), PARTICIPANT.to_string())]
+            .into_iter()
+            .chain(default_theme.map(|t| ("themes/default.toml".to_string(), t)));
+        Self::from_files(files)?.resolve("participant")
+    }
+
     /// The layouts compiled into the binary.
     pub fn builtin() -> Result<Self, LayoutError> {
         Self::from_files(BUILTIN.iter().map(|(n, t)| (n.to_string(), t.to_string())))
@@ -154,6 +167,13 @@ impl LayoutSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_participant_layout_is_apart_from_the_room_layouts() {
+        let l = LayoutSet::participant().unwrap();
+        assert_eq!((l.spec.kind, l.spec.camera_fit), (spec::Kind::Single, spec::CameraFit::Contain));
+        assert!(LayoutSet::builtin().unwrap().resolve("participant").is_err());
+    }
 
     #[test]
     fn builtin_layouts_resolve() {

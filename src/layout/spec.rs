@@ -84,6 +84,19 @@ pub struct LayoutSpec {
     /// With one tile only, draw it full frame without gaps, corners or border.
     #[serde(default)]
     pub single_full_frame: bool,
+    /// How a camera fills its tile: `cover` (cropped, LiveKit's template) or `contain`
+    /// (whole, letterboxed). Screen shares are always whole.
+    #[serde(default)]
+    pub camera_fit: CameraFit,
+}
+
+/// How a camera fills its tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CameraFit {
+    #[default]
+    Cover,
+    Contain,
 }
 
 /// A theme file: colours and text sizes.

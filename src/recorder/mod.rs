@@ -18,7 +18,7 @@ use crate::compositor::{AudioChunk, Compositor, CompositorOptions, TickSource, T
 use crate::encode::EncodingOptions;
 use crate::layout::Layout;
 use crate::pipeline::{EncodePipeline, PipelineError, Summary};
-use crate::recording::{EndReason, LiveLayout, Outputs, RecordingSpec, RunContext, StopHandle};
+use crate::recording::{EndReason, LiveLayout, Outputs, RecordingSpec, RunContext, StopHandle, Subject};
 use crate::render::{self, Backend, RenderError};
 use crate::room::{ClientError, ConnectOptions, RoomClient, RoomEvent};
 use crate::sync::lock;
@@ -43,6 +43,10 @@ pub enum RecordError {
     Pipeline(#[from] PipelineError),
     #[error("the compositor thread failed")]
     Compositor,
+    /// The participant or track to record did not come within `subject_timeout` (LiveKit's
+    /// words: "participant X not found", "track X not found").
+    #[error("{0}")]
+    NotFound(String),
 }
 
 /// A room to record: what and where (the spec), how to reach the room, and the
@@ -68,6 +72,10 @@ pub struct RecordJob {
     /// The layouts the recording switches to when its own participant's metadata asks
     /// (`{"layout": "<name>"}`: LiveKit's UpdateLayout, as livekit-server delivers it).
     pub layouts: Option<crate::layout::LayoutSet>,
+    /// Whose media is recorded: the room, one participant or chosen tracks.
+    pub subject: Subject,
+    /// How long a participant or track subject may take to appear (LiveKit waits 30 s).
+    pub subject_timeout: Duration,
 }
 
 impl RecordJob {
@@ -92,6 +100,8 @@ impl RecordJob {
             run: RunContext::named("record"),
             network: None,
             layouts: None,
+            subject: Subject::Room,
+            subject_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -182,9 +192,25 @@ pub async fn record(mut job: RecordJob, stop: StopHandle) -> Result<RecordSummar
     let mut receivers = Vec::new();
     let mut ended_by = EndReason::Stopped;
     let mut resumed = 0;
+    let mut presence = Presence::new(&job.subject, joined_at + job.subject_timeout);
+    let mut check = tokio::time::interval(Duration::from_millis(250));
+    let mut not_found = None;
     loop {
         tokio::select! {
             _ = stop.wait() => break,
+            _ = check.tick(), if job.subject != Subject::Room => {
+                match presence.check(&lock(&roster)) {
+                    Watch::Waiting | Watch::Here => {}
+                    Watch::Missing(what) => {
+                        not_found = Some(what);
+                        break;
+                    }
+                    Watch::Gone(why) => {
+                        ended_by = EndReason::SourceClosed(why);
+                        break;
+                    }
+                }
+            }
             ev = events.recv() => match ev {
                 Some(RoomEvent::Participants(p)) => {
                     if let Some(me) = p.iter().find(|p| p.sid == own_sid) {
@@ -196,7 +222,14 @@ pub async fn record(mut job: RecordJob, stop: StopHandle) -> Result<RecordSummar
                     let now_ms = joined_at.elapsed().as_millis() as u64;
                     lock(&roster).speakers(s, now_ms);
                 }
-                Some(RoomEvent::Track(t)) => receivers.push(tokio::spawn(receive::run(t, ctx.clone()))),
+                Some(RoomEvent::Track(t)) => {
+                    // Another participant's track is not received (nor decoded) at all.
+                    if lock(&roster).wants(&t.track_sid, &job.subject) == Some(false) {
+                        let _ = client.subscribe(&t.track_sid, false);
+                    } else {
+                        receivers.push(tokio::spawn(receive::run(t, ctx.clone())));
+                    }
+                }
                 Some(RoomEvent::Resumed) => resumed += 1,
                 Some(RoomEvent::Left(why)) => {
                     ended_by = EndReason::SourceClosed(why);
@@ -217,6 +250,9 @@ pub async fn record(mut job: RecordJob, stop: StopHandle) -> Result<RecordSummar
         if let Ok(Ok(report)) = tokio::time::timeout(Duration::from_secs(3), r).await {
             tracks.push(report);
         }
+    }
+    if let Some(what) = not_found {
+        return Err(RecordError::NotFound(what));
     }
     let out = match result {
         Ok(Ok(r)) => r?,
@@ -243,6 +279,58 @@ pub async fn record(mut job: RecordJob, stop: StopHandle) -> Result<RecordSummar
     })
 }
 
+/// A participant or track subject's presence: it must appear in time, and its leaving
+/// ends the recording (LiveKit's participant egress ends when the participant leaves; a
+/// track composite when its tracks are gone).
+struct Presence<'a> {
+    subject: &'a Subject,
+    deadline: Instant,
+    seen: bool,
+}
+
+enum Watch {
+    Waiting,
+    Here,
+    /// Not there by the deadline: what is missing, in LiveKit's words.
+    Missing(String),
+    /// There, then gone: why the recording ends.
+    Gone(String),
+}
+
+impl<'a> Presence<'a> {
+    fn new(subject: &'a Subject, deadline: Instant) -> Self {
+        Self { subject, deadline, seen: false }
+    }
+
+    fn check(&mut self, roster: &Roster) -> Watch {
+        let missing = match self.subject {
+            Subject::Room => None,
+            Subject::Participant { identity, .. } => {
+                (!roster.has(self.subject)).then(|| format!("participant {identity} not found"))
+            }
+            Subject::Tracks { audio, video } => [audio, video]
+                .into_iter()
+                .flatten()
+                .find(|sid| !roster.has(&Subject::Tracks { audio: Some((*sid).clone()), video: None }))
+                .map(|sid| format!("track {sid} not found")),
+        };
+        match (missing, self.seen) {
+            (None, _) => {
+                self.seen = true;
+                Watch::Here
+            }
+            // Once there, the recording goes on while any of it is left.
+            (Some(_), true) if roster.has(self.subject) => Watch::Here,
+            (Some(_), true) => Watch::Gone(match self.subject {
+                Subject::Participant { identity, .. } => format!("participant {identity} left"),
+                _ => "the recorded tracks were unpublished".into(),
+            }),
+            (Some(what), false) if Instant::now() >= self.deadline => Watch::Missing(what),
+            (Some(_), false) => Watch::Waiting,
+        }
+    }
+}
+
 struct Composited {
     summary: Summary,
     renderer: String,
@@ -258,6 +346,7 @@ struct Composited {
 struct RoomSource<'a> {
     store: &'a SharedStore,
     roster: &'a Mutex<Roster>,
+    subject: &'a Subject,
     mixer_ids: HashMap<String, u64>,
 }
 
@@ -273,7 +362,7 @@ impl TickSource for RoomSource<'_> {
                 f.map(|f| (sid.clone(), f))
             })
             .collect();
-        let (tiles, videos) = lock(self.roster).tiles(|sid| frames.contains_key(sid));
+        let (tiles, videos) = lock(self.roster).tiles(|sid| frames.contains_key(sid), self.subject);
         let videos = videos
             .into_iter()
             .map(|v| {
@@ -287,6 +376,11 @@ impl TickSource for RoomSource<'_> {
     fn audio_until(&mut self, until: i64) -> Vec<AudioChunk> {
         let taken: Vec<(String, store::AudioChunks)> =
             lock(self.store).audio.iter_mut().map(|(sid, q)| (sid.clone(), q.take_until(until))).collect();
+        // Only the subject's tracks are heard (a track the roster does not know yet is not).
+        let roster = lock(self.roster);
+        let taken: Vec<_> =
+            taken.into_iter().filter(|(sid, _)| roster.wants(sid, self.subject) == Some(true)).collect();
+        drop(roster);
         let mut chunks = Vec::new();
         for (sid, list) in taken {
             let next = self.mixer_ids.len() as u64;
@@ -337,7 +431,7 @@ fn composite(
         audio_delay: job.audio_delay,
     };
     let mut compositor = Compositor::new(opts, origin_us);
-    let mut source = RoomSource { store, roster, mixer_ids: HashMap::new() };
+    let mut source = RoomSource { store, roster, subject: &job.subject, mixer_ids: HashMap::new() };
     let mut first_frame_after = None;
     let mut late_ticks = 0;
     let mut duration_ended = false;

@@ -3,6 +3,7 @@
 //! participant, one per screen share), in LiveKit's terms.
 
 use crate::layout::{TileKind, TileSource};
+use crate::recording::Subject;
 use livekit_protocol as proto;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -84,9 +85,40 @@ impl Roster {
         self.identities.get(sid).map(|s| s.as_str())
     }
 
+    /// Whether a track is part of `subject`: None while the roster does not know the track
+    /// (its participant's update has not come yet).
+    pub(crate) fn wants(&self, track_sid: &str, subject: &Subject) -> Option<bool> {
+        match subject {
+            Subject::Room => Some(true),
+            Subject::Tracks { audio, video } => {
+                Some(audio.as_deref() == Some(track_sid) || video.as_deref() == Some(track_sid))
+            }
+            Subject::Participant { identity, screen_share } => self.participants.values().find_map(|p| {
+                let t = p.tracks.iter().find(|t| t.sid == track_sid)?;
+                Some(&p.identity == identity && is_share(t.source) == *screen_share)
+            }),
+        }
+    }
+
+    /// Whether `subject` is in the room now: its participant, or one of its tracks.
+    pub(crate) fn has(&self, subject: &Subject) -> bool {
+        match subject {
+            Subject::Room => true,
+            Subject::Participant { identity, .. } => self.participants.values().any(|p| &p.identity == identity),
+            Subject::Tracks { .. } => {
+                self.participants.values().flat_map(|p| &p.tracks).any(|t| self.wants(&t.sid, subject) == Some(true))
+            }
+        }
+    }
+
     /// The tiles to lay out and, for each, the video track it shows (if a frame is there:
-    /// `has_video` says so). The tile's `video` is its index into the returned tracks.
-    pub(crate) fn tiles(&self, has_video: impl Fn(&str) -> bool) -> (Vec<TileSource>, Vec<TileVideo>) {
+    /// `has_video` says so). The tile's `video` is its index into the returned tracks. Only
+    /// `subject`'s participants and tracks are drawn.
+    pub(crate) fn tiles(
+        &self,
+        has_video: impl Fn(&str) -> bool,
+        subject: &Subject,
+    ) -> (Vec<TileSource>, Vec<TileVideo>) {
         let mut sources = Vec::new();
         let mut videos = Vec::new();
         let mut video = |sid: &str| {
@@ -102,6 +134,29 @@ impl Roster {
                         && has_video(&t.sid)
                 })
             };
+            match subject {
+                Subject::Room => {}
+                Subject::Participant { identity, .. } if &p.identity != identity => continue,
+                Subject::Participant { .. } => {}
+                Subject::Tracks { video: Some(v), .. } => {
+                    let Some(t) = p.tracks.iter().find(|t| &t.sid == v) else { continue };
+                    let shown = (!t.muted && has_video(&t.sid)).then(|| t.sid.clone());
+                    let kind = if is_share(t.source) { TileKind::ScreenShare } else { TileKind::Camera };
+                    sources.push(TileSource {
+                        identity: p.identity.clone(),
+                        name: p.name.clone(),
+                        kind,
+                        video: shown.and_then(|sid| video(&sid)),
+                        speaking: false,
+                        audio_level: 0.0,
+                        audio_muted: false,
+                        last_spoke_ms: None,
+                        joined_ms: p.joined_ms,
+                    });
+                    continue;
+                }
+                Subject::Tracks { video: None, .. } => continue,
+            }
             let mic = p.tracks.iter().find(|t| t.r#type == proto::TrackType::Audio as i32);
             let camera = live(proto::TrackSource::Camera).or_else(|| live(proto::TrackSource::Unknown));
             let base = TileSource {
@@ -115,7 +170,16 @@ impl Roster {
                 last_spoke_ms: p.last_spoke_ms,
                 joined_ms: p.joined_ms,
             };
-            sources.push(TileSource { video: camera.and_then(|t| video(&t.sid)), ..base.clone() });
+            let (camera_tile, share_tile) = match subject {
+                Subject::Participant { screen_share, .. } => (!screen_share, *screen_share),
+                _ => (true, true),
+            };
+            if camera_tile {
+                sources.push(TileSource { video: camera.and_then(|t| video(&t.sid)), ..base.clone() });
+            }
+            if !share_tile {
+                continue;
+            }
             if let Some(share) = live(proto::TrackSource::ScreenShare) {
                 sources.push(TileSource {
                     kind: TileKind::ScreenShare,
@@ -128,6 +192,11 @@ impl Roster {
         }
         (sources, videos)
     }
+}
+
+/// A screen share's video or audio (a participant egress takes either these or the rest).
+fn is_share(source: i32) -> bool {
+    source == proto::TrackSource::ScreenShare as i32 || source == proto::TrackSource::ScreenShareAudio as i32
 }
 
 #[cfg(test)]
@@ -164,7 +233,7 @@ mod tests {
                 vec![track("TR_bc", T::Video, S::Camera, true), track("TR_bs", T::Video, S::ScreenShare, false)],
             ),
         ]);
-        let (tiles, videos) = r.tiles(|_| true);
+        let (tiles, videos) = r.tiles(|_| true, &Subject::Room);
         assert_eq!(tiles.len(), 3);
         assert_eq!(tiles[0].video.map(|i| videos[i].track_sid.as_str()), Some("TR_ac"));
         assert!(tiles[0].audio_muted);
@@ -172,14 +241,56 @@ mod tests {
         assert_eq!(tiles[1].video, None);
         assert_eq!(tiles[2].kind, TileKind::ScreenShare);
         // No frame yet: no video.
-        assert!(r.tiles(|sid| sid != "TR_ac").0[0].video.is_none());
+        assert!(r.tiles(|sid| sid != "TR_ac", &Subject::Room).0[0].video.is_none());
         // b leaves.
         r.update(vec![proto::ParticipantInfo {
             state: proto::participant_info::State::Disconnected as i32,
             ..person("PA_b", vec![])
         }]);
-        assert_eq!(r.tiles(|_| true).0.len(), 1);
+        assert_eq!(r.tiles(|_| true, &Subject::Room).0.len(), 1);
         assert_eq!(r.seen(), vec!["id-PA_a".to_string(), "id-PA_b".to_string()]);
+    }
+
+    #[test]
+    fn a_participant_or_track_subject_keeps_only_its_own_tiles_and_tracks() {
+        use proto::{TrackSource as S, TrackType as T};
+        let mut r = Roster::default();
+        r.update(vec![
+            person(
+                "PA_a",
+                vec![track("TR_ac", T::Video, S::Camera, false), track("TR_am", T::Audio, S::Microphone, false)],
+            ),
+            person(
+                "PA_b",
+                vec![
+                    track("TR_bc", T::Video, S::Camera, false),
+                    track("TR_bs", T::Video, S::ScreenShare, false),
+                    track("TR_bsa", T::Audio, S::ScreenShareAudio, false),
+                ],
+            ),
+        ]);
+        let b = Subject::Participant { identity: "id-PA_b".into(), screen_share: false };
+        let (tiles, videos) = r.tiles(|_| true, &b);
+        assert_eq!((tiles.len(), videos[0].track_sid.as_str()), (1, "TR_bc"));
+        assert_eq!(
+            (r.wants("TR_bc", &b), r.wants("TR_bsa", &b), r.wants("TR_am", &b)),
+            (Some(true), Some(false), Some(false))
+        );
+        assert_eq!(r.wants("TR_new", &b), None, "a track not yet described");
+        let share = Subject::Participant { identity: "id-PA_b".into(), screen_share: true };
+        let (tiles, videos) = r.tiles(|_| true, &share);
+        assert_eq!((tiles.len(), tiles[0].kind, videos[0].track_sid.as_str()), (1, TileKind::ScreenShare, "TR_bs"));
+        assert_eq!(r.wants("TR_bsa", &share), Some(true));
+        let pair = Subject::Tracks { audio: Some("TR_am".into()), video: Some("TR_bc".into()) };
+        let (tiles, videos) = r.tiles(|_| true, &pair);
+        assert_eq!((tiles.len(), tiles[0].identity.as_str(), videos[0].track_sid.as_str()), (1, "id-PA_b", "TR_bc"));
+        assert!(r.wants("TR_am", &pair) == Some(true) && r.wants("TR_ac", &pair) == Some(false));
+        assert!(r.has(&pair) && r.has(&b));
+        r.update(vec![proto::ParticipantInfo {
+            state: proto::participant_info::State::Disconnected as i32,
+            ..person("PA_b", vec![])
+        }]);
+        assert!(!r.has(&b) && r.has(&pair), "a's microphone is still there");
     }
 
     #[test]
@@ -187,11 +298,11 @@ mod tests {
         let mut r = Roster::default();
         r.update(vec![person("PA_a", vec![])]);
         r.speakers(vec![proto::SpeakerInfo { sid: "PA_a".into(), level: 0.7, active: true }], 5000);
-        let t = &r.tiles(|_| true).0[0];
+        let t = &r.tiles(|_| true, &Subject::Room).0[0];
         assert!(t.speaking);
         assert_eq!(t.last_spoke_ms, Some(5000));
         r.speakers(vec![proto::SpeakerInfo { sid: "PA_a".into(), level: 0.0, active: false }], 6000);
-        let t = &r.tiles(|_| true).0[0];
+        let t = &r.tiles(|_| true, &Subject::Room).0[0];
         assert!(!t.speaking);
         assert_eq!(t.last_spoke_ms, Some(5000));
     }

@@ -50,6 +50,20 @@ impl Media {
     }
 }
 
+/// Whose media a room recording holds: LiveKit's room composite, participant and track
+/// composite egress are one recording of different subjects.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Subject {
+    /// Everyone in the room.
+    #[default]
+    Room,
+    /// One participant (by identity): its camera and microphone, or its screen share and
+    /// screen-share audio, followed as it mutes, unpublishes and republishes.
+    Participant { identity: String, screen_share: bool },
+    /// One audio track and one video track, by sid (either may be absent).
+    Tracks { audio: Option<String>, video: Option<String> },
+}
+
 /// What to record and where: plain data, the same for every path.
 #[derive(Clone, Default)]
 pub struct RecordingSpec {

@@ -451,6 +451,15 @@ impl RoomClient {
         }))
     }
 
+    /// Subscribes to a track, or unsubscribes (a recorder drops the tracks it does not record).
+    pub(crate) fn subscribe(&self, track_sid: &str, subscribe: bool) -> Result<(), ClientError> {
+        self.send(Req::Subscription(proto::UpdateSubscription {
+            track_sids: vec![track_sid.into()],
+            subscribe,
+            ..Default::default()
+        }))
+    }
+
     pub(crate) fn mute(&self, track_sid: &str, muted: bool) -> Result<(), ClientError> {
         self.send(Req::Mute(proto::MuteTrackRequest { sid: track_sid.into(), muted }))
     }

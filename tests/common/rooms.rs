@@ -83,6 +83,14 @@ impl Server {
         Ok(body["participants"].as_array().map_or(0, |p| p.len() as u64))
     }
 
+    /// RoomService.ListParticipants: `room`'s participants as the server describes them (JSON).
+    #[allow(dead_code)]
+    pub async fn participants(&self, key: &str, secret: &str, room: &str) -> Result<Vec<serde_json::Value>, String> {
+        let grants = VideoGrants { room_admin: true, room: room.into(), ..Default::default() };
+        let body = self.room_service((key, secret), "ListParticipants", grants, json!({ "room": room })).await?;
+        Ok(body["participants"].as_array().cloned().unwrap_or_default())
+    }
+
     /// How many participants in `room` have published at least one track (joined is not yet
     /// publishing: a recording that starts between the two misses the first frames).
     #[allow(dead_code)]
