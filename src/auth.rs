@@ -44,6 +44,8 @@ pub struct Grant {
     pub can_publish_data: bool,
     pub hidden: bool,
     pub recorder: bool,
+    /// An agent (the token's `kind: "agent"`, or the older video grant `agent`).
+    pub agent: bool,
     pub metadata: String,
 }
 
@@ -101,6 +103,7 @@ impl Keys {
             can_publish_data: c.video.can_publish_data.unwrap_or(true),
             hidden: c.video.hidden,
             recorder: c.video.recorder,
+            agent: c.kind == "agent" || c.video.agent,
             metadata: c.metadata,
         })
     }

@@ -506,7 +506,13 @@ fn table() -> Vec<(&'static str, Class)> {
         ("RoomCompositeEgressRequest.room_name", H(|rig| assert_eq!(rig.rc(|r| r.room_name = "x".into()).unwrap().room_name, "x"))),
         ("RoomCompositeEgressRequest.layout", H(|rig| assert_eq!(rig.rc(|r| r.layout = "speaker-light".into()).unwrap().layout, "speaker-light"))),
         ("RoomCompositeEgressRequest.audio_only", H(|rig| assert!(rig.rc(|r| { r.audio_only = true; r.file_outputs[0].filepath = "a.ogg".into(); }).unwrap().audio_only))),
-        ("RoomCompositeEgressRequest.audio_mixing", R("audio_mixing", |rig| err(rig.rc(|r| r.audio_mixing = proto::AudioMixing::DualChannelAgent as i32)))),
+        ("RoomCompositeEgressRequest.audio_mixing", H(|rig| {
+            use tessera::egress::request::ChannelMixing;
+            assert_eq!(rig.rc(|r| r.audio_mixing = proto::AudioMixing::DualChannelAgent as i32).unwrap().mixing, ChannelMixing::AgentLeft);
+            assert_eq!(rig.rc(|r| r.audio_mixing = proto::AudioMixing::DualChannelAlternate as i32).unwrap().mixing, ChannelMixing::Alternate);
+            assert!(err(rig.rc(|r| r.audio_mixing = 7)).contains("audio_mixing"));
+            assert!(err(rig.rc(|r| { r.audio_mixing = 1; r.custom_base_url = "http://h/t".into(); })).contains("audio_mixing"));
+        })),
         ("RoomCompositeEgressRequest.video_only", H(|rig| assert!(rig.rc(|r| r.video_only = true).unwrap().video_only))),
         ("RoomCompositeEgressRequest.custom_base_url", H(|rig| {
             let p = rig.rc(|r| r.custom_base_url = "http://127.0.0.1:1/t".into()).unwrap();

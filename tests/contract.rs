@@ -244,12 +244,14 @@ async fn no_credential_or_stream_key_leaves_the_service() {
         ),
         (
             "StartParticipantEgress",
-            json!({ "roomName": "r", "identity": "a", "fileOutputs": [{ "filepath": "p.mp4", "s3": s3(&clouds, "rec") }],
+            // No identity: refused, the storage and stream keys it carried not echoed.
+            json!({ "roomName": "r", "identity": "", "fileOutputs": [{ "filepath": "p.mp4", "s3": s3(&clouds, "rec") }],
             "streamOutputs": [{ "urls": dead_streams() }] }),
         ),
         (
             "StartTrackCompositeEgress",
-            json!({ "roomName": "r", "audioTrackId": "TR_a", "segmentOutputs": [{ "azure": azure("rec") }] }),
+            // No track named.
+            json!({ "roomName": "r", "segmentOutputs": [{ "azure": azure("rec") }] }),
         ),
         (
             "StartTrackEgress",

@@ -406,14 +406,14 @@ async fn bad_requests_get_the_right_twirp_code_and_a_message_naming_the_problem(
             "webhooks",
         ),
         (
-            "dual-channel mixing",
+            "dual-channel mixing of a custom template",
             start,
             Some(&good),
             json_ct,
-            br#"{"roomName":"r","fileOutputs":[{"filepath":"a.mp4"}],"audioMixing":"DUAL_CHANNEL_AGENT"}"#.to_vec(),
-            501,
-            "unimplemented",
-            "DUAL_CHANNEL_AGENT",
+            br#"{"roomName":"r","fileOutputs":[{"filepath":"a.mp4"}],"audioMixing":"DUAL_CHANNEL_AGENT","customBaseUrl":"http://127.0.0.1:9/t"}"#.to_vec(),
+            400,
+            "invalid_argument",
+            "audio_mixing",
         ),
         ("two file outputs", start, Some(&good), json_ct, two, 400, "invalid_argument", "at most one"),
         (
@@ -1289,5 +1289,82 @@ async fn participant_and_track_composite_egress_record_their_subject_and_nobody_
         assert_eq!(info["errorCode"], 404, "{info}");
     }
     assert!(!serve.out.join("nobody.mp4").exists() && !serve.out.join("unknown.mp4").exists());
+    pubs.abort();
+}
+
+/// A recording's two channels, 48 kHz.
+fn stereo(path: &Path) -> (Vec<f32>, Vec<f32>) {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-vn", "-f", "f32le", "-ac", "2", "-ar", "48000", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let samples: Vec<f32> = out.stdout.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    (samples.iter().step_by(2).copied().collect(), samples.iter().skip(1).step_by(2).copied().collect())
+}
+
+both!(dual_channel_mixing_puts_the_agent_left_and_alternates_tracks_between_the_channels);
+async fn dual_channel_mixing_puts_the_agent_left_and_alternates_tracks_between_the_channels(kind: Kind) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir(&format!("egress-dual-{kind:?}"));
+    let room = server(kind, &dir).await;
+    // Three participants speaking in turns; participant 0 is an agent.
+    let o = tessera::devroom::synthetic::SyntheticOptions {
+        url: room.url(),
+        api_key: KEY.into(),
+        api_secret: SECRET.into(),
+        room: "dual".into(),
+        count: 3,
+        agent: Some(0),
+        duration: Some(Duration::from_secs(90)),
+        ..Default::default()
+    };
+    let pubs = tokio::spawn(tessera::devroom::synthetic::run(o));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while room.publishing_count(KEY, SECRET, "dual").await.unwrap_or(0) < 3 {
+        assert!(Instant::now() < deadline, "the publishers never all published");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let people = room.participants(KEY, SECRET, "dual").await.unwrap();
+    let agent = people.iter().find(|p| p["identity"] == "synthetic-0").unwrap();
+    assert_eq!(agent["kind"], "AGENT", "{agent}");
+    let serve = Serve::start(&dir, &format!("ws_url: {}\n", room.url()));
+    let url = serve.url.clone();
+    let mut ids = Vec::new();
+    for args in [
+        json!({ "roomName": "dual", "audioOnly": true, "audioMixing": "DUAL_CHANNEL_AGENT", "file": { "filepath": "agent.ogg" } }),
+        json!({ "roomName": "dual", "audioMixing": "DUAL_CHANNEL_ALTERNATE", "file": { "filepath": "alternate.mp4" },
+                "advanced": { "width": 640, "height": 360, "framerate": 15, "videoBitrate": 800 } }),
+    ] {
+        let info = call(Sdk::Node, &url, SECRET, "startRoomComposite", args).await.unwrap();
+        ids.push(info["egressId"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        wait_for(Sdk::Node, &url, id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+    }
+    // Each participant speaks 3 s in every 9 s.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    for id in &ids {
+        call(Sdk::Node, &url, SECRET, "stopEgress", json!({ "egressId": id })).await.unwrap();
+    }
+    let mut sides = Vec::new();
+    for (id, name) in [(&ids[0], "agent.ogg"), (&ids[1], "alternate.mp4")] {
+        let info = wait_for(Sdk::Node, &url, id, "complete", |i| status(i) == "EGRESS_COMPLETE").await;
+        assert!(info["roomComposite"]["audioMixing"].is_string(), "the request echoed: {info}");
+        let (left, right) = stereo(&serve.out.join(name));
+        // Each tone at its loudest in each channel: one channel has it, the other nearly nothing.
+        let side: Vec<char> = (0..3)
+            .map(|i| {
+                let (l, r) = (tone_peak(&left, i), tone_peak(&right, i));
+                assert!(l.max(r) > 0.02 && l.min(r) < l.max(r) / 10.0, "{name}: tone {i} left {l}, right {r}");
+                if l > r { 'L' } else { 'R' }
+            })
+            .collect();
+        sides.push(side);
+    }
+    assert_eq!(sides[0], ['L', 'R', 'R'], "the agent left, the others right");
+    assert!(sides[1].contains(&'L') && sides[1].contains(&'R'), "tracks alternate: {:?}", sides[1]);
     pubs.abort();
 }

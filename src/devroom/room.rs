@@ -210,6 +210,8 @@ impl Registry {
             is_publisher: false,
             kind: if grant.recorder {
                 proto::participant_info::Kind::Egress as i32
+            } else if grant.agent {
+                proto::participant_info::Kind::Agent as i32
             } else {
                 proto::participant_info::Kind::Standard as i32
             },

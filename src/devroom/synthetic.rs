@@ -58,6 +58,8 @@ pub struct SyntheticOptions {
     /// wall clock and a receiver on the same machine can time its glass-to-screen
     /// latency from the flashes alone (bench/latency.sh).
     pub wall_clock_marks: bool,
+    /// This participant joins as an agent (LiveKit's participant kind AGENT).
+    pub agent: Option<usize>,
 }
 
 impl Default for SyntheticOptions {
@@ -80,6 +82,7 @@ impl Default for SyntheticOptions {
             codec: VideoCodec::Vp8,
             duration: None,
             wall_clock_marks: false,
+            agent: None,
         }
     }
 }
@@ -122,14 +125,17 @@ pub async fn run(o: SyntheticOptions) -> Result<(), SyntheticError> {
 }
 
 fn token(o: &SyntheticOptions, i: usize) -> Result<String, SyntheticError> {
+    let agent = o.agent == Some(i);
     AccessToken::with_api_key(&o.api_key, &o.api_secret)
         .with_identity(&format!("synthetic-{i}"))
         .with_name(&name(i))
+        .with_kind(if agent { "agent" } else { "" })
         .with_ttl(Duration::from_secs(24 * 3600))
         .with_grants(VideoGrants {
             room_join: true,
             room: o.room.clone(),
             can_subscribe: Some(false),
+            agent,
             ..Default::default()
         })
         .to_jwt()

@@ -382,6 +382,7 @@ impl Manager {
                 rec.backend = self.backend;
                 rec.network = self.cfg.rtc.network();
                 rec.layouts = Some(self.layouts.clone());
+                rec.mixing = plan.mixing;
                 if plan.subject != Subject::Room {
                     // A participant or track egress starts with its subject's media, which
                     // may take as long as the subject may take to come.

@@ -7,7 +7,7 @@
 pub use crate::egress::webhook::EventFilter;
 use crate::encode::{EncodingOptions, H264Profile, Preset};
 use crate::output::FileFormat;
-pub use crate::recording::Subject;
+pub use crate::recording::{ChannelMixing, Subject};
 use crate::upload::config::{StorageConfig, StorageSpec};
 use livekit_protocol as proto;
 use std::path::{Component, Path, PathBuf};
@@ -356,6 +356,8 @@ pub struct Plan {
     pub source: PlanSource,
     /// Whose media a room recording holds.
     pub subject: Subject,
+    /// Which channel each participant's audio goes to.
+    pub mixing: ChannelMixing,
     pub layout: String,
     pub audio_only: bool,
     pub video_only: bool,
@@ -518,11 +520,25 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
             ));
         }
     }
-    if c.audio_mixing != proto::AudioMixing::DefaultMixing as i32 {
-        let name = proto::AudioMixing::try_from(c.audio_mixing).map(|m| m.as_str_name()).unwrap_or("unknown");
-        return Err(RequestError::Unimplemented(format!(
-            "audio_mixing {name} is not implemented; every participant is mixed into both channels (DEFAULT_MIXING)"
-        )));
+    let mixing = match proto::AudioMixing::try_from(c.audio_mixing) {
+        Ok(proto::AudioMixing::DefaultMixing) => ChannelMixing::Both,
+        Ok(proto::AudioMixing::DualChannelAgent) => ChannelMixing::AgentLeft,
+        Ok(proto::AudioMixing::DualChannelAlternate) => ChannelMixing::Alternate,
+        Err(_) => {
+            return Err(invalid(
+                "audio_mixing",
+                format!(
+                    "{} is not a mixing (DEFAULT_MIXING, DUAL_CHANNEL_AGENT, DUAL_CHANNEL_ALTERNATE)",
+                    c.audio_mixing
+                ),
+            ));
+        }
+    };
+    if mixing != ChannelMixing::Both && source != PlanSource::Native {
+        return Err(invalid(
+            "audio_mixing",
+            "dual-channel mixing is done by Tessera's own compositor; a custom template places its own audio",
+        ));
     }
     let webhooks = c.webhooks.iter().map(|w| webhook(w, ctx.api_key)).collect::<Result<Vec<_>, _>>()?;
     let encoding = encoding(c)?;
@@ -606,6 +622,7 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
         room_name,
         source,
         subject: c.subject.clone(),
+        mixing,
         layout,
         audio_only: c.audio_only,
         video_only: c.video_only,

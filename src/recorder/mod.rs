@@ -14,11 +14,12 @@ pub(crate) mod roster;
 pub mod store;
 pub mod token;
 
+use crate::audio::channels::{self, Placer};
 use crate::compositor::{AudioChunk, Compositor, CompositorOptions, TickSource, TickVideo, VideoAt};
 use crate::encode::EncodingOptions;
 use crate::layout::Layout;
 use crate::pipeline::{EncodePipeline, PipelineError, Summary};
-use crate::recording::{EndReason, LiveLayout, Outputs, RecordingSpec, RunContext, StopHandle, Subject};
+use crate::recording::{ChannelMixing, EndReason, LiveLayout, Outputs, RecordingSpec, RunContext, StopHandle, Subject};
 use crate::render::{self, Backend, RenderError};
 use crate::room::{ClientError, ConnectOptions, RoomClient, RoomEvent};
 use crate::sync::lock;
@@ -76,6 +77,8 @@ pub struct RecordJob {
     pub subject: Subject,
     /// How long a participant or track subject may take to appear (LiveKit waits 30 s).
     pub subject_timeout: Duration,
+    /// Which channel each participant's audio goes to.
+    pub mixing: ChannelMixing,
 }
 
 impl RecordJob {
@@ -102,6 +105,7 @@ impl RecordJob {
             layouts: None,
             subject: Subject::Room,
             subject_timeout: Duration::from_secs(30),
+            mixing: ChannelMixing::Both,
         }
     }
 }
@@ -348,6 +352,7 @@ struct RoomSource<'a> {
     roster: &'a Mutex<Roster>,
     subject: &'a Subject,
     mixer_ids: HashMap<String, u64>,
+    channels: Placer,
 }
 
 impl TickSource for RoomSource<'_> {
@@ -378,14 +383,26 @@ impl TickSource for RoomSource<'_> {
             lock(self.store).audio.iter_mut().map(|(sid, q)| (sid.clone(), q.take_until(until))).collect();
         // Only the subject's tracks are heard (a track the roster does not know yet is not).
         let roster = lock(self.roster);
-        let taken: Vec<_> =
-            taken.into_iter().filter(|(sid, _)| roster.wants(sid, self.subject) == Some(true)).collect();
+        // A track's side is decided when its first audio comes (LiveKit's "first appearance").
+        let taken: Vec<_> = taken
+            .into_iter()
+            .filter(|(sid, _)| roster.wants(sid, self.subject) == Some(true))
+            .map(|(sid, list)| {
+                let side = if list.is_empty() { None } else { self.channels.side(&sid, roster.is_agents(&sid)) };
+                (sid, list, side)
+            })
+            .collect();
         drop(roster);
         let mut chunks = Vec::new();
-        for (sid, list) in taken {
+        for (sid, list, side) in taken {
             let next = self.mixer_ids.len() as u64;
             let input = *self.mixer_ids.entry(sid).or_insert(next);
-            chunks.extend(list.into_iter().map(|(pos, samples)| AudioChunk { input, pos, samples }));
+            chunks.extend(list.into_iter().map(|(pos, mut samples)| {
+                if let Some(side) = side {
+                    channels::place(side, &mut samples);
+                }
+                AudioChunk { input, pos, samples }
+            }));
         }
         chunks
     }
@@ -431,7 +448,13 @@ fn composite(
         audio_delay: job.audio_delay,
     };
     let mut compositor = Compositor::new(opts, origin_us);
-    let mut source = RoomSource { store, roster, subject: &job.subject, mixer_ids: HashMap::new() };
+    let mut source = RoomSource {
+        store,
+        roster,
+        subject: &job.subject,
+        mixer_ids: HashMap::new(),
+        channels: Placer::new(job.mixing),
+    };
     let mut first_frame_after = None;
     let mut late_ticks = 0;
     let mut duration_ended = false;

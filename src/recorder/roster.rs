@@ -16,6 +16,8 @@ struct Participant {
     speaking: bool,
     level: f32,
     last_spoke_ms: Option<u64>,
+    /// LiveKit's participant kind AGENT.
+    agent: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -57,7 +59,9 @@ impl Roster {
                 speaking: false,
                 level: 0.0,
                 last_spoke_ms: None,
+                agent: false,
             });
+            p.agent = info.kind == proto::participant_info::Kind::Agent as i32;
             p.name = if info.name.is_empty() { info.identity.clone() } else { info.name.clone() };
             p.tracks = info.tracks;
         }
@@ -98,6 +102,11 @@ impl Roster {
                 Some(&p.identity == identity && is_share(t.source) == *screen_share)
             }),
         }
+    }
+
+    /// Whether a track is an agent's (None: the roster does not know the track yet).
+    pub(crate) fn is_agents(&self, track_sid: &str) -> Option<bool> {
+        self.participants.values().find(|p| p.tracks.iter().any(|t| t.sid == track_sid)).map(|p| p.agent)
     }
 
     /// Whether `subject` is in the room now: its participant, or one of its tracks.

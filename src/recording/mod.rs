@@ -64,6 +64,19 @@ pub enum Subject {
     Tracks { audio: Option<String>, video: Option<String> },
 }
 
+/// How participants' audio is placed in the stereo mix (LiveKit's `audio_mixing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChannelMixing {
+    /// Everyone in both channels.
+    #[default]
+    Both,
+    /// Agents in the left channel, everyone else in the right (DUAL_CHANNEL_AGENT).
+    AgentLeft,
+    /// Each audio track in one channel, left and right in turn as tracks first appear, kept
+    /// for the track's life (DUAL_CHANNEL_ALTERNATE).
+    Alternate,
+}
+
 /// What to record and where: plain data, the same for every path.
 #[derive(Clone, Default)]
 pub struct RecordingSpec {

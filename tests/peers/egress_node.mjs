@@ -18,7 +18,8 @@ const USAGE = `usage: node tests/peers/egress_node.mjs <method> '<json args>'
 env: LIVEKIT_URL (http://host:port), LIVEKIT_API_KEY, LIVEKIT_API_SECRET
 methods and their args (a JSON object):
   startRoomComposite  {roomName, file?: {filepath, fileType?}, outputs?: {file?, stream?, segments?, images?},
-                       layout?, preset?: "H264_720P_30"|..., advanced?: {EncodingOptions}, audioOnly?, videoOnly?, customBaseUrl?}
+                       layout?, preset?: "H264_720P_30"|..., advanced?: {EncodingOptions}, audioOnly?, videoOnly?, customBaseUrl?,
+                       audioMixing?: "DUAL_CHANNEL_AGENT"|"DUAL_CHANNEL_ALTERNATE"}
   startWeb            {url, file? | outputs?, preset?, advanced?, audioOnly?, videoOnly?, awaitStartSignal?}
   startParticipant    {roomName, identity, file? | outputs?, preset?, advanced?, screenShare?}
   startTrackComposite {roomName, audioTrackId?, videoTrackId?, file? | outputs?, preset?, advanced?}
@@ -68,6 +69,8 @@ const {
   EgressClient, TwirpError, EncodedFileOutput, StreamOutput, SegmentedFileOutput, ImageOutput,
   DirectFileOutput, EncodingOptions, EncodingOptionsPreset,
 } = sdk;
+// The SDK takes the mixing as the protocol's enum (its own dependency, @livekit/protocol).
+const { AudioMixing } = createRequire(join(nodeDir, "package.json"))("@livekit/protocol");
 
 function need(name) {
   if (args[name] === undefined) usage(`${method} needs "${name}"`);
@@ -111,6 +114,7 @@ async function call(client) {
         audioOnly: args.audioOnly,
         videoOnly: args.videoOnly,
         customBaseUrl: args.customBaseUrl,
+        audioMixing: args.audioMixing === undefined ? undefined : AudioMixing[args.audioMixing],
       });
     case "startWeb":
       return client.startWebEgress(need("url"), output(), {
