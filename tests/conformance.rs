@@ -8,8 +8,8 @@
 //!   or on the result (EgressInfo, through a running service with devroom for the calls that
 //!   act on a running egress).
 //! - **Refused**: its check sets the field and returns the error, which must name the field.
-//!   Fields of the request kinds Tessera does not record yet (track egress and media
-//!   sources) are refused with their request: the error names the request.
+//!   Fields of the request kind Tessera does not record yet (track egress) are refused with
+//!   their request: the error names the request.
 
 mod common;
 
@@ -23,6 +23,7 @@ use tessera::egress::request::{
 };
 use tessera::egress::{EgressError, Manager};
 use tessera::encode::H264Profile;
+use tessera::recording::{AudioPick, AudioRoute, Channel, RouteMatch, VideoPick};
 
 // --- the fields, read from the crate's .proto files ---
 
@@ -373,10 +374,18 @@ fn track(rig: &Rig, f: impl FnOnce(&mut proto::TrackEgressRequest)) -> String {
     egress_err(m.start_other(proto::egress_info::Request::Track(r)))
 }
 
-fn media(rig: &Rig, f: impl FnOnce(&mut proto::MediaSource)) -> String {
+/// A v2 StartEgress with a media source changed by `f`, planned.
+fn media(rig: &Rig, f: impl FnOnce(&mut proto::MediaSource)) -> Result<Plan, RequestError> {
     let mut m = proto::MediaSource::default();
     f(&mut m);
-    err(rig.v2(|r| r.source = Some(proto::start_egress_request::Source::Media(m))))
+    rig.v2(|r| r.source = Some(proto::start_egress_request::Source::Media(m)))
+}
+
+fn routes(p: Plan) -> Vec<AudioRoute> {
+    match p.subject {
+        Subject::Media { audio, .. } => audio.routes,
+        other => panic!("not a media source: {other:?}"),
+    }
 }
 
 fn route(f: impl FnOnce(&mut proto::AudioRoute)) -> impl FnOnce(&mut proto::MediaSource) {
@@ -414,7 +423,10 @@ fn table() -> Vec<(&'static str, Class)> {
             let p = rig.v2(|r| r.source = Some(proto::start_egress_request::Source::Web(proto::WebSource { url: "http://127.0.0.1:1/x".into(), ..Default::default() }))).unwrap();
             assert!(matches!(p.source, PlanSource::Web { ref url, .. } if url == "http://127.0.0.1:1/x"));
         })),
-        ("StartEgressRequest.media", R("media", |rig| media(rig, |_| {}))),
+        ("StartEgressRequest.media", H(|rig| {
+            assert!(media(rig, |m| m.video = Some(proto::media_source::Video::VideoTrackId("TR_v".into()))).is_ok());
+            assert!(err(media(rig, |_| {})).contains("media"));
+        })),
         ("StartEgressRequest.preset", H(|rig| {
             let p = rig.v2(|r| r.encoding = Some(proto::start_egress_request::Encoding::Preset(proto::EncodingOptionsPreset::H2641080p60 as i32))).unwrap();
             assert_eq!((p.encoding.width, p.encoding.framerate, p.encoding.video_bitrate_kbps), (1920, 60, 6000));
@@ -588,17 +600,54 @@ fn table() -> Vec<(&'static str, Class)> {
         })),
         ("WebSource.video_only", H(|rig| assert!(rig.v2(|r| r.source = Some(proto::start_egress_request::Source::Web(proto::WebSource { url: "http://127.0.0.1:1/".into(), video_only: true, ..Default::default() }))).unwrap().video_only))),
         ("WebSource.await_start_signal", H(|rig| assert!(matches!(rig.v2(|r| r.source = Some(proto::start_egress_request::Source::Web(proto::WebSource { url: "http://127.0.0.1:1/".into(), await_start_signal: true, ..Default::default() }))).unwrap().source, PlanSource::Web { await_start_signal: true, .. })))),
-        ("MediaSource.video_track_id", R("media", |rig| media(rig, |m| m.video = Some(proto::media_source::Video::VideoTrackId("TR_v".into()))))),
-        ("MediaSource.participant_video", R("media", |rig| media(rig, |m| m.video = Some(proto::media_source::Video::ParticipantVideo(Default::default()))))),
-        ("MediaSource.audio", R("media", |rig| media(rig, |m| m.audio = Some(Default::default())))),
-        ("ParticipantVideo.identity", R("media", |rig| media(rig, |m| m.video = Some(proto::media_source::Video::ParticipantVideo(proto::ParticipantVideo { identity: "alice".into(), prefer_screen_share: false }))))),
-        ("ParticipantVideo.prefer_screen_share", R("media", |rig| media(rig, |m| m.video = Some(proto::media_source::Video::ParticipantVideo(proto::ParticipantVideo { identity: "alice".into(), prefer_screen_share: true }))))),
-        ("AudioConfig.capture_all", R("media", |rig| media(rig, |m| m.audio = Some(proto::AudioConfig { capture_all: true, routes: vec![] })))),
-        ("AudioConfig.routes", R("media", |rig| media(rig, route(|_| {})))),
-        ("AudioRoute.track_id", R("media", |rig| media(rig, route(|r| r.r#match = Some(proto::audio_route::Match::TrackId("TR_a".into())))))),
-        ("AudioRoute.participant_identity", R("media", |rig| media(rig, route(|r| r.r#match = Some(proto::audio_route::Match::ParticipantIdentity("bob".into())))))),
-        ("AudioRoute.participant_kind", R("media", |rig| media(rig, route(|r| r.r#match = Some(proto::audio_route::Match::ParticipantKind(4)))))),
-        ("AudioRoute.channel", R("media", |rig| media(rig, route(|r| r.channel = proto::AudioChannel::Left as i32)))),
+        ("MediaSource.video_track_id", H(|rig| {
+            let p = media(rig, |m| m.video = Some(proto::media_source::Video::VideoTrackId("TR_v".into()))).unwrap();
+            assert_eq!(p.subject, Subject::Media { video: Some(VideoPick::Track("TR_v".into())), audio: AudioPick::default() });
+            assert!(p.video_only && p.layout == "participant");
+        })),
+        ("MediaSource.participant_video", H(|rig| {
+            let p = media(rig, |m| m.video = Some(proto::media_source::Video::ParticipantVideo(proto::ParticipantVideo { identity: "alice".into(), prefer_screen_share: false }))).unwrap();
+            assert!(matches!(p.subject, Subject::Media { video: Some(VideoPick::Participant { .. }), .. }));
+        })),
+        ("MediaSource.audio", H(|rig| {
+            let p = media(rig, |m| m.audio = Some(proto::AudioConfig { capture_all: true, routes: vec![] })).unwrap();
+            assert!(p.audio_only);
+            assert!(err(media(rig, |m| m.audio = Some(Default::default()))).contains("media"));
+        })),
+        ("ParticipantVideo.identity", H(|rig| {
+            let p = media(rig, |m| m.video = Some(proto::media_source::Video::ParticipantVideo(proto::ParticipantVideo { identity: "alice".into(), prefer_screen_share: false }))).unwrap();
+            assert!(matches!(&p.subject, Subject::Media { video: Some(VideoPick::Participant { identity, .. }), .. } if identity == "alice"));
+            assert!(err(media(rig, |m| m.video = Some(proto::media_source::Video::ParticipantVideo(Default::default())))).contains("participant_video.identity"));
+        })),
+        ("ParticipantVideo.prefer_screen_share", H(|rig| {
+            let p = media(rig, |m| m.video = Some(proto::media_source::Video::ParticipantVideo(proto::ParticipantVideo { identity: "alice".into(), prefer_screen_share: true }))).unwrap();
+            assert!(matches!(p.subject, Subject::Media { video: Some(VideoPick::Participant { prefer_screen_share: true, .. }), .. }));
+        })),
+        ("AudioConfig.capture_all", H(|rig| {
+            let p = media(rig, |m| m.audio = Some(proto::AudioConfig { capture_all: true, routes: vec![] })).unwrap();
+            assert!(matches!(p.subject, Subject::Media { audio: AudioPick { capture_all: true, .. }, .. }));
+        })),
+        ("AudioConfig.routes", H(|rig| {
+            assert_eq!(routes(media(rig, route(|r| r.r#match = Some(proto::audio_route::Match::TrackId("TR_a".into())))).unwrap()).len(), 1);
+            assert!(err(media(rig, route(|_| {}))).contains("audio.routes"));
+        })),
+        ("AudioRoute.track_id", H(|rig| {
+            let r = routes(media(rig, route(|r| r.r#match = Some(proto::audio_route::Match::TrackId("TR_a".into())))).unwrap());
+            assert_eq!(r[0].matches, RouteMatch::Track("TR_a".into()));
+        })),
+        ("AudioRoute.participant_identity", H(|rig| {
+            let r = routes(media(rig, route(|r| r.r#match = Some(proto::audio_route::Match::ParticipantIdentity("bob".into())))).unwrap());
+            assert_eq!(r[0].matches, RouteMatch::Identity("bob".into()));
+        })),
+        ("AudioRoute.participant_kind", H(|rig| {
+            let r = routes(media(rig, route(|r| r.r#match = Some(proto::audio_route::Match::ParticipantKind(4)))).unwrap());
+            assert_eq!(r[0].matches, RouteMatch::Kind(4));
+        })),
+        ("AudioRoute.channel", H(|rig| {
+            let r = routes(media(rig, route(|r| { r.r#match = Some(proto::audio_route::Match::ParticipantKind(4)); r.channel = proto::AudioChannel::Left as i32; })).unwrap());
+            assert_eq!(r[0].channel, Channel::Left);
+            assert!(err(media(rig, route(|r| { r.r#match = Some(proto::audio_route::Match::ParticipantKind(4)); r.channel = 9; }))).contains("audio.routes"));
+        })),
         // --- EncodingOptions ---
         ("EncodingOptions.width", H(|rig| {
             // Alone, as LiveKit takes it: the height stays the default's.

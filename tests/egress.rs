@@ -1305,8 +1305,8 @@ fn stereo(path: &Path) -> (Vec<f32>, Vec<f32>) {
     (samples.iter().step_by(2).copied().collect(), samples.iter().skip(1).step_by(2).copied().collect())
 }
 
-both!(dual_channel_mixing_puts_the_agent_left_and_alternates_tracks_between_the_channels);
-async fn dual_channel_mixing_puts_the_agent_left_and_alternates_tracks_between_the_channels(kind: Kind) {
+both!(dual_channel_mixing_and_a_media_source_s_routes_put_each_voice_in_its_channel);
+async fn dual_channel_mixing_and_a_media_source_s_routes_put_each_voice_in_its_channel(kind: Kind) {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = workdir(&format!("egress-dual-{kind:?}"));
     let room = server(kind, &dir).await;
@@ -1341,6 +1341,23 @@ async fn dual_channel_mixing_puts_the_agent_left_and_alternates_tracks_between_t
         let info = call(Sdk::Node, &url, SECRET, "startRoomComposite", args).await.unwrap();
         ids.push(info["egressId"].as_str().unwrap().to_string());
     }
+    // A v2 media source: participant 1's camera; the agent's voice left, participant 2's right,
+    // participant 1's own microphone not routed (so not recorded).
+    let request = json!({ "request": {
+        "roomName": "dual",
+        "media": {
+            "participantVideo": { "identity": "synthetic-1" },
+            "audio": { "routes": [
+                { "participantKind": "AGENT", "channel": "AUDIO_CHANNEL_LEFT" },
+                { "participantIdentity": "synthetic-2", "channel": "AUDIO_CHANNEL_RIGHT" },
+            ] },
+        },
+        "advanced": { "width": 640, "height": 360, "framerate": 15, "videoBitrate": 800 },
+        "outputs": [{ "file": { "filepath": "media.mp4" } }],
+    } });
+    let info = call(Sdk::Node, &url, SECRET, "startEgress", request).await.unwrap();
+    assert_eq!(info["sourceType"], "EGRESS_SOURCE_TYPE_SDK", "{info}");
+    ids.push(info["egressId"].as_str().unwrap().to_string());
     for id in &ids {
         wait_for(Sdk::Node, &url, id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
     }
@@ -1366,5 +1383,15 @@ async fn dual_channel_mixing_puts_the_agent_left_and_alternates_tracks_between_t
     }
     assert_eq!(sides[0], ['L', 'R', 'R'], "the agent left, the others right");
     assert!(sides[1].contains(&'L') && sides[1].contains(&'R'), "tracks alternate: {:?}", sides[1]);
+    let info = wait_for(Sdk::Node, &url, &ids[2], "complete", |i| status(i) == "EGRESS_COMPLETE").await;
+    let (path, _) = check_file(&info, &serve.out, 640, 360);
+    let seen = shown(&path);
+    assert!(seen.iter().all(|s| matches!(s, Some(Some(1)) | Some(None))), "the media source shows: {seen:?}");
+    let (left, right) = stereo(&path);
+    let peaks: Vec<(f32, f32)> = (0..3).map(|i| (tone_peak(&left, i), tone_peak(&right, i))).collect();
+    let (agent, one, two) = (peaks[0], peaks[1], peaks[2]);
+    assert!(agent.0 > 0.02 && agent.1 < agent.0 / 10.0, "the agent left: {peaks:?}");
+    assert!(two.1 > 0.02 && two.0 < two.1 / 10.0, "participant 2 right: {peaks:?}");
+    assert!(one.0.max(one.1) < 0.005, "participant 1's microphone is not routed: {peaks:?}");
     pubs.abort();
 }

@@ -512,7 +512,7 @@ impl Manager {
         let at_720p30 = match (&plan.subject, browser) {
             (_, true) => c.web_cpu_cost,
             (Subject::Room, false) => c.room_composite_cpu_cost,
-            (Subject::Participant { .. }, false) => c.participant_cpu_cost,
+            (Subject::Participant { .. } | Subject::Media { .. }, false) => c.participant_cpu_cost,
             (Subject::Tracks { .. }, false) => c.track_composite_cpu_cost,
         };
         at_720p30 * scale.max(0.25)

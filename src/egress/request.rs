@@ -245,10 +245,19 @@ impl CompositeRequest {
                 video_only: w.video_only,
                 ..Self::default()
             },
-            Some(Source::Media(_)) => {
-                return Err(RequestError::Unimplemented(
-                    "media sources (participant and track egress) are not implemented yet".into(),
-                ));
+            Some(Source::Media(m)) => {
+                let (video, audio) = media_source(m)?;
+                let no_audio = audio.routes.is_empty() && !audio.capture_all;
+                if video.is_none() && no_audio {
+                    return Err(invalid("media", "give a video (video_track_id or participant_video), audio, or both"));
+                }
+                Self {
+                    room_name: r.room_name.clone(),
+                    audio_only: video.is_none(),
+                    video_only: no_audio,
+                    subject: Subject::Media { video, audio },
+                    ..Self::default()
+                }
             }
             None => return Err(invalid("source", "give a template source (a room composite) or a web source")),
         };
@@ -288,6 +297,53 @@ impl CompositeRequest {
         }
         Ok(self)
     }
+}
+
+/// A v2 media source's video and audio routes, checked.
+fn media_source(
+    m: &proto::MediaSource,
+) -> Result<(Option<crate::recording::VideoPick>, crate::recording::AudioPick), RequestError> {
+    use crate::recording::{AudioPick, AudioRoute, Channel, RouteMatch, VideoPick};
+    use proto::media_source::Video;
+    let video = match &m.video {
+        Some(Video::VideoTrackId(t)) if t.trim().is_empty() => {
+            return Err(invalid("video_track_id", "is empty: give the video track's id"));
+        }
+        Some(Video::VideoTrackId(t)) => Some(VideoPick::Track(t.trim().to_string())),
+        Some(Video::ParticipantVideo(p)) if p.identity.trim().is_empty() => {
+            return Err(invalid("participant_video.identity", "is required: the participant whose video to record"));
+        }
+        Some(Video::ParticipantVideo(p)) => {
+            Some(VideoPick::Participant { identity: p.identity.clone(), prefer_screen_share: p.prefer_screen_share })
+        }
+        None => None,
+    };
+    let mut audio = AudioPick::default();
+    if let Some(a) = &m.audio {
+        audio.capture_all = a.capture_all;
+        for (i, r) in a.routes.iter().enumerate() {
+            use proto::audio_route::Match;
+            let matches = match &r.r#match {
+                Some(Match::TrackId(t)) if !t.trim().is_empty() => RouteMatch::Track(t.trim().to_string()),
+                Some(Match::ParticipantIdentity(id)) if !id.trim().is_empty() => RouteMatch::Identity(id.clone()),
+                Some(Match::ParticipantKind(k)) => RouteMatch::Kind(*k),
+                _ => {
+                    return Err(invalid(
+                        "audio.routes",
+                        format!("route {i} matches nothing: give track_id, participant_identity or participant_kind"),
+                    ));
+                }
+            };
+            let channel = match proto::AudioChannel::try_from(r.channel) {
+                Ok(proto::AudioChannel::Both) => Channel::Both,
+                Ok(proto::AudioChannel::Left) => Channel::Left,
+                Ok(proto::AudioChannel::Right) => Channel::Right,
+                Err(_) => return Err(invalid("audio.routes", format!("route {i}: {} is not a channel", r.channel))),
+            };
+            audio.routes.push(AudioRoute { matches, channel });
+        }
+    }
+    Ok((video, audio))
 }
 
 /// The v1 outputs' storage oneofs (one enum per output kind, each with the same four
@@ -460,7 +516,7 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
     };
     let layout = match (&c.subject, c.layout.is_empty()) {
         // Not a room layout: one video, full frame (`Layout::participant`).
-        (Subject::Participant { .. } | Subject::Tracks { .. }, _) => "participant".to_string(),
+        (Subject::Participant { .. } | Subject::Tracks { .. } | Subject::Media { .. }, _) => "participant".to_string(),
         (Subject::Room, true) => "grid".to_string(),
         (Subject::Room, false) => c.layout.clone(),
     };

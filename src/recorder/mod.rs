@@ -19,7 +19,10 @@ use crate::compositor::{AudioChunk, Compositor, CompositorOptions, TickSource, T
 use crate::encode::EncodingOptions;
 use crate::layout::Layout;
 use crate::pipeline::{EncodePipeline, PipelineError, Summary};
-use crate::recording::{ChannelMixing, EndReason, LiveLayout, Outputs, RecordingSpec, RunContext, StopHandle, Subject};
+use crate::recording::{
+    Channel, ChannelMixing, EndReason, LiveLayout, Outputs, RecordingSpec, RouteMatch, RunContext, StopHandle, Subject,
+    VideoPick,
+};
 use crate::render::{self, Backend, RenderError};
 use crate::room::{ClientError, ConnectOptions, RoomClient, RoomEvent};
 use crate::sync::lock;
@@ -317,6 +320,25 @@ impl<'a> Presence<'a> {
                 .flatten()
                 .find(|sid| !roster.has(&Subject::Tracks { audio: Some((*sid).clone()), video: None }))
                 .map(|sid| format!("track {sid} not found")),
+            Subject::Media { video: Some(VideoPick::Track(sid)), .. } => {
+                (!roster.has(self.subject)).then(|| format!("track {sid} not found"))
+            }
+            Subject::Media { video: Some(VideoPick::Participant { identity, .. }), .. } => {
+                (!roster.has(self.subject)).then(|| format!("participant {identity} not found"))
+            }
+            // Audio alone: the tracks its routes name by id must come.
+            Subject::Media { video: None, audio } => audio
+                .routes
+                .iter()
+                .find_map(|r| match &r.matches {
+                    RouteMatch::Track(sid)
+                        if !roster.has(&Subject::Tracks { audio: Some(sid.clone()), video: None }) =>
+                    {
+                        Some(sid)
+                    }
+                    _ => None,
+                })
+                .map(|sid| format!("track {sid} not found")),
         };
         match (missing, self.seen) {
             (None, _) => {
@@ -388,7 +410,14 @@ impl TickSource for RoomSource<'_> {
             .into_iter()
             .filter(|(sid, _)| roster.wants(sid, self.subject) == Some(true))
             .map(|(sid, list)| {
-                let side = if list.is_empty() { None } else { self.channels.side(&sid, roster.is_agents(&sid)) };
+                let side = match roster.routed(&sid, self.subject) {
+                    // A media source's route says where the track goes.
+                    Some(Channel::Left) => Some(channels::Side::Left),
+                    Some(Channel::Right) => Some(channels::Side::Right),
+                    Some(Channel::Both) => None,
+                    None if list.is_empty() => None,
+                    None => self.channels.side(&sid, roster.is_agents(&sid)),
+                };
                 (sid, list, side)
             })
             .collect();

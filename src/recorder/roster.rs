@@ -3,7 +3,7 @@
 //! participant, one per screen share), in LiveKit's terms.
 
 use crate::layout::{TileKind, TileSource};
-use crate::recording::Subject;
+use crate::recording::{AudioTrackRef, Channel, Subject, VideoPick};
 use livekit_protocol as proto;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,6 +18,8 @@ struct Participant {
     last_spoke_ms: Option<u64>,
     /// LiveKit's participant kind AGENT.
     agent: bool,
+    /// LiveKit's participant kind (`ParticipantInfo.Kind`).
+    kind: i32,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -60,8 +62,10 @@ impl Roster {
                 level: 0.0,
                 last_spoke_ms: None,
                 agent: false,
+                kind: 0,
             });
             p.agent = info.kind == proto::participant_info::Kind::Agent as i32;
+            p.kind = info.kind;
             p.name = if info.name.is_empty() { info.identity.clone() } else { info.name.clone() };
             p.tracks = info.tracks;
         }
@@ -101,7 +105,30 @@ impl Roster {
                 let t = p.tracks.iter().find(|t| t.sid == track_sid)?;
                 Some(&p.identity == identity && is_share(t.source) == *screen_share)
             }),
+            Subject::Media { video, audio } => {
+                if matches!(video, Some(VideoPick::Track(v)) if v == track_sid) {
+                    return Some(true);
+                }
+                let (p, t) = self.track(track_sid)?;
+                Some(if t.r#type == proto::TrackType::Audio as i32 {
+                    audio.channel_of(&AudioTrackRef { sid: track_sid, identity: &p.identity, kind: p.kind }).is_some()
+                } else {
+                    matches!(video, Some(VideoPick::Participant { identity, .. }) if identity == &p.identity)
+                })
+            }
         }
+    }
+
+    /// The channel a media source routes an audio track to (None: not known yet, or no route).
+    pub(crate) fn routed(&self, track_sid: &str, subject: &Subject) -> Option<Channel> {
+        let Subject::Media { audio, .. } = subject else { return None };
+        let (p, _) = self.track(track_sid)?;
+        audio.channel_of(&AudioTrackRef { sid: track_sid, identity: &p.identity, kind: p.kind })
+    }
+
+    /// A track and its participant.
+    fn track(&self, track_sid: &str) -> Option<(&Participant, &proto::TrackInfo)> {
+        self.participants.values().find_map(|p| p.tracks.iter().find(|t| t.sid == track_sid).map(|t| (p, t)))
     }
 
     /// Whether a track is an agent's (None: the roster does not know the track yet).
@@ -114,8 +141,12 @@ impl Roster {
         match subject {
             Subject::Room => true,
             Subject::Participant { identity, .. } => self.participants.values().any(|p| &p.identity == identity),
-            Subject::Tracks { .. } => {
+            Subject::Tracks { .. } | Subject::Media { video: None, .. } => {
                 self.participants.values().flat_map(|p| &p.tracks).any(|t| self.wants(&t.sid, subject) == Some(true))
+            }
+            Subject::Media { video: Some(VideoPick::Track(v)), .. } => self.track(v).is_some(),
+            Subject::Media { video: Some(VideoPick::Participant { identity, .. }), .. } => {
+                self.participants.values().any(|p| &p.identity == identity)
             }
         }
     }
@@ -143,12 +174,30 @@ impl Roster {
                         && has_video(&t.sid)
                 })
             };
+            // The one video of a track subject, or of a participant media source.
+            let one = match subject {
+                Subject::Tracks { video: Some(v), .. } | Subject::Media { video: Some(VideoPick::Track(v)), .. } => {
+                    p.tracks.iter().find(|t| &t.sid == v)
+                }
+                Subject::Media { video: Some(VideoPick::Participant { identity, prefer_screen_share }), .. }
+                    if &p.identity == identity =>
+                {
+                    let share = live(proto::TrackSource::ScreenShare).filter(|_| *prefer_screen_share);
+                    share.or_else(|| {
+                        p.tracks.iter().find(|t| {
+                            t.r#type == proto::TrackType::Video as i32
+                                && matches!(t.source, s if s == proto::TrackSource::Camera as i32 || s == proto::TrackSource::Unknown as i32)
+                        })
+                    })
+                }
+                _ => None,
+            };
             match subject {
                 Subject::Room => {}
                 Subject::Participant { identity, .. } if &p.identity != identity => continue,
                 Subject::Participant { .. } => {}
-                Subject::Tracks { video: Some(v), .. } => {
-                    let Some(t) = p.tracks.iter().find(|t| &t.sid == v) else { continue };
+                Subject::Tracks { video: Some(_), .. } | Subject::Media { video: Some(_), .. } => {
+                    let Some(t) = one else { continue };
                     let shown = (!t.muted && has_video(&t.sid)).then(|| t.sid.clone());
                     let kind = if is_share(t.source) { TileKind::ScreenShare } else { TileKind::Camera };
                     sources.push(TileSource {
@@ -164,7 +213,7 @@ impl Roster {
                     });
                     continue;
                 }
-                Subject::Tracks { video: None, .. } => continue,
+                Subject::Tracks { video: None, .. } | Subject::Media { video: None, .. } => continue,
             }
             let mic = p.tracks.iter().find(|t| t.r#type == proto::TrackType::Audio as i32);
             let camera = live(proto::TrackSource::Camera).or_else(|| live(proto::TrackSource::Unknown));

@@ -3,8 +3,10 @@
 //! and where, why it ended, and the live handles the outside holds while it runs.
 
 mod live;
+mod subject;
 
 pub use live::{LiveLayout, LiveStats, StopHandle};
+pub use subject::{AudioPick, AudioRoute, AudioTrackRef, Channel, RouteMatch, Subject, VideoPick};
 
 use crate::encode::EncodingOptions;
 use crate::output::images::ImageSink;
@@ -48,20 +50,6 @@ impl Media {
     pub fn audio(self) -> bool {
         self != Media::VideoOnly
     }
-}
-
-/// Whose media a room recording holds: LiveKit's room composite, participant and track
-/// composite egress are one recording of different subjects.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Subject {
-    /// Everyone in the room.
-    #[default]
-    Room,
-    /// One participant (by identity): its camera and microphone, or its screen share and
-    /// screen-share audio, followed as it mutes, unpublishes and republishes.
-    Participant { identity: String, screen_share: bool },
-    /// One audio track and one video track, by sid (either may be absent).
-    Tracks { audio: Option<String>, video: Option<String> },
 }
 
 /// How participants' audio is placed in the stereo mix (LiveKit's `audio_mixing`).

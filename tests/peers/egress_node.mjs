@@ -24,6 +24,7 @@ methods and their args (a JSON object):
   startParticipant    {roomName, identity, file? | outputs?, preset?, advanced?, screenShare?}
   startTrackComposite {roomName, audioTrackId?, videoTrackId?, file? | outputs?, preset?, advanced?}
   startTrack          {roomName, trackId, filepath | websocketUrl}
+  startEgress         {request: <StartEgressRequest as protobuf JSON>} (v2: template, web or media source)
   updateLayout        {egressId, layout}
   updateStream        {egressId, add?: [url], remove?: [url]}
   listEgress          {roomName?, egressId?, active?}
@@ -67,7 +68,7 @@ try {
 }
 const {
   EgressClient, TwirpError, EncodedFileOutput, StreamOutput, SegmentedFileOutput, ImageOutput,
-  DirectFileOutput, EncodingOptions, EncodingOptionsPreset,
+  DirectFileOutput, EncodingOptions, EncodingOptionsPreset, StartEgressRequest,
 } = sdk;
 // The SDK takes the mixing as the protocol's enum (its own dependency, @livekit/protocol).
 const { AudioMixing } = createRequire(join(nodeDir, "package.json"))("@livekit/protocol");
@@ -140,6 +141,9 @@ async function call(client) {
       else out = DirectFileOutput.fromJson({ filepath: need("filepath") });
       return client.startTrackEgress(need("roomName"), out, need("trackId"));
     }
+    case "startEgress":
+      // The unified v2 request, given whole as protobuf JSON.
+      return client.startEgress(StartEgressRequest.fromJson(need("request")));
     case "updateLayout":
       return client.updateLayout(need("egressId"), need("layout"));
     case "updateStream":
