@@ -1,7 +1,6 @@
 //! Audio: the mixer that turns every participant's timestamped audio into one
 //! 48 kHz stereo stream.
 
-pub(crate) mod channels;
 pub(crate) mod mixer;
 
 pub(crate) use mixer::{InputStats, MixedBlock, Mixer};

@@ -7,6 +7,7 @@
 //! at the output frame rate, takes what each tile should show, renders, mixes
 //! and hands both to the encode pipeline.
 
+pub(crate) mod channels;
 pub mod clock;
 pub mod jitter;
 pub(crate) mod receive;
@@ -14,7 +15,6 @@ pub(crate) mod roster;
 pub mod store;
 pub mod token;
 
-use crate::audio::channels::{self, Placer};
 use crate::compositor::{AudioChunk, Compositor, CompositorOptions, TickSource, TickVideo, VideoAt};
 use crate::encode::EncodingOptions;
 use crate::layout::Layout;
@@ -26,6 +26,7 @@ use crate::recording::{
 use crate::render::{self, Backend, RenderError};
 use crate::room::{ClientError, ConnectOptions, RoomClient, RoomEvent};
 use crate::sync::lock;
+use channels::Placer;
 use receive::{ReceiveContext, TrackReport};
 use roster::Roster;
 use std::collections::HashMap;
