@@ -8,6 +8,9 @@
 #      participants (VP8 640x360 15 fps + Opus) at 720p30 in grid, from devroom and
 #      from LiveKit's own livekit-server in the same run, next to its floor: FFmpeg
 #      decoding 4 such VP8+Opus inputs and encoding the same output
+#   5. a participant egress (tessera record --participant) of one of those 4 from
+#      devroom at 720p30, next to its floor: FFmpeg decoding one such input and
+#      encoding it at 720p30
 # Prints a Markdown block for bench/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,16 +46,18 @@ read -r f_wall f_user f_sys f_kib < <(timed ffmpeg -y -v error \
 # measured: devroom, then LiveKit's own livekit-server (scripts/test-peers.sh installs it),
 # with our synthetic participants publishing into it.
 key=devkey; secret=bench-secret-bench-secret-bench-secret
-record_from() { # URL NAME: records $SECS s of room "bench" at URL; sets r_* from the run
+record_from() { # URL NAME [FLAGS...]: records $SECS s of room "bench" at URL; sets r_* from the run
+  local url=$1 name=$2
+  shift 2
   read -r r_wall r_user r_sys r_kib < <(/usr/bin/time -f "%e %U %S %M" -o "$work/time" \
-    $bin record --url "$1" --api-key $key --api-secret $secret --room bench --layout grid --preset H264_720P_30 \
-    --renderer cpu --duration "$SECS" -o "$work/record-$2.mp4" >"$work/record-$2.txt" 2>"$work/stderr" || { cat "$work/stderr" >&2; exit 1; }
+    $bin record --url "$url" --api-key $key --api-secret $secret --room bench --layout grid --preset H264_720P_30 \
+    --renderer cpu --duration "$SECS" "$@" -o "$work/record-$name.mp4" >"$work/record-$name.txt" 2>"$work/stderr" || { cat "$work/stderr" >&2; exit 1; }
     cat "$work/time")
-  r_secs=$(sed -n 's/^  duration: \([0-9.]*\) s.*/\1/p' "$work/record-$2.txt")
+  r_secs=$(sed -n 's/^  duration: \([0-9.]*\) s.*/\1/p' "$work/record-$name.txt")
   r_cpu=$(awk -v u="$r_user" -v s="$r_sys" -v d="$r_secs" 'BEGIN { printf "%.3f", (u + s) / d }')
-  r_p50=$(sed -n 's/.*p50 \([0-9.]*\) ms.*/\1/p' "$work/record-$2.txt")
-  r_p95=$(sed -n 's/.*p95 \([0-9.]*\) ms.*/\1/p' "$work/record-$2.txt")
-  r_first=$(sed -n 's/^  first frame \([0-9]*\) ms.*/\1/p' "$work/record-$2.txt")
+  r_p50=$(sed -n 's/.*p50 \([0-9.]*\) ms.*/\1/p' "$work/record-$name.txt")
+  r_p95=$(sed -n 's/.*p95 \([0-9.]*\) ms.*/\1/p' "$work/record-$name.txt")
+  r_first=$(sed -n 's/^  first frame \([0-9]*\) ms.*/\1/p' "$work/record-$name.txt")
 }
 port=${BENCH_PORT:-7979}
 $bin devroom --bind "127.0.0.1:$port" --api-key $key --api-secret $secret --synthetic 4 --room bench >"$work/devroom.log" 2>&1 &
@@ -60,8 +65,12 @@ devroom_pid=$!
 trap 'kill $devroom_pid 2>/dev/null || true' EXIT
 sleep 3 # the room has video before the recorder joins
 record_from "ws://127.0.0.1:$port" devroom
-kill $devroom_pid 2>/dev/null || true
 d_cpu=$r_cpu d_p50=$r_p50 d_p95=$r_p95 d_first=$r_first d_kib=$r_kib d_secs=$r_secs
+# 5. One of the four alone, full frame (LiveKit's participant egress): the other three are
+# unsubscribed, so neither received nor decoded.
+record_from "ws://127.0.0.1:$port" participant --participant synthetic-1
+pe_cpu=$r_cpu pe_p95=$r_p95 pe_kib=$r_kib
+kill $devroom_pid 2>/dev/null || true
 
 lk=target/peers/livekit/server
 if [ -x "$lk" ]; then
@@ -104,6 +113,11 @@ read -r rf_wall rf_user rf_sys rf_kib < <(timed ffmpeg -y -v error \
   -map "[v]" -map "[a]" -c:v libx264 -preset veryfast -tune zerolatency -profile:v main -b:v 3000k -bf 0 -g 60 \
   -c:a aac -b:a 128k -ar 44100 "$work/record-floor.mp4")
 rf_cpu=$(cpu_per_s "$rf_user" "$rf_sys")
+read -r pf_wall pf_user pf_sys pf_kib < <(timed ffmpeg -y -v error -i "$work/in1.webm" \
+  -vf "scale=1280:720,fps=30" -c:v libx264 -preset veryfast -tune zerolatency -profile:v main -b:v 3000k -bf 0 -g 60 \
+  -c:a aac -b:a 128k -ar 44100 "$work/participant-floor.mp4")
+pf_cpu=$(cpu_per_s "$pf_user" "$pf_sys")
+pe_ratio=$(awk -v a="$pe_cpu" -v b="$pf_cpu" 'BEGIN { printf "%.2f", a / b }')
 r_ratio=$(awk -v a="$r_cpu" -v b="$rf_cpu" 'BEGIN { printf "%.2f", a / b }')
 
 p_cpu=$(cpu_per_s "$p_user" "$p_sys")
@@ -137,4 +151,13 @@ ${l_row}
 
 Recorder / floor: **${r_ratio}x**. Targets: at most 0.5 of a core, p95 under 100 ms, first frame within 1 s of the
 room having video, under 200 MB.
+
+Participant egress of one of the same four (devroom), 720p30, same encoder settings:
+
+| what | CPU-s per recorded s | arrival to encoded packet (p95) | peak memory |
+|---|---|---|---|
+| tessera record --participant synthetic-1 | ${pe_cpu} | ${pe_p95} ms | $((pe_kib / 1024)) MiB |
+| FFmpeg floor (one VP8+Opus decode, scaled to 720p30, same encode) | ${pf_cpu} | — | $((pf_kib / 1024)) MiB |
+
+Participant egress / floor: **${pe_ratio}x** (LiveKit budgets 2 cores for a participant egress).
 MD

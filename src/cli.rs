@@ -107,6 +107,12 @@ pub struct RecordArgs {
     /// Record the audio mix only (no video encoder).
     #[arg(long)]
     pub audio_only: bool,
+    /// Record one participant full frame (LiveKit's participant egress) instead of the room.
+    #[arg(long)]
+    pub participant: Option<String>,
+    /// With --participant: its screen share and screen-share audio instead of its camera.
+    #[arg(long, requires = "participant")]
+    pub screen_share: bool,
     /// Seconds to record; without it, until the room closes or SIGINT/SIGTERM.
     #[arg(long, value_parser = recording_seconds, allow_negative_numbers = true)]
     pub duration: Option<Duration>,

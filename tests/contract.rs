@@ -263,7 +263,8 @@ async fn no_credential_or_stream_key_leaves_the_service() {
         ),
         (
             "StartEgress",
-            json!({ "roomName": "r", "media": { "videoTrackId": "TR_v" }, "outputs": [{ "file": { "filepath": "m.mp4" } }],
+            // A media source that picks nothing.
+            json!({ "roomName": "r", "media": {}, "outputs": [{ "file": { "filepath": "m.mp4" } }],
             "storage": { "s3": s3(&clouds, "rec") } }),
         ),
     ] {

@@ -4,14 +4,18 @@ use super::{encoding, layout_set, logging, recording};
 use anyhow::{Context, Result, bail};
 use std::time::Duration;
 use tessera::cli::RecordArgs;
+use tessera::layout::LayoutSet;
 use tessera::recorder::RecordJob;
-use tessera::recording::Media;
+use tessera::recording::{Media, Subject};
 use tessera::render::Backend;
 
 pub fn run(a: RecordArgs) -> Result<()> {
     logging::init(logging::DEFAULT, false);
     let set = layout_set::load(a.layouts_dir.as_deref())?;
-    let layout = set.resolve(&a.layout)?;
+    let layout = match &a.participant {
+        Some(_) => LayoutSet::participant()?,
+        None => set.resolve(&a.layout)?,
+    };
     let encoding = encoding::options(&a.size)?;
     let token = match (&a.token, &a.room) {
         (Some(t), _) => t.clone(),
@@ -24,9 +28,14 @@ pub fn run(a: RecordArgs) -> Result<()> {
     if a.audio_only {
         job.spec.media = Media::AudioOnly;
     }
+    if let Some(identity) = &a.participant {
+        job.subject = Subject::Participant { identity: identity.clone(), screen_share: a.screen_share };
+        job.media_timeout = job.subject_timeout + Duration::from_secs(5);
+    }
     job.backend = a.renderer.parse::<Backend>().map_err(anyhow::Error::msg)?;
     job.video_delay = Duration::from_millis(a.delay_ms);
     job.spec.limit = a.duration;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    rt.block_on(async move { recording::record_and_report(job, &a.layout).await })
+    let shown = a.participant.as_ref().map(|p| format!("participant {p}")).unwrap_or_else(|| a.layout.clone());
+    rt.block_on(async move { recording::record_and_report(job, &shown).await })
 }
