@@ -459,7 +459,8 @@ async fn bad_requests_get_the_right_twirp_code_and_a_message_naming_the_problem(
         assert_eq!((st, ct.as_str(), v["code"].as_str()), (status, "application/json", Some(code)), "{what}: {v}");
         assert!(v["msg"].as_str().unwrap().contains(words), "{what}: {v}");
     }
-    // The unified StartEgress: a template source is a room composite, a web source a page in Chromium.
+    // The unified StartEgress: a template source is a room composite, a web source a page in
+    // Chromium, a media source a participant egress.
     let unified = json!({ "roomName": "r", "template": { "layout": "speaker" }, "outputs": [{ "file": { "filepath": "u.mp4" } }] });
     let (st, _, body) = raw(&url, "StartEgress", Some(&good), json_ct, unified.to_string().into_bytes()).await;
     assert_eq!(st, 429, "a 720p30 composite does not fit 0.3 cores: {}", String::from_utf8_lossy(&body));
@@ -468,7 +469,12 @@ async fn bad_requests_get_the_right_twirp_code_and_a_message_naming_the_problem(
     assert_eq!(st, 429, "a page in Chromium costs a core here: {}", String::from_utf8_lossy(&body));
     let media = json!({ "roomName": "r", "media": { "videoTrackId": "TR_x" }, "outputs": [{ "file": { "filepath": "u.mp4" } }] });
     let (st, _, body) = raw(&url, "StartEgress", Some(&good), json_ct, media.to_string().into_bytes()).await;
-    assert_eq!(st, 501, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        st,
+        429,
+        "a media source at 720p30 costs what a participant egress does: {}",
+        String::from_utf8_lossy(&body)
+    );
     let get = reqwest::get(format!("{url}/twirp/livekit.Egress/ListEgress")).await.unwrap();
     assert_eq!(get.status().as_u16(), 404);
 
@@ -486,7 +492,7 @@ async fn bad_requests_get_the_right_twirp_code_and_a_message_naming_the_problem(
     let failed = wait_for(Sdk::Node, &url, id, "failed", |i| status(i) == "EGRESS_FAILED").await;
     assert!(failed["error"].as_str().unwrap().contains("cannot join"), "{failed}");
 
-    // Still serving. (Refused so far: the composite over the budget, and both unified requests.)
+    // Still serving. (Refused so far: the composite over the budget, and the three unified requests.)
     let health = reqwest::get(format!("{url}/health")).await.unwrap();
     assert_eq!(health.status().as_u16(), 503, "0.3 cores cannot take a default composite");
     let (st, _, body) = raw(&url, "ListEgress", Some(&good), json_ct, list).await;
@@ -495,7 +501,7 @@ async fn bad_requests_get_the_right_twirp_code_and_a_message_naming_the_problem(
     assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
     let metrics = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("tessera_egress_jobs{status=\"EGRESS_FAILED\"} 1"), "{metrics}");
-    assert!(metrics.contains("tessera_egress_refused_total 3"), "{metrics}");
+    assert!(metrics.contains("tessera_egress_refused_total 4"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1170,19 +1176,11 @@ async fn participant_and_track_composite_egress_record_their_subject_and_nobody_
     let dir = workdir(&format!("egress-subjects-{kind:?}"));
     let room = server(kind, &dir).await;
     // Four participants: 0 also shares a screen, 2 mutes its microphone every other 4 s.
-    let o = tessera::devroom::synthetic::SyntheticOptions {
-        url: room.url(),
-        api_key: KEY.into(),
-        api_secret: SECRET.into(),
-        room: "subjects".into(),
-        count: 4,
-        screen_share: true,
-        share_after: Duration::ZERO,
-        mute_toggle: true,
-        duration: Some(Duration::from_secs(120)),
-        ..Default::default()
-    };
-    let pubs = tokio::spawn(tessera::devroom::synthetic::run(o));
+    let pubs = publishers(&room, "subjects", 4, |o| {
+        o.screen_share = true;
+        o.mute_toggle = true;
+    });
+    // Participant 0 publishes three tracks.
     let deadline = Instant::now() + Duration::from_secs(60);
     let people = loop {
         let p = room.participants(KEY, SECRET, "subjects").await.unwrap_or_default();
@@ -1311,22 +1309,8 @@ async fn dual_channel_mixing_and_a_media_source_s_routes_put_each_voice_in_its_c
     let dir = workdir(&format!("egress-dual-{kind:?}"));
     let room = server(kind, &dir).await;
     // Three participants speaking in turns; participant 0 is an agent.
-    let o = tessera::devroom::synthetic::SyntheticOptions {
-        url: room.url(),
-        api_key: KEY.into(),
-        api_secret: SECRET.into(),
-        room: "dual".into(),
-        count: 3,
-        agent: Some(0),
-        duration: Some(Duration::from_secs(90)),
-        ..Default::default()
-    };
-    let pubs = tokio::spawn(tessera::devroom::synthetic::run(o));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while room.publishing_count(KEY, SECRET, "dual").await.unwrap_or(0) < 3 {
-        assert!(Instant::now() < deadline, "the publishers never all published");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let pubs = publishers(&room, "dual", 3, |o| o.agent = Some(0));
+    room.wait_publishing(KEY, SECRET, "dual", 3).await;
     let people = room.participants(KEY, SECRET, "dual").await.unwrap();
     let agent = people.iter().find(|p| p["identity"] == "synthetic-0").unwrap();
     assert_eq!(agent["kind"], "AGENT", "{agent}");

@@ -56,11 +56,7 @@ fn participants(
 /// a room that holds only an egress participant after its empty timeout (2 s here), which a
 /// loaded machine can take to join a few publishers.
 async fn joined(room: &Server, name: &str, n: u64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while room.publishing_count(KEY, SECRET, name).await.unwrap_or(0) < n {
-        assert!(std::time::Instant::now() < deadline, "the publishers in {name} never all joined");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    room.wait_publishing(KEY, SECRET, name, n).await
 }
 
 fn job(room: &Server, name: &str, layout: &str, size: (u32, u32, u32), secs: f64, out: &Path) -> RecordJob {

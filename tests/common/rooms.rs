@@ -83,6 +83,16 @@ impl Server {
         Ok(body["participants"].as_array().map_or(0, |p| p.len() as u64))
     }
 
+    /// Waits (up to 60 s) until `n` participants in `room` have published their tracks.
+    #[allow(dead_code)]
+    pub async fn wait_publishing(&self, key: &str, secret: &str, room: &str, n: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.publishing_count(key, secret, room).await.unwrap_or(0) < n {
+            assert!(std::time::Instant::now() < deadline, "the publishers in {room} never all published");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// RoomService.ListParticipants: `room`'s participants as the server describes them (JSON).
     #[allow(dead_code)]
     pub async fn participants(&self, key: &str, secret: &str, room: &str) -> Result<Vec<serde_json::Value>, String> {

@@ -45,18 +45,7 @@ pub fn participants(room: &impl RoomUrl, name: &str, count: usize) -> tokio::tas
 
 /// Synthetic participants who leave after `stay`.
 pub fn participants_for(room: &impl RoomUrl, name: &str, count: usize, stay: Duration) -> tokio::task::JoinHandle<()> {
-    let o = SyntheticOptions {
-        url: room.room_url(),
-        api_key: KEY.into(),
-        api_secret: SECRET.into(),
-        room: name.into(),
-        count,
-        duration: Some(stay),
-        ..Default::default()
-    };
-    tokio::spawn(async move {
-        let _ = synthetic::run(o).await;
-    })
+    publishers(room, name, count, |o| o.duration = Some(stay))
 }
 
 /// `tessera serve` as a child process, killed when dropped.
@@ -116,6 +105,28 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Synthetic participants of this module's key, their options changed by `tweak`.
+pub fn publishers(
+    room: &impl RoomUrl,
+    name: &str,
+    count: usize,
+    tweak: impl FnOnce(&mut SyntheticOptions),
+) -> tokio::task::JoinHandle<()> {
+    let mut o = SyntheticOptions {
+        url: room.room_url(),
+        api_key: KEY.into(),
+        api_secret: SECRET.into(),
+        room: name.into(),
+        count,
+        duration: Some(Duration::from_secs(120)),
+        ..Default::default()
+    };
+    tweak(&mut o);
+    tokio::spawn(async move {
+        let _ = synthetic::run(o).await;
+    })
 }
 
 pub fn log(dir: &Path) -> String {

@@ -51,6 +51,9 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	// psrpc's Redis bus subscribes the client's response channel asynchronously; a one-shot
+	// client that asks at once can miss the answers (a long-lived livekit-server never does).
+	time.Sleep(500 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+time.Second)
 	defer cancel()
 	responses, err := client.ListActiveEgress(ctx, "", &rpc.ListActiveEgressRequest{})
