@@ -76,17 +76,6 @@ lk=target/peers/livekit/server
 if [ -x "$lk" ]; then
   lk_port=${BENCH_LK_PORT:-7989}
   livekit_yaml $lk_port >"$work/livekit.yaml"
-port: $lk_port
-bind_addresses: [127.0.0.1]
-keys:
-  $key: $secret
-rtc:
-  udp_port: $((lk_port + 1))
-  tcp_port: 0
-  use_external_ip: false
-  node_ip: 127.0.0.1
-  enable_loopback_candidate: true
-YAML
   $lk --config "$work/livekit.yaml" >"$work/livekit.log" 2>&1 &
   lk_pid=$!
   trap 'kill $devroom_pid $lk_pid $pub_pid 2>/dev/null || true' EXIT
