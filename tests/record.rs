@@ -13,7 +13,7 @@ use common::rooms::{CutProxy, Kind, Server};
 use common::{amplitude, audio_mono, beeps, dist, frames, probe, python, stream, who, workdir};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tessera::devroom::synthetic::{self, SyntheticOptions};
+use tessera::devroom::synthetic::SyntheticOptions;
 use tessera::encode::EncodingOptions;
 use tessera::layout::{LayoutSet, TileKind, TileSource, compose};
 use tessera::peer::impair::Impairment;
@@ -38,18 +38,11 @@ fn participants(
     name: &str,
     count: usize,
     tweak: impl FnOnce(&mut SyntheticOptions),
-) -> tokio::task::JoinHandle<Result<(), synthetic::SyntheticError>> {
-    let mut o = SyntheticOptions {
-        url: room.url(),
-        api_key: KEY.into(),
-        api_secret: SECRET.into(),
-        room: name.into(),
-        count,
-        duration: Some(Duration::from_secs(40)),
-        ..Default::default()
-    };
-    tweak(&mut o);
-    tokio::spawn(synthetic::run(o))
+) -> tokio::task::JoinHandle<()> {
+    common::service::publishers_as((KEY, SECRET), room, name, count, |o| {
+        o.duration = Some(Duration::from_secs(40));
+        tweak(o);
+    })
 }
 
 /// Waits until `n` publishers in `name` have published their tracks. A recorder joins after them: livekit-server closes

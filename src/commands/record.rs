@@ -30,7 +30,6 @@ pub fn run(a: RecordArgs) -> Result<()> {
     }
     if let Some(identity) = &a.participant {
         job.subject = Subject::Participant { identity: identity.clone(), screen_share: a.screen_share };
-        job.media_timeout = job.subject_timeout + Duration::from_secs(5);
     }
     job.backend = a.renderer.parse::<Backend>().map_err(anyhow::Error::msg)?;
     job.video_delay = Duration::from_millis(a.delay_ms);

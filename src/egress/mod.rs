@@ -150,9 +150,16 @@ impl Manager {
         &self,
         req: proto::RoomCompositeEgressRequest,
     ) -> Result<proto::EgressInfo, EgressError> {
-        let mut c = CompositeRequest::from_room_composite(&req)?;
-        c.room_id = self.room_sid(&c.room_name).await;
-        self.start(c, proto::egress_info::Request::RoomComposite(req))
+        self.start_request(proto::egress_info::Request::RoomComposite(req)).await
+    }
+
+    /// Starts any request of the Egress API: a room's id is looked up first (a page has none).
+    async fn start_request(&self, request: proto::egress_info::Request) -> Result<proto::EgressInfo, EgressError> {
+        let mut c = composite_request(&request)?;
+        if c.web.is_none() {
+            c.room_id = self.room_sid(&c.room_name).await;
+        }
+        self.start(c, request)
     }
 
     /// Starts a job a LiveKit server handed out (fleet mode): its egress id and room id are
@@ -200,31 +207,22 @@ impl Manager {
         &self,
         req: proto::ParticipantEgressRequest,
     ) -> Result<proto::EgressInfo, EgressError> {
-        let mut c = CompositeRequest::from_participant(&req)?;
-        c.room_id = self.room_sid(&c.room_name).await;
-        self.start(c, proto::egress_info::Request::Participant(req))
+        self.start_request(proto::egress_info::Request::Participant(req)).await
     }
 
     pub async fn start_track_composite(
         &self,
         req: proto::TrackCompositeEgressRequest,
     ) -> Result<proto::EgressInfo, EgressError> {
-        let mut c = CompositeRequest::from_track_composite(&req)?;
-        c.room_id = self.room_sid(&c.room_name).await;
-        self.start(c, proto::egress_info::Request::TrackComposite(req))
+        self.start_request(proto::egress_info::Request::TrackComposite(req)).await
     }
 
     pub(crate) async fn start_web(&self, req: proto::WebEgressRequest) -> Result<proto::EgressInfo, EgressError> {
-        let c = CompositeRequest::from_web(&req)?;
-        self.start(c, proto::egress_info::Request::Web(req))
+        self.start_request(proto::egress_info::Request::Web(req)).await
     }
 
     pub(crate) async fn start_egress(&self, req: proto::StartEgressRequest) -> Result<proto::EgressInfo, EgressError> {
-        let mut c = CompositeRequest::from_start_egress(&req)?;
-        if c.web.is_none() {
-            c.room_id = self.room_sid(&c.room_name).await;
-        }
-        self.start(c, proto::egress_info::Request::Egress(req))
+        self.start_request(proto::egress_info::Request::Egress(req)).await
     }
 
     /// The room's sid from the server (`ws_url`'s RoomService), as LiveKit's server knows it
@@ -384,12 +382,8 @@ impl Manager {
                 rec.layouts = Some(self.layouts.clone());
                 rec.mixing = plan.mixing;
                 if plan.subject != Subject::Room {
-                    // A participant or track egress starts with its subject's media, which
-                    // may take as long as the subject may take to come.
+                    // A participant or track egress has no room layout to switch.
                     rec.subject = plan.subject.clone();
-                    // (past the subject's own deadline, so a subject that never comes is
-                    // "not found" before an empty recording starts).
-                    rec.media_timeout = rec.subject_timeout + Duration::from_secs(5);
                     rec.layouts = None;
                 }
                 let l = &self.cfg.latency;

@@ -56,30 +56,25 @@ impl Node {
                 }
             }
         });
-        let start: Arc<dyn Method> = Arc::new(StartEgress(Arc::downgrade(&node)));
-        let topic = node.cluster_id.clone();
-        let served = rpc::serve(
-            node.bus.clone(),
-            node.server_id.clone(),
-            (INTERNAL, "StartEgress", &topic),
-            Pattern::Bid,
-            start,
-        )
-        .await;
+        let start = Arc::new(StartEgress(Arc::downgrade(&node)));
+        let served = node.serve((INTERNAL, "StartEgress", &node.cluster_id), Pattern::Bid, start).await;
         *lock(&node.bidding) = Some(served);
         // On no cluster's topic, as LiveKit's egress registers it; draining does not stop it.
-        let list: Arc<dyn Method> = Arc::new(ListActiveEgress(node.manager.clone()));
-        let listing = rpc::serve(
-            node.bus.clone(),
-            node.server_id.clone(),
-            (INTERNAL, "ListActiveEgress", ""),
-            Pattern::Multi,
-            list,
-        )
-        .await;
+        let list = Arc::new(ListActiveEgress(node.manager.clone()));
+        let listing = node.serve((INTERNAL, "ListActiveEgress", ""), Pattern::Multi, list).await;
         *lock(&node.listing) = Some(listing);
         tracing::info!(server_id = %node.server_id, redis = %redis.address, cluster_id = %node.cluster_id, "joined the egress fleet");
         Ok(node)
+    }
+
+    /// Serves `service.method` on `topic` as this node.
+    async fn serve(
+        &self,
+        name: (&'static str, &'static str, &str),
+        pattern: Pattern,
+        handler: Arc<dyn Method>,
+    ) -> Served {
+        rpc::serve(self.bus.clone(), self.server_id.clone(), name, pattern, handler).await
     }
 
     /// Stops bidding (SIGTERM): livekit-server sends new jobs to the other nodes.
@@ -140,15 +135,8 @@ impl Node {
             Arc::new(JobCall::<proto::StopEgressRequest> { manager: manager.clone(), call: |m, r| m.stop(&r) });
         let update: Arc<dyn Method> =
             Arc::new(JobCall::<proto::UpdateStreamRequest> { manager: manager.clone(), call: Manager::update_stream });
-        let stop =
-            rpc::serve(self.bus.clone(), self.server_id.clone(), (HANDLER, "StopEgress", &id), Pattern::Queue, stop);
-        let update = rpc::serve(
-            self.bus.clone(),
-            self.server_id.clone(),
-            (HANDLER, "UpdateStream", &id),
-            Pattern::Queue,
-            update,
-        );
+        let stop = self.serve((HANDLER, "StopEgress", &id), Pattern::Queue, stop);
+        let update = self.serve((HANDLER, "UpdateStream", &id), Pattern::Queue, update);
         let registered = (stop.await, update.await);
         tokio::spawn(async move {
             if let Some(job) = manager.all_jobs().into_iter().find(|j| j.id == id) {

@@ -69,7 +69,8 @@ pub struct RecordJob {
     pub audio_delay: Duration,
     /// How long a gap in a track waits for its retransmission.
     pub max_wait: Duration,
-    /// Start the output this long after joining even if no media came yet.
+    /// Start the output this long after joining even if no media came yet (a participant
+    /// or track subject waits longer: `media_wait`).
     pub media_timeout: Duration,
     pub run: RunContext,
     /// Where the peer connections bind (None: as `ConnectOptions` decides from the URL).
@@ -86,6 +87,17 @@ pub struct RecordJob {
 }
 
 impl RecordJob {
+    /// How long the output waits for its first media. A participant or track subject starts
+    /// with its own media, which may take as long as the subject may take to come, and past
+    /// that deadline, so that a subject that never comes is "not found" before an empty
+    /// recording starts.
+    fn media_wait(&self) -> Duration {
+        match self.subject {
+            Subject::Room => self.media_timeout,
+            _ => self.media_timeout.max(self.subject_timeout + Duration::from_secs(5)),
+        }
+    }
+
     /// Audio and video of the room into `output`, with no limit.
     pub fn new(url: &str, token: &str, layout: Layout, encoding: EncodingOptions, output: &Path) -> Self {
         let outputs = Outputs { file: Some(output.to_path_buf()), ..Outputs::default() };
@@ -319,7 +331,7 @@ impl<'a> Presence<'a> {
             Subject::Tracks { audio, video } => [audio, video]
                 .into_iter()
                 .flatten()
-                .find(|sid| !roster.has(&Subject::Tracks { audio: Some((*sid).clone()), video: None }))
+                .find(|sid| !roster.has_track(sid))
                 .map(|sid| format!("track {sid} not found")),
             Subject::Media { video: Some(VideoPick::Track(sid)), .. } => {
                 (!roster.has(self.subject)).then(|| format!("track {sid} not found"))
@@ -332,11 +344,7 @@ impl<'a> Presence<'a> {
                 .routes
                 .iter()
                 .find_map(|r| match &r.matches {
-                    RouteMatch::Track(sid)
-                        if !roster.has(&Subject::Tracks { audio: Some(sid.clone()), video: None }) =>
-                    {
-                        Some(sid)
-                    }
+                    RouteMatch::Track(sid) if !roster.has_track(sid) => Some(sid),
                     _ => None,
                 })
                 .map(|sid| format!("track {sid} not found")),
@@ -462,7 +470,8 @@ fn composite(
         let s = lock(store);
         if media.video() { s.first_video_pts } else { s.first_audio_pts }
     };
-    while first().is_none() && epoch.elapsed() < job.media_timeout && !stop.stopped() {
+    let media_wait = job.media_wait();
+    while first().is_none() && epoch.elapsed() < media_wait && !stop.stopped() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let origin_us = first().unwrap_or_else(|| now_us() - job.video_delay.as_micros() as i64);

@@ -101,10 +101,10 @@ impl Roster {
             Subject::Tracks { audio, video } => {
                 Some(audio.as_deref() == Some(track_sid) || video.as_deref() == Some(track_sid))
             }
-            Subject::Participant { identity, screen_share } => self.participants.values().find_map(|p| {
-                let t = p.tracks.iter().find(|t| t.sid == track_sid)?;
+            Subject::Participant { identity, screen_share } => {
+                let (p, t) = self.track(track_sid)?;
                 Some(&p.identity == identity && is_share(t.source) == *screen_share)
-            }),
+            }
             Subject::Media { video, audio } => {
                 if matches!(video, Some(VideoPick::Track(v)) if v == track_sid) {
                     return Some(true);
@@ -133,20 +133,29 @@ impl Roster {
 
     /// Whether a track is an agent's (None: the roster does not know the track yet).
     pub(crate) fn is_agents(&self, track_sid: &str) -> Option<bool> {
-        self.participants.values().find(|p| p.tracks.iter().any(|t| t.sid == track_sid)).map(|p| p.agent)
+        self.track(track_sid).map(|(p, _)| p.agent)
+    }
+
+    /// Whether a track is published in the room now.
+    pub(crate) fn has_track(&self, track_sid: &str) -> bool {
+        self.track(track_sid).is_some()
+    }
+
+    fn has_participant(&self, identity: &str) -> bool {
+        self.participants.values().any(|p| p.identity == identity)
     }
 
     /// Whether `subject` is in the room now: its participant, or one of its tracks.
     pub(crate) fn has(&self, subject: &Subject) -> bool {
         match subject {
             Subject::Room => true,
-            Subject::Participant { identity, .. } => self.participants.values().any(|p| &p.identity == identity),
+            Subject::Participant { identity, .. }
+            | Subject::Media { video: Some(VideoPick::Participant { identity, .. }), .. } => {
+                self.has_participant(identity)
+            }
+            Subject::Media { video: Some(VideoPick::Track(v)), .. } => self.has_track(v),
             Subject::Tracks { .. } | Subject::Media { video: None, .. } => {
                 self.participants.values().flat_map(|p| &p.tracks).any(|t| self.wants(&t.sid, subject) == Some(true))
-            }
-            Subject::Media { video: Some(VideoPick::Track(v)), .. } => self.track(v).is_some(),
-            Subject::Media { video: Some(VideoPick::Participant { identity, .. }), .. } => {
-                self.participants.values().any(|p| &p.identity == identity)
             }
         }
     }

@@ -114,10 +114,21 @@ pub fn publishers(
     count: usize,
     tweak: impl FnOnce(&mut SyntheticOptions),
 ) -> tokio::task::JoinHandle<()> {
+    publishers_as((KEY, SECRET), room, name, count, tweak)
+}
+
+/// Synthetic participants of `key`, staying 120 s unless `tweak` says otherwise.
+pub fn publishers_as(
+    (key, secret): (&str, &str),
+    room: &impl RoomUrl,
+    name: &str,
+    count: usize,
+    tweak: impl FnOnce(&mut SyntheticOptions),
+) -> tokio::task::JoinHandle<()> {
     let mut o = SyntheticOptions {
         url: room.room_url(),
-        api_key: KEY.into(),
-        api_secret: SECRET.into(),
+        api_key: key.into(),
+        api_secret: secret.into(),
         room: name.into(),
         count,
         duration: Some(Duration::from_secs(120)),
