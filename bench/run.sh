@@ -11,6 +11,8 @@
 #   5. a participant egress (tessera record --participant) of one of those 4 from
 #      devroom at 720p30, next to its floor: FFmpeg decoding one such input and
 #      encoding it at 720p30
+#   6. track egress (tessera record --track) of that participant's camera and microphone,
+#      written as sent, next to its floor: FFmpeg copying such tracks into WebM and Ogg
 # Prints a Markdown block for bench/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,6 +72,11 @@ d_cpu=$r_cpu d_p50=$r_p50 d_p95=$r_p95 d_first=$r_first d_kib=$r_kib d_secs=$r_s
 # unsubscribed, so neither received nor decoded.
 record_from "ws://127.0.0.1:$port" participant --participant synthetic-1
 pe_cpu=$r_cpu pe_p95=$r_p95 pe_kib=$r_kib
+# 6. Its camera and microphone, each written as sent (LiveKit's track egress): no decode, no encode.
+record_from "ws://127.0.0.1:$port" track-camera --track synthetic-1/camera
+tc_cpu=$r_cpu tc_kib=$r_kib
+record_from "ws://127.0.0.1:$port" track-mic --track synthetic-1/microphone
+tm_cpu=$r_cpu tm_kib=$r_kib
 kill $devroom_pid 2>/dev/null || true
 
 lk=target/peers/livekit/server
@@ -106,6 +113,10 @@ read -r pf_wall pf_user pf_sys pf_kib < <(timed ffmpeg -y -v error -i "$work/in1
   -vf "scale=1280:720,fps=30" -c:v libx264 -preset veryfast -tune zerolatency -profile:v main -b:v 3000k -bf 0 -g 60 \
   -c:a aac -b:a 128k -ar 44100 "$work/participant-floor.mp4")
 pf_cpu=$(cpu_per_s "$pf_user" "$pf_sys")
+read -r _ tcf_user tcf_sys _ < <(timed ffmpeg -y -v error -i "$work/in1.webm" -map 0:v -c copy "$work/track-floor.webm")
+tcf_cpu=$(cpu_per_s "$tcf_user" "$tcf_sys")
+read -r _ tmf_user tmf_sys _ < <(timed ffmpeg -y -v error -i "$work/in1.webm" -map 0:a -c copy "$work/track-floor.ogg")
+tmf_cpu=$(cpu_per_s "$tmf_user" "$tmf_sys")
 pe_ratio=$(awk -v a="$pe_cpu" -v b="$pf_cpu" 'BEGIN { printf "%.2f", a / b }')
 r_ratio=$(awk -v a="$r_cpu" -v b="$rf_cpu" 'BEGIN { printf "%.2f", a / b }')
 
@@ -149,4 +160,14 @@ Participant egress of one of the same four (devroom), 720p30, same encoder setti
 | FFmpeg floor (one VP8+Opus decode, scaled to 720p30, same encode) | ${pf_cpu} | — | $((pf_kib / 1024)) MiB |
 
 Participant egress / floor: **${pe_ratio}x** (LiveKit budgets 2 cores for a participant egress).
+
+Track egress of the same participant's tracks (devroom), written as sent (the recorder process's whole CPU:
+joining, WebRTC, SRTP, jitter buffer, muxing):
+
+| what | CPU-s per recorded s | peak memory |
+|---|---|---|
+| tessera record --track synthetic-1/camera (VP8 into WebM) | ${tc_cpu} | $((tc_kib / 1024)) MiB |
+| FFmpeg floor (the same kind of VP8 track copied into WebM) | ${tcf_cpu} | — |
+| tessera record --track synthetic-1/microphone (Opus into Ogg) | ${tm_cpu} | $((tm_kib / 1024)) MiB |
+| FFmpeg floor (the same kind of Opus track copied into Ogg) | ${tmf_cpu} | — |
 MD

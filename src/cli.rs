@@ -113,6 +113,10 @@ pub struct RecordArgs {
     /// With --participant: its screen share and screen-share audio instead of its camera.
     #[arg(long, requires = "participant")]
     pub screen_share: bool,
+    /// Write one track as it was sent, without transcoding (LiveKit's track egress): its sid, or
+    /// `identity/source` (`alice/camera`, `alice/microphone`); the extension follows the codec.
+    #[arg(long, conflicts_with_all = ["participant", "audio_only"])]
+    pub track: Option<String>,
     /// Seconds to record; without it, until the room closes or SIGINT/SIGTERM.
     #[arg(long, value_parser = recording_seconds, allow_negative_numbers = true)]
     pub duration: Option<Duration>,

@@ -70,7 +70,7 @@ enum Msg {
 }
 
 /// What a finished job wrote.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Summary {
     pub path: PathBuf,
     pub video_frames: u64,

@@ -8,13 +8,13 @@
 //!   or on the result (EgressInfo, through a running service with devroom for the calls that
 //!   act on a running egress).
 //! - **Refused**: its check sets the field and returns the error, which must name the field.
-//!   Fields of the request kind Tessera does not record yet (track egress) are refused with
-//!   their request: the error names the request.
 
 mod common;
 
 use livekit_protocol as proto;
+use proto::direct_file_output::Output as DO;
 use proto::room_composite_egress_request as rc;
+use proto::track_egress_request::Output as TO;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -198,6 +198,17 @@ impl Rig {
     }
 
     /// A track composite of `TR_a` and `TR_v` to `a.mp4`, changed by `f`, planned.
+    fn track(&self, f: impl FnOnce(&mut proto::TrackEgressRequest)) -> Result<Plan, RequestError> {
+        let mut r = proto::TrackEgressRequest {
+            room_name: "room".into(),
+            track_id: "TR_a".into(),
+            output: Some(TO::File(proto::DirectFileOutput { filepath: "t-{track_id}".into(), ..Default::default() })),
+            ..Default::default()
+        };
+        f(&mut r);
+        request::plan(&CompositeRequest::from_track(&r)?, &self.ctx())
+    }
+
     fn tc(&self, f: impl FnOnce(&mut proto::TrackCompositeEgressRequest)) -> Result<Plan, RequestError> {
         let mut r = proto::TrackCompositeEgressRequest {
             room_name: "room".into(),
@@ -364,14 +375,12 @@ fn url_hook() -> proto::WebhookConfig {
     proto::WebhookConfig { url: "http://127.0.0.1:9/hook".into(), ..Default::default() }
 }
 
-// --- the refused request kinds ---
-
-fn track(rig: &Rig, f: impl FnOnce(&mut proto::TrackEgressRequest)) -> String {
-    let mut r = proto::TrackEgressRequest { room_name: "room".into(), ..Default::default() };
-    f(&mut r);
-    let m = rig.manager().clone();
-    let _in = rig.rt.enter();
-    egress_err(m.start_other(proto::egress_info::Request::Track(r)))
+/// A track egress whose file has the storage `o`, planned.
+fn track_storage(rig: &Rig, o: DO) -> Result<Plan, RequestError> {
+    rig.track(|r| {
+        r.output =
+            Some(TO::File(proto::DirectFileOutput { filepath: "t".into(), output: Some(o), ..Default::default() }))
+    })
 }
 
 /// A v2 StartEgress with a media source changed by `f`, planned.
@@ -937,18 +946,44 @@ fn table() -> Vec<(&'static str, Class)> {
             assert_eq!(p.images.len(), 1);
         })),
         ("TrackCompositeEgressRequest.webhooks", H(|rig| assert_eq!(rig.tc(|r| r.webhooks = vec![url_hook()]).unwrap().webhooks.len(), 1))),
-        // --- the request kinds Tessera does not record yet: refused with their request ---
-        ("TrackEgressRequest.room_name", R("track egress", |rig| track(rig, |r| r.room_name = "x".into()))),
-        ("TrackEgressRequest.track_id", R("track egress", |rig| track(rig, |r| r.track_id = "TR_a".into()))),
-        ("TrackEgressRequest.file", R("track egress", |rig| track(rig, |r| r.output = Some(proto::track_egress_request::Output::File(Default::default()))))),
-        ("TrackEgressRequest.websocket_url", R("track egress", |rig| track(rig, |r| r.output = Some(proto::track_egress_request::Output::WebsocketUrl("ws://h/x".into()))))),
-        ("TrackEgressRequest.webhooks", R("track egress", |rig| track(rig, |r| r.webhooks = vec![url_hook()]))),
-        ("DirectFileOutput.filepath", R("track egress", |rig| track(rig, |r| r.output = Some(proto::track_egress_request::Output::File(proto::DirectFileOutput { filepath: "t.webm".into(), ..Default::default() }))))),
-        ("DirectFileOutput.disable_manifest", R("track egress", |rig| track(rig, |r| r.output = Some(proto::track_egress_request::Output::File(proto::DirectFileOutput { disable_manifest: true, ..Default::default() }))))),
-        ("DirectFileOutput.s3", R("track egress", |rig| track(rig, |r| r.output = Some(proto::track_egress_request::Output::File(proto::DirectFileOutput { output: Some(proto::direct_file_output::Output::S3(s3("t"))), ..Default::default() }))))),
-        ("DirectFileOutput.gcp", R("track egress", |rig| track(rig, |r| r.output = Some(proto::track_egress_request::Output::File(proto::DirectFileOutput { output: Some(proto::direct_file_output::Output::Gcp(Default::default())), ..Default::default() }))))),
-        ("DirectFileOutput.azure", R("track egress", |rig| track(rig, |r| r.output = Some(proto::track_egress_request::Output::File(proto::DirectFileOutput { output: Some(proto::direct_file_output::Output::Azure(Default::default())), ..Default::default() }))))),
-        ("DirectFileOutput.aliOSS", R("track egress", |rig| track(rig, |r| r.output = Some(proto::track_egress_request::Output::File(proto::DirectFileOutput { output: Some(proto::direct_file_output::Output::AliOss(Default::default())), ..Default::default() }))))),
+        // --- TrackEgressRequest: one track written as sent ---
+        ("TrackEgressRequest.room_name", H(|rig| {
+            assert_eq!(rig.track(|r| r.room_name = "other".into()).unwrap().room_name, "other");
+            assert!(err(rig.track(|r| r.room_name.clear())).contains("room_name"));
+        })),
+        ("TrackEgressRequest.track_id", H(|rig| {
+            assert_eq!(rig.track(|r| r.track_id = "TR_b".into()).unwrap().track.unwrap().track_id, "TR_b");
+            assert!(err(rig.track(|r| r.track_id = " ".into())).contains("track_id"));
+        })),
+        ("TrackEgressRequest.file", H(|rig| {
+            let p = rig.track(|_| {}).unwrap();
+            // The extension comes with the track's codec, once it is known.
+            assert_eq!(p.file.unwrap().filename, "t-TR_a");
+            assert!(err(rig.track(|r| r.output = None)).contains("output"));
+        })),
+        ("TrackEgressRequest.websocket_url", H(|rig| {
+            let p = rig.track(|r| r.output = Some(TO::WebsocketUrl("ws://h/x".into()))).unwrap();
+            assert_eq!(p.track.unwrap().websocket.as_deref(), Some("ws://h/x"));
+            assert!(p.file.is_none());
+            assert!(err(rig.track(|r| r.output = Some(TO::WebsocketUrl("http://h/x".into())))).contains("websocket_url"));
+        })),
+        ("TrackEgressRequest.webhooks", H(|rig| assert_eq!(rig.track(|r| r.webhooks = vec![url_hook()]).unwrap().webhooks.len(), 1))),
+        ("DirectFileOutput.filepath", H(|rig| {
+            let p = rig.track(|r| r.output = Some(TO::File(proto::DirectFileOutput { filepath: "{room_name}/{publisher_identity}.webm".into(), ..Default::default() }))).unwrap();
+            assert_eq!(p.file.unwrap().filename, "room/{publisher_identity}.webm");
+            // LiveKit's default name.
+            let p = rig.track(|r| r.output = Some(TO::File(proto::DirectFileOutput::default()))).unwrap();
+            assert!(p.file.unwrap().filename.starts_with("TR_a-"));
+        })),
+        ("DirectFileOutput.disable_manifest", H(|rig| {
+            assert!(rig.track(|_| {}).unwrap().manifest.is_some());
+            let p = rig.track(|r| r.output = Some(TO::File(proto::DirectFileOutput { filepath: "t".into(), disable_manifest: true, ..Default::default() }))).unwrap();
+            assert!(p.manifest.is_none());
+        })),
+        ("DirectFileOutput.s3", H(|rig| assert_eq!(s3_of(&track_storage(rig, DO::S3(s3("d"))).unwrap()).bucket, "d"))),
+        ("DirectFileOutput.gcp", H(|rig| assert_eq!(gcp_of(&track_storage(rig, DO::Gcp(proto::GcpUpload { bucket: "dg".into(), ..Default::default() })).unwrap()).bucket, "dg"))),
+        ("DirectFileOutput.azure", H(|rig| assert_eq!(azure_of(&track_storage(rig, DO::Azure(proto::AzureBlobUpload { account_name: "a".into(), account_key: "k".into(), container_name: "da".into() })).unwrap()).container_name, "da"))),
+        ("DirectFileOutput.aliOSS", R("aliOSS", |rig| err(track_storage(rig, DO::AliOss(Default::default()))))),
     ]
 }
 

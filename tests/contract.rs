@@ -255,11 +255,13 @@ async fn no_credential_or_stream_key_leaves_the_service() {
         ),
         (
             "StartTrackEgress",
-            json!({ "roomName": "r", "trackId": "TR_a", "file": { "filepath": "t.ogg", "gcp": { "credentials": gcs_credentials(), "bucket": "b" } } }),
+            // No track named.
+            json!({ "roomName": "r", "trackId": "", "file": { "filepath": "t.ogg", "gcp": { "credentials": gcs_credentials(), "bucket": "b" } } }),
         ),
         (
             "StartTrackEgress",
-            json!({ "roomName": "r", "trackId": "TR_a", "websocketUrl": format!("wss://h/audio?token={STREAM_KEY}") }),
+            // A websocket URL that is not one (its token is still a secret).
+            json!({ "roomName": "r", "trackId": "TR_a", "websocketUrl": format!("https://h/audio?token={STREAM_KEY}") }),
         ),
         (
             "StartEgress",

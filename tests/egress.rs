@@ -335,11 +335,18 @@ async fn bad_requests_get_the_right_twirp_code_and_a_message_naming_the_problem(
             "url",
         ),
         (
-            "track egress",
+            "track egress of no track",
             "startTrack",
-            json!({ "roomName": "r", "trackId": "TR_x", "filepath": "t.ogg" }),
-            "unimplemented",
-            "track egress",
+            json!({ "roomName": "r", "trackId": "", "filepath": "t.ogg" }),
+            "invalid_argument",
+            "track_id",
+        ),
+        (
+            "track egress to a websocket that is not one",
+            "startTrack",
+            json!({ "roomName": "r", "trackId": "TR_x", "websocketUrl": "http://127.0.0.1:1/x" }),
+            "invalid_argument",
+            "websocket_url",
         ),
     ] {
         let e = call(Sdk::Node, &url, SECRET, method, args).await.expect_err(what);
@@ -1181,16 +1188,7 @@ async fn participant_and_track_composite_egress_record_their_subject_and_nobody_
         o.mute_toggle = true;
     });
     // Participant 0 publishes three tracks.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let people = loop {
-        let p = room.participants(KEY, SECRET, "subjects").await.unwrap_or_default();
-        let tracks: usize = p.iter().map(|p| p["tracks"].as_array().map_or(0, |t| t.len())).sum();
-        if tracks >= 9 {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "the publishers never all published: {p:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let people = room.wait_tracks(KEY, SECRET, "subjects", 9).await;
     let serve = Serve::start(&dir, &format!("ws_url: {}\n", room.url()));
     let url = serve.url.clone();
     let small = json!({ "width": 640, "height": 360, "framerate": 15, "videoBitrate": 1200 });
@@ -1310,8 +1308,7 @@ async fn dual_channel_mixing_and_a_media_source_s_routes_put_each_voice_in_its_c
     let room = server(kind, &dir).await;
     // Three participants speaking in turns; participant 0 is an agent.
     let pubs = publishers(&room, "dual", 3, |o| o.agent = Some(0));
-    room.wait_publishing(KEY, SECRET, "dual", 3).await;
-    let people = room.participants(KEY, SECRET, "dual").await.unwrap();
+    let people = room.wait_tracks(KEY, SECRET, "dual", 6).await;
     let agent = people.iter().find(|p| p["identity"] == "synthetic-0").unwrap();
     assert_eq!(agent["kind"], "AGENT", "{agent}");
     let serve = Serve::start(&dir, &format!("ws_url: {}\n", room.url()));
@@ -1378,4 +1375,246 @@ async fn dual_channel_mixing_and_a_media_source_s_routes_put_each_voice_in_its_c
     assert!(two.1 > 0.02 && two.0 < two.1 / 10.0, "participant 2 right: {peaks:?}");
     assert!(one.0.max(one.1) < 0.005, "participant 1's microphone is not routed: {peaks:?}");
     pubs.abort();
+}
+
+/// What a websocket receiver got: the request's Content-Type, the binary bytes, the texts.
+#[derive(Default, Debug)]
+struct WsReceived {
+    content_type: String,
+    pcm: Vec<u8>,
+    texts: Vec<String>,
+    closed: bool,
+}
+
+/// A websocket server on loopback for one connection, keeping what it is sent.
+async fn websocket_receiver() -> (String, std::sync::Arc<std::sync::Mutex<WsReceived>>) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::{Message, handshake::server};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/audio", listener.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(WsReceived::default()));
+    let g = got.clone();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let header = g.clone();
+        let keep = move |req: &server::Request, resp: server::Response| {
+            let ct = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            header.lock().unwrap().content_type = ct.to_string();
+            Ok(resp)
+        };
+        let mut ws = tokio_tungstenite::accept_hdr_async(stream, keep).await.unwrap();
+        while let Some(Ok(m)) = ws.next().await {
+            match m {
+                Message::Binary(b) => g.lock().unwrap().pcm.extend_from_slice(&b),
+                Message::Text(t) => g.lock().unwrap().texts.push(t.to_string()),
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        g.lock().unwrap().closed = true;
+    });
+    (url, got)
+}
+
+/// The digests of the packets a file holds, in order (H.264 from MP4's length-prefixed units).
+fn written_digests(path: &Path, h264: bool) -> Vec<u64> {
+    use tessera::devroom::synthetic::{avcc_digest, payload_digest};
+    ffmpeg_next::init().unwrap();
+    let mut input = ffmpeg_next::format::input(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    input
+        .packets()
+        .filter_map(|(_, p)| p.data().map(|d| if h264 { avcc_digest(d) } else { payload_digest(false, d) }))
+        .collect()
+}
+
+/// The written frames are the sent ones, byte for byte, none missing or added, in order: a
+/// run of what the publisher sent (identical packets, silence, may repeat in it).
+fn assert_written_as_sent(written: &[u64], log: &tessera::devroom::synthetic::PayloadLog, sid: &str, what: &str) {
+    let sent: Vec<u64> = log.lock().unwrap().iter().filter(|(t, _)| t == sid).map(|(_, d)| *d).collect();
+    assert!(!written.is_empty(), "{what}: nothing written");
+    let found = (0..sent.len()).any(|s| sent.get(s..s + written.len()) == Some(written));
+    // Where the longest match breaks, to tell a lost frame from a changed one.
+    let (at, agreed) = (0..sent.len())
+        .map(|s| (s, written.iter().zip(&sent[s..]).take_while(|(w, x)| w == x).count()))
+        .max_by_key(|(_, n)| *n)
+        .unwrap_or((0, 0));
+    let next_sent_at = written.get(agreed).and_then(|w| sent[at..].iter().position(|x| x == w));
+    assert!(
+        found,
+        "{what}: the {} written frames are not a run of the {} sent: {agreed} agree from sent frame {at}, \
+         the next written one is sent frame {next_sent_at:?} after that",
+        written.len(),
+        sent.len()
+    );
+}
+
+both!(track_egress_writes_each_track_as_it_was_sent_and_streams_pcm_to_a_websocket);
+async fn track_egress_writes_each_track_as_it_was_sent_and_streams_pcm_to_a_websocket(kind: Kind) {
+    use tessera::devroom::synthetic::PayloadLog;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir(&format!("egress-track-{kind:?}"));
+    let room = server(kind, &dir).await;
+    // A VP8 room of two and an H.264 room of one (participant 2), every sent frame logged.
+    let log = PayloadLog::default();
+    let (l1, l2) = (log.clone(), log.clone());
+    let vp8 = publishers(&room, "tracks", 2, move |o| o.payload_log = Some(l1));
+    let h264 = publishers(&room, "tracks-h264", 1, move |o| {
+        o.first = 2;
+        o.codec = tessera::encode::VideoCodec::H264;
+        o.payload_log = Some(l2);
+    });
+    let people = room.wait_tracks(KEY, SECRET, "tracks", 4).await;
+    let people_h264 = room.wait_tracks(KEY, SECRET, "tracks-h264", 2).await;
+    let cam0 = track_sid(&people, "synthetic-0", "CAMERA");
+    let mic0 = track_sid(&people, "synthetic-0", "MICROPHONE");
+    let mic1 = track_sid(&people, "synthetic-1", "MICROPHONE");
+    let cam2 = track_sid(&people_h264, "synthetic-2", "CAMERA");
+    let (ws_url, ws) = websocket_receiver().await;
+    let serve = Serve::start(&dir, &format!("ws_url: {}\n", room.url()));
+    let url = serve.url.clone();
+    let start = |args: Value| {
+        let url = url.clone();
+        async move {
+            let info = call(Sdk::Node, &url, SECRET, "startTrack", args).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(info["sourceType"], "EGRESS_SOURCE_TYPE_SDK", "{info}");
+            info["egressId"].as_str().unwrap().to_string()
+        }
+    };
+    let ids = [
+        start(json!({ "roomName": "tracks", "trackId": cam0, "filepath": "{publisher_identity}-{track_source}-{track_id}" }))
+            .await,
+        start(json!({ "roomName": "tracks", "trackId": mic0, "filepath": "tracks/{track_type}-{publisher_identity}" })).await,
+        start(json!({ "roomName": "tracks-h264", "trackId": cam2, "filepath": "h264" })).await,
+        start(json!({ "roomName": "tracks", "trackId": mic1, "websocketUrl": ws_url })).await,
+    ];
+    // Refused once the room is seen: a track that never comes (after LiveKit's 30 s), and a
+    // video track for a websocket.
+    let unknown = start(json!({ "roomName": "tracks", "trackId": "TR_unknown", "filepath": "unknown" })).await;
+    let (video_ws_url, _video_ws) = websocket_receiver().await;
+    let video_ws = start(json!({ "roomName": "tracks", "trackId": cam0, "websocketUrl": video_ws_url })).await;
+    for id in &ids {
+        wait_for(Sdk::Node, &url, id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    for id in &ids {
+        call(Sdk::Node, &url, SECRET, "stopEgress", json!({ "egressId": id })).await.unwrap();
+    }
+    let mut infos = Vec::new();
+    for id in &ids {
+        infos.push(wait_for(Sdk::Node, &url, id, "complete", |i| status(i) == "EGRESS_COMPLETE").await);
+    }
+    vp8.abort();
+    h264.abort();
+
+    // Each file: named as asked with the codec's extension, its codec as sent, every packet the
+    // publisher's own, playable to its end, as long as reported.
+    let expect = [
+        (format!("synthetic-0-camera-{cam0}.webm"), "vp8", &cam0, false),
+        ("tracks/audio-synthetic-0.ogg".to_string(), "opus", &mic0, false),
+        ("h264.mp4".to_string(), "h264", &cam2, true),
+    ];
+    for (info, (name, codec, sid, is_h264)) in infos.iter().zip(&expect) {
+        let f = &info["fileResults"][0];
+        assert_eq!(f["filename"].as_str(), Some(name.as_str()), "{info}");
+        let path = PathBuf::from(f["location"].as_str().unwrap());
+        assert_eq!(path, serve.out.join(name), "{info}");
+        let p = probe(&path);
+        let streams = p["streams"].as_array().unwrap();
+        assert_eq!(streams.len(), 1, "{name}: {p}");
+        assert_eq!(streams[0]["codec_name"], *codec, "{name}: {p}");
+        let (ok, errors) = decode_errors(&path);
+        assert!(ok && errors.is_empty(), "{name}: {errors}");
+        let duration = common::f64_of(&p["format"]["duration"]);
+        let reported = f["duration"].as_str().unwrap().parse::<f64>().unwrap() / 1e9;
+        assert!(
+            duration > 6.0 && (duration - reported).abs() < 0.5,
+            "{name}: file {duration} s, reported {reported} s"
+        );
+        assert_written_as_sent(&written_digests(&path, *is_h264), &log, sid, name);
+    }
+
+    // The websocket: LiveKit's content type, PCM (s16le, 48 kHz stereo) carrying participant 1's tone only.
+    let got = ws.lock().unwrap();
+    assert_eq!(got.content_type, "audio/x-raw");
+    assert!(got.closed, "the websocket was not closed at the end");
+    let mono: Vec<f32> = got.pcm.chunks_exact(4).map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0).collect();
+    assert!(mono.len() > 6 * 48_000, "{} samples of PCM", mono.len());
+    let (own, other) = (tone_peak(&mono, 1), tone_peak(&mono, 0));
+    assert!(own > 0.05 && other < 0.01, "tones in the websocket's PCM: own {own}, participant 0's {other}");
+    assert!(infos[3]["fileResults"].as_array().is_none_or(|f| f.is_empty()), "{}", infos[3]);
+    drop(got);
+
+    let failed = |info: &Value| status(info) == "EGRESS_FAILED";
+    let info = wait_for(Sdk::Node, &url, &video_ws, "failed", failed).await;
+    assert_eq!(info["errorCode"], 400, "{info}");
+    assert!(info["error"].as_str().unwrap().contains("websocket output takes audio tracks only"), "{info}");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let info = loop {
+        let list = call(Sdk::Node, &url, SECRET, "listEgress", json!({ "egressId": unknown })).await.unwrap();
+        if failed(&list[0]) || Instant::now() > deadline {
+            break list[0].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        (info["error"].as_str(), &info["errorCode"]),
+        (Some("track TR_unknown not found"), &json!(404)),
+        "{info}"
+    );
+    assert!(
+        std::fs::read_dir(&serve.out)
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().starts_with("unknown"))
+    );
+}
+
+/// A browser (livekit-client in Chromium) publishing H.264 through livekit-server: its camera
+/// written as sent into an MP4 that plays to its end with the page's picture. (devroom does
+/// not honour a browser's codec preference: the same page publishes VP8 there.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_s_h264_camera_is_written_as_sent_into_mp4() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("egress-track-browser");
+    let room = server(Kind::LiveKit, &dir).await;
+    let grants = livekit_api::access_token::VideoGrants { room_join: true, room: "web".into(), ..Default::default() };
+    let token = livekit_api::access_token::AccessToken::with_api_key(KEY, SECRET)
+        .with_identity("browser")
+        .with_grants(grants)
+        .to_jwt()
+        .unwrap();
+    let query = [("seconds", "60"), ("size", "640x360"), ("fps", "15"), ("codec", "h264")];
+    let mut browser = common::browser::BrowserPublisher::start(&room.url(), &token, &query).await;
+    browser.wait_for("PUBLISHED", Duration::from_secs(40)).await;
+    let people = room.wait_tracks(KEY, SECRET, "web", 2).await;
+    let camera = track_sid(&people, "browser", "CAMERA");
+    let serve = Serve::start(&dir, &format!("ws_url: {}\n", room.url()));
+    let url = serve.url.clone();
+    let args = json!({ "roomName": "web", "trackId": camera, "filepath": "{publisher_identity}-{track_type}" });
+    let info = call(Sdk::Node, &url, SECRET, "startTrack", args).await.unwrap();
+    let id = info["egressId"].as_str().unwrap().to_string();
+    wait_for(Sdk::Node, &url, &id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    call(Sdk::Node, &url, SECRET, "stopEgress", json!({ "egressId": id })).await.unwrap();
+    let info = wait_for(Sdk::Node, &url, &id, "complete", |i| status(i) == "EGRESS_COMPLETE").await;
+    browser.stop().await;
+    let f = &info["fileResults"][0];
+    assert_eq!(f["filename"], "browser-video.mp4", "{info}");
+    let path = PathBuf::from(f["location"].as_str().unwrap());
+    let p = probe(&path);
+    let v = stream(&p, "video");
+    assert_eq!(v["codec_name"], "h264", "{p}");
+    let (ok, errors) = decode_errors(&path);
+    assert!(ok && errors.is_empty(), "{errors}");
+    let duration = common::f64_of(&p["format"]["duration"]);
+    let reported = f["duration"].as_str().unwrap().parse::<f64>().unwrap() / 1e9;
+    assert!(duration > 4.0 && (duration - reported).abs() < 0.5, "file {duration} s, reported {reported} s");
+    // The page's blue, whatever layer the server forwarded.
+    let (w, h) = (v["width"].as_u64().unwrap() as u32, v["height"].as_u64().unwrap() as u32);
+    let seen = frames(&path, w, h);
+    let blue = seen.iter().filter(|f| {
+        let c = common::median_rgb(f, w, 0, h / 2, w / 4, h / 4);
+        c[0] < 60 && (100..=160).contains(&c[1]) && c[2] > 200
+    });
+    assert!(blue.count() * 10 >= seen.len() * 9, "the page's picture in too few of {} frames", seen.len());
 }

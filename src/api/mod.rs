@@ -58,7 +58,7 @@ async fn handle(s: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) ->
         "StartWebEgress" => m.start_web(enc.decode(body)?).await,
         "StartParticipantEgress" => m.start_participant(enc.decode(body)?).await,
         "StartTrackCompositeEgress" => m.start_track_composite(enc.decode(body)?).await,
-        "StartTrackEgress" => m.start_other(proto::egress_info::Request::Track(enc.decode(body)?)),
+        "StartTrackEgress" => m.start_track(enc.decode(body)?).await,
         other => {
             return Err(TwirpError::new(Code::BadRoute, format!("no method {other:?} in service livekit.Egress")));
         }

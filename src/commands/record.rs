@@ -6,6 +6,7 @@ use std::time::Duration;
 use tessera::cli::RecordArgs;
 use tessera::layout::LayoutSet;
 use tessera::recorder::RecordJob;
+use tessera::recorder::track::TrackJob;
 use tessera::recording::{Media, Subject};
 use tessera::render::Backend;
 
@@ -24,6 +25,13 @@ pub fn run(a: RecordArgs) -> Result<()> {
         }
         (None, None) => bail!("--room is needed to mint a token (or give --token)"),
     };
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    if let Some(track) = &a.track {
+        let mut job = TrackJob::new(&a.url, &token, track);
+        job.file = Some(a.output.clone());
+        job.limit = a.duration;
+        return rt.block_on(recording::record_track_and_report(job));
+    }
     let mut job = RecordJob::new(&a.url, &token, layout, encoding, &a.output);
     if a.audio_only {
         job.spec.media = Media::AudioOnly;
@@ -34,7 +42,6 @@ pub fn run(a: RecordArgs) -> Result<()> {
     job.backend = a.renderer.parse::<Backend>().map_err(anyhow::Error::msg)?;
     job.video_delay = Duration::from_millis(a.delay_ms);
     job.spec.limit = a.duration;
-    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let shown = a.participant.as_ref().map(|p| format!("participant {p}")).unwrap_or_else(|| a.layout.clone());
     rt.block_on(async move { recording::record_and_report(job, &shown).await })
 }

@@ -2,16 +2,30 @@
 
 use anyhow::{Context, Result};
 use std::time::Instant;
-use tessera::recorder::{RecordJob, RecordSummary};
+use tessera::recorder::track::TrackJob;
+use tessera::recorder::{RecordError, RecordJob, RecordSummary};
 use tessera::recording::StopHandle;
 use tessera::usage::{cpu_seconds, peak_rss_mib};
 
 /// Records until the job ends or a signal stops it, then prints the summary with the CPU it took.
 pub async fn record_and_report(job: RecordJob, layout: &str) -> Result<()> {
+    report(layout, |stop| tessera::recorder::record(job, stop)).await
+}
+
+/// The same for one track written as it was sent.
+pub async fn record_track_and_report(job: TrackJob) -> Result<()> {
+    report("none (one track as sent)", |stop| tessera::recorder::track::record(job, stop)).await
+}
+
+async fn report<F, Fut>(layout: &str, run: F) -> Result<()>
+where
+    F: FnOnce(StopHandle) -> Fut,
+    Fut: std::future::Future<Output = Result<RecordSummary, RecordError>>,
+{
     let stop = StopHandle::default();
     stop_on_signals(stop.clone());
     let (cpu0, t0) = (cpu_seconds(), Instant::now());
-    let s = tessera::recorder::record(job, stop).await.context("recording")?;
+    let s = run(stop).await.context("recording")?;
     print_record_summary(&s, layout, cpu_seconds() - cpu0, t0.elapsed().as_secs_f64());
     Ok(())
 }

@@ -31,6 +31,19 @@ pub(crate) fn codec_for(mime: &str) -> Option<codec::Id> {
     }
 }
 
+/// What a muxer needs to declare a track written as it was sent (codec, picture size, sample
+/// rate and channels), learnt by decoding its first frame (a keyframe, for video).
+pub(crate) fn stream_parameters(mime: &str, first: &[u8]) -> Result<ffmpeg::codec::Parameters, DecodeError> {
+    let id = codec_for(mime).ok_or_else(|| DecodeError::NoDecoder(mime.into()))?;
+    if id == codec::Id::OPUS {
+        let dec = AudioDecoder::new(id)?;
+        return Ok(ffmpeg::codec::Parameters::from(&dec.dec));
+    }
+    let mut dec = VideoDecoder::new(id)?;
+    dec.decode(first, 0)?;
+    Ok(ffmpeg::codec::Parameters::from(&dec.dec))
+}
+
 fn open(id: codec::Id) -> Result<codec::decoder::Decoder, DecodeError> {
     crate::encode::init();
     let c = decoder::find(id).ok_or_else(|| DecodeError::NoDecoder(format!("{id:?}")))?;

@@ -60,6 +60,54 @@ pub struct SyntheticOptions {
     pub wall_clock_marks: bool,
     /// This participant joins as an agent (LiveKit's participant kind AGENT).
     pub agent: Option<usize>,
+    /// Number of the first participant (identity, colour and tone), so that two groups
+    /// with different options can share a room.
+    pub first: usize,
+    /// Every frame and packet sent, as (track sid, `payload_digest`), in sending order: what a
+    /// recording that keeps the bytes (track egress) must hold.
+    pub payload_log: Option<PayloadLog>,
+}
+
+/// See `SyntheticOptions::payload_log`.
+pub type PayloadLog = std::sync::Arc<std::sync::Mutex<Vec<(String, u64)>>>;
+
+/// A digest of one sent frame's bytes. H.264 is compared by its NAL units (Annex B as sent,
+/// length-prefixed in MP4), without the access unit delimiters and filler RTP leaves out.
+pub fn payload_digest(h264: bool, data: &[u8]) -> u64 {
+    if h264 { units_digest(crate::output::track_file::annexb_units(data)) } else { digest(data) }
+}
+
+/// The same digest for an H.264 frame as MP4 holds it (4-byte lengths before each unit).
+pub fn avcc_digest(mut data: &[u8]) -> u64 {
+    let mut units = Vec::new();
+    while data.len() >= 4 {
+        let n = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
+        let Some(unit) = data.get(4..4 + n) else { break };
+        units.push(unit);
+        data = &data[4 + n..];
+    }
+    units_digest(units)
+}
+
+fn units_digest(units: Vec<&[u8]>) -> u64 {
+    let mut all = Vec::new();
+    for u in units.into_iter().filter(|u| !u.is_empty() && !matches!(u[0] & 0x1f, 9 | 12)) {
+        all.extend((u.len() as u32).to_be_bytes());
+        all.extend_from_slice(u);
+    }
+    digest(&all)
+}
+
+fn digest(data: &[u8]) -> u64 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(data);
+    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
+fn log_payload(log: &Option<PayloadLog>, track: &str, h264: bool, data: &[u8]) {
+    if let Some(log) = log {
+        crate::sync::lock(log).push((track.to_string(), payload_digest(h264, data)));
+    }
 }
 
 impl Default for SyntheticOptions {
@@ -83,6 +131,8 @@ impl Default for SyntheticOptions {
             duration: None,
             wall_clock_marks: false,
             agent: None,
+            first: 0,
+            payload_log: None,
         }
     }
 }
@@ -113,7 +163,7 @@ const TURN: i64 = 3;
 pub async fn run(o: SyntheticOptions) -> Result<(), SyntheticError> {
     let mut tasks = Vec::new();
     for i in 0..o.count {
-        tasks.push(tokio::spawn(participant(o.clone(), i)));
+        tasks.push(tokio::spawn(participant(o.clone(), o.first + i)));
     }
     for t in tasks {
         match t.await {
@@ -125,7 +175,7 @@ pub async fn run(o: SyntheticOptions) -> Result<(), SyntheticError> {
 }
 
 fn token(o: &SyntheticOptions, i: usize) -> Result<String, SyntheticError> {
-    let agent = o.agent == Some(i);
+    let agent = o.agent == Some(i - o.first);
     AccessToken::with_api_key(&o.api_key, &o.api_secret)
         .with_identity(&format!("synthetic-{i}"))
         .with_name(&name(i))
@@ -189,16 +239,17 @@ async fn participant(o: SyntheticOptions, i: usize) -> Result<(), SyntheticError
     let who = name(i);
     let client_err = |cause| SyntheticError::Client { who: name(i), cause };
     let enc_err = |cause| SyntheticError::Encode { who: name(i), cause };
-    let late = o.late_joiner && i + 1 == o.count && o.count > 1;
-    let leaves = o.leaver && i == 1;
-    let toggles = o.mute_toggle && i == 2.min(o.count.saturating_sub(1));
-    let shares = o.screen_share && i == 0;
+    // Roles go by the place in this group; identity, colour and tone by the number.
+    let k = i - o.first;
+    let late = o.late_joiner && k + 1 == o.count && o.count > 1;
+    let leaves = o.leaver && k == 1;
+    let toggles = o.mute_toggle && k == 2.min(o.count.saturating_sub(1));
+    let shares = o.screen_share && k == 0;
     let started = Instant::now();
     let end = o.duration.map(|d| started + d);
     if late {
         tokio::time::sleep(o.late_by).await;
     }
-    let client = RoomClient::connect(&o.url, &token(&o, i)?).await.map_err(client_err)?;
     let video_spec = |name: &str, source, w, h| match o.codec {
         VideoCodec::H264 => TrackSpec::h264(name, source, w, h),
         VideoCodec::Vp8 => TrackSpec::vp8(name, source, w, h),
@@ -208,7 +259,7 @@ async fn participant(o: SyntheticOptions, i: usize) -> Result<(), SyntheticError
     if shares {
         specs.push(video_spec("screen", proto::TrackSource::ScreenShare, 1280, 720));
     }
-    let mut tracks = client.publish(specs).await.map_err(client_err)?;
+    let (client, mut tracks) = join_and_publish(&o.url, &token(&o, i)?, &who, specs).await.map_err(client_err)?;
     tracing::info!(participant = %who, "synthetic participant publishing");
     let mut room = SyntheticRoom::new(RoomOptions {
         participants: 1,
@@ -221,8 +272,15 @@ async fn participant(o: SyntheticOptions, i: usize) -> Result<(), SyntheticError
     })
     .map_err(|cause| SyntheticError::Render { who: who.clone(), cause })?;
     let fps = o.fps.max(1);
-    let cam_opts =
-        EncodingOptions { width: cw, height: ch, framerate: fps, video_bitrate_kbps: 600, ..Default::default() };
+    // H.264 as WebRTC senders make it: constrained baseline, SPS and PPS before every keyframe.
+    let cam_opts = EncodingOptions {
+        width: cw,
+        height: ch,
+        framerate: fps,
+        video_bitrate_kbps: 600,
+        profile: crate::encode::H264Profile::Baseline,
+        ..Default::default()
+    };
     let share_opts = EncodingOptions { width: 1280, height: 720, video_bitrate_kbps: 1200, ..cam_opts.clone() };
     let mut cam = VideoEncoder::with_codec(o.codec, &cam_opts, fps * 2, true).map_err(enc_err)?;
     let mut share = if shares {
@@ -237,7 +295,8 @@ async fn participant(o: SyntheticOptions, i: usize) -> Result<(), SyntheticError
     // due and the sender's reports tie audio and video to the same clock.
     let mic = tracks.remove(1);
     let mic_sid = mic.sid.clone();
-    let audio = tokio::spawn(send_audio(mic, i, o.count, t0, muted.clone()));
+    let log = o.payload_log.clone();
+    let audio = tokio::spawn(send_audio(mic, (i, k), o.count, t0, muted.clone(), log));
     let mut muted_now = false;
     for k in 0u64.. {
         // Exact frame times (k / fps), not k times a rounded frame length: marks fall on frames.
@@ -256,14 +315,14 @@ async fn participant(o: SyntheticOptions, i: usize) -> Result<(), SyntheticError
             flash(&mut frames[0]);
         }
         draw_counter(&mut frames[0], k as u16);
-        send_video(&mut cam, &frames[0], t_us, &tracks[0], frame_len).await.map_err(|e| match e {
+        send_video(&mut cam, &frames[0], t_us, &tracks[0], frame_len, &o).await.map_err(|e| match e {
             Sent::Encode(c) => enc_err(c),
             Sent::Client(c) => client_err(c),
         })?;
         if let (Some(enc), Some(frame), Some(track)) = (share.as_mut(), frames.get(1), tracks.get(1))
             && t >= o.share_after
         {
-            send_video(enc, frame, t_us, track, frame_len).await.map_err(|e| match e {
+            send_video(enc, frame, t_us, track, frame_len, &o).await.map_err(|e| match e {
                 Sent::Encode(c) => enc_err(c),
                 Sent::Client(c) => client_err(c),
             })?;
@@ -286,13 +345,43 @@ async fn participant(o: SyntheticOptions, i: usize) -> Result<(), SyntheticError
     Ok(())
 }
 
+/// Joins and publishes, trying three times: on a loaded machine a join or a publication can
+/// time out, and a participant that gives up leaves a test's room one short.
+async fn join_and_publish(
+    url: &str,
+    token: &str,
+    who: &str,
+    specs: Vec<TrackSpec>,
+) -> Result<(RoomClient, Vec<LocalTrack>), ClientError> {
+    let mut attempt = 1;
+    loop {
+        let e = match RoomClient::connect(url, token).await {
+            Ok(client) => match client.publish(specs.clone()).await {
+                Ok(tracks) => return Ok((client, tracks)),
+                Err(e) => {
+                    client.leave().await;
+                    e
+                }
+            },
+            Err(e) => e,
+        };
+        if attempt == 3 {
+            return Err(e);
+        }
+        tracing::warn!(participant = %who, attempt, error = %e, "joining failed; trying again");
+        attempt += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// Participant `i`'s microphone: 20 ms Opus packets paced on the clock from `t0`.
 async fn send_audio(
     mic: LocalTrack,
-    i: usize,
+    (i, k): (usize, usize),
     count: usize,
     t0: Instant,
     muted: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    log: Option<PayloadLog>,
 ) -> Result<(), SyntheticError> {
     let enc_err = |cause| SyntheticError::Encode { who: name(i), cause };
     let opts = EncodingOptions { audio_bitrate_kbps: 64, ..Default::default() };
@@ -304,13 +393,14 @@ async fn send_audio(
         let pos = j as i64 * 960;
         let silent = muted.load(std::sync::atomic::Ordering::Relaxed);
         for half in [pos, pos + 480] {
-            let block = audio_block(i, count, half);
+            let block = audio_block((i, k), count, half);
             if silent {
                 continue;
             }
             let level = dbov(&block.samples);
             for p in enc.encode(&block).map_err(enc_err)? {
                 if let Some(data) = p.packet.data() {
+                    log_payload(&log, &mic.sid, false, data);
                     mic.write_audio(bytes::Bytes::copy_from_slice(data), packet, level)
                         .await
                         .map_err(|cause| SyntheticError::Client { who: name(i), cause })?;
@@ -332,12 +422,14 @@ async fn send_video(
     t_us: i64,
     track: &LocalTrack,
     d: Duration,
+    o: &SyntheticOptions,
 ) -> Result<(), Sent> {
     if track.keyframe_requested() {
         enc.force_keyframe();
     }
     for p in enc.encode(f, t_us).map_err(Sent::Encode)? {
         if let Some(data) = p.packet.data() {
+            log_payload(&o.payload_log, &track.sid, o.codec == VideoCodec::H264, data);
             track.write(bytes::Bytes::copy_from_slice(data), d).await.map_err(Sent::Client)?;
         }
     }
@@ -352,10 +444,10 @@ fn dbov(samples: &[f32]) -> u8 {
 
 /// 10 ms of participant `i`'s audio at clock position `pos`: its tone during its
 /// speaking turn, silence otherwise, and the 1 kHz beep during its marks.
-fn audio_block(i: usize, count: usize, pos: i64) -> MixedBlock {
+fn audio_block((i, k): (usize, usize), count: usize, pos: i64) -> MixedBlock {
     let frames = 480;
     let secs = pos / SAMPLE_RATE as i64;
-    let speaking = (secs / TURN) as usize % count.max(1) == i;
+    let speaking = (secs / TURN) as usize % count.max(1) == k;
     let tone = crate::preview::synthetic::tone_hz(i) as f64;
     let mut samples = vec![0.0f32; frames * CHANNELS];
     for k in 0..frames {

@@ -8,6 +8,7 @@ use crate::browser::{BrowserError, BrowserJob};
 use crate::output::images::{ImageSink, ImagesProgress};
 use crate::output::segments::{SegmentSink, SegmentsProgress};
 use crate::output::stream::{Status as StreamStatus, StreamProgress, StreamSet};
+use crate::recorder::track::TrackJob;
 use crate::recorder::{self, RecordJob, RecordSummary};
 use crate::recording::{LiveLayout, LiveStats, RunContext, StopHandle};
 use crate::time::unix_ns;
@@ -31,6 +32,8 @@ pub struct JobOutputs {
 pub enum Recording {
     Room(RecordJob),
     Browser(BrowserJob),
+    /// One track, written as it was sent.
+    Track(TrackJob),
 }
 
 impl Recording {
@@ -38,6 +41,7 @@ impl Recording {
         match self {
             Recording::Room(r) => &r.run,
             Recording::Browser(b) => &b.run,
+            Recording::Track(t) => &t.run,
         }
     }
 }
@@ -113,7 +117,7 @@ impl Job {
     ) -> Arc<Self> {
         let layout = match rec {
             Recording::Room(r) => Some(r.layout.clone()),
-            Recording::Browser(_) => None,
+            Recording::Browser(_) | Recording::Track(_) => None,
         };
         Arc::new(Self {
             id: info.egress_id.clone(),
@@ -298,6 +302,7 @@ impl Job {
             match rec {
                 Recording::Room(r) => recorder::record(r, stop).await.map_err(Failure::from),
                 Recording::Browser(b) => crate::browser::record(b, stop).await.map_err(Failure::from),
+                Recording::Track(t) => recorder::track::record(t, stop).await.map_err(Failure::from),
             }
         });
         let mut active = false;
@@ -409,6 +414,13 @@ impl Job {
         info.ended_at = now;
         if let Some(f) = info.file_results.first_mut() {
             f.filename = f.filename.replace("{room_id}", &s.room_sid);
+            // A track egress names its file once the track is known (placeholders, extension).
+            if !s.file.path.ends_with(&f.filename)
+                && let Some(rel) =
+                    [&self.staging_dir, &self.local_dir].into_iter().find_map(|d| s.file.path.strip_prefix(d).ok())
+            {
+                f.filename = rel.to_string_lossy().into_owned();
+            }
             f.location = file_location;
             f.size = size as i64;
             f.duration = (s.duration_s * 1e9) as i64;
@@ -676,7 +688,12 @@ enum Failure {
 impl From<recorder::RecordError> for Failure {
     fn from(e: recorder::RecordError) -> Self {
         // LiveKit's NotFound for a participant or track that never came.
-        let code = if matches!(e, recorder::RecordError::NotFound(_)) { 404 } else { 500 };
+        let code = match e {
+            recorder::RecordError::NotFound(_) => 404,
+            // The request's own fault: a video track for a websocket, a codec not written as sent.
+            recorder::RecordError::Track(_) => 400,
+            _ => 500,
+        };
         Failure::Failed { why: e.to_string(), code }
     }
 }

@@ -15,6 +15,7 @@ use crate::layout::LayoutSet;
 use crate::output::images::ImageSink;
 use crate::output::segments::SegmentSink;
 use crate::output::stream::StreamSet;
+use crate::recorder::track::TrackJob;
 use crate::recorder::{RecordJob, token};
 use crate::recording::{Media, Outputs, RecordingSpec, RunContext, Subject};
 use crate::render::Backend;
@@ -248,12 +249,9 @@ impl Manager {
         }
     }
 
-    /// The request kinds Tessera does not record yet (track egress, replay):
-    /// refused, naming the request, and echoing nothing of it.
-    pub fn start_other(&self, req: proto::egress_info::Request) -> Result<proto::EgressInfo, EgressError> {
-        Err(composite_request(&req).err().unwrap_or_else(|| {
-            RequestError::Unimplemented("this request is not implemented here; use its own method".into()).into()
-        }))
+    /// StartTrackEgress: one track written as it was sent, or its audio to a websocket.
+    pub async fn start_track(&self, req: proto::TrackEgressRequest) -> Result<proto::EgressInfo, EgressError> {
+        self.start_request(proto::egress_info::Request::Track(req)).await
     }
 
     /// Plans the request, admits it, then builds its outputs and starts it. Everything that
@@ -374,6 +372,16 @@ impl Manager {
         };
         let run = RunContext::named(&thread_name);
         let recording = match source {
+            Source::Track { token, track } => {
+                let mut t = TrackJob::new(&self.cfg.ws_url, &token, &track.track_id);
+                t.file = plan.file.as_ref().map(|f| f.path.clone());
+                t.websocket = track.websocket;
+                t.limit = limit;
+                t.run = run;
+                t.network = self.cfg.rtc.network();
+                t.max_wait = self.cfg.latency.jitter_buffer_latency.unwrap_or(t.max_wait);
+                Recording::Track(t)
+            }
             Source::Room { token, layout } => {
                 let mut rec = RecordJob::with_spec(&self.cfg.ws_url, &token, layout, spec);
                 rec.run = run;
@@ -456,6 +464,9 @@ impl Manager {
             token::mint(&self.cfg.api_key, &self.cfg.api_secret, &plan.room_name, id)
                 .map_err(|e| EgressError::Internal(e.to_string()))
         };
+        if let Some(track) = &plan.track {
+            return Ok(Source::Track { token: token()?, track: track.clone() });
+        }
         Ok(match &plan.source {
             PlanSource::Native if plan.subject != Subject::Room => Source::Room {
                 token: token()?,
@@ -493,6 +504,9 @@ impl Manager {
     /// Chromium: the web cost), scaled by pixels per second.
     fn cost(&self, plan: &request::Plan, sdk: bool) -> f64 {
         let c = &self.cfg.cpu_cost;
+        if plan.track.is_some() {
+            return c.track_cpu_cost;
+        }
         let browser = plan.source != PlanSource::Native;
         if plan.audio_only {
             return match (browser, sdk) {
@@ -625,7 +639,7 @@ impl Manager {
 /// LiveKit's source type: a room composite recorded from the SDK (audio only, no layout, no
 /// template) is SDK-sourced; the rest of room composites and web egress run a page: WEB.
 fn source_type(c: &CompositeRequest) -> proto::EgressSourceType {
-    if c.subject != Subject::Room {
+    if c.subject != Subject::Room || c.track.is_some() {
         return proto::EgressSourceType::Sdk;
     }
     if c.web.is_none() && c.audio_only && c.layout.is_empty() && c.custom_base_url.is_empty() {
@@ -668,6 +682,7 @@ fn upload_on_written(uploader: &Option<Uploader>) -> Option<crate::output::OnWri
 /// A job's source, resolved.
 enum Source {
     Room { token: String, layout: crate::layout::Layout },
+    Track { token: String, track: request::TrackPlan },
     Page { url: String, await_start_signal: bool },
 }
 
@@ -696,14 +711,11 @@ fn composite_request(request: &proto::egress_info::Request) -> Result<CompositeR
         R::Egress(r) => CompositeRequest::from_start_egress(r)?,
         R::Participant(r) => CompositeRequest::from_participant(r)?,
         R::TrackComposite(r) => CompositeRequest::from_track_composite(r)?,
-        other => {
-            let kind = match other {
-                R::Track(_) => "track egress",
-                _ => "replay export",
-            };
-            return Err(RequestError::Unimplemented(format!(
-                "{kind} is not implemented yet; this service records room composites and web pages"
-            ))
+        R::Track(r) => CompositeRequest::from_track(r)?,
+        _ => {
+            return Err(RequestError::Unimplemented(
+                "replay export is not implemented; this service records rooms, tracks and web pages".into(),
+            )
             .into());
         }
     })

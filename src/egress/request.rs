@@ -56,6 +56,15 @@ pub struct CompositeRequest {
     pub web: Option<WebSource>,
     /// Whose media: the room (a room composite), one participant or chosen tracks.
     pub subject: Subject,
+    /// A track egress: one track written as sent, instead of a composite.
+    pub track: Option<TrackRequest>,
+}
+
+/// A track egress's track and its websocket output (its file is in `files`).
+#[derive(Debug, Clone, Default)]
+pub struct TrackRequest {
+    pub track_id: String,
+    pub websocket_url: Option<String>,
 }
 
 /// A file output, from either request shape.
@@ -215,6 +224,30 @@ impl CompositeRequest {
         })
     }
 
+    /// StartTrackEgress: one track written without transcoding, to a file or (audio) a websocket.
+    pub fn from_track(r: &proto::TrackEgressRequest) -> Result<Self, RequestError> {
+        use proto::track_egress_request::Output;
+        let mut c = Self {
+            room_name: r.room_name.clone(),
+            webhooks: r.webhooks.clone(),
+            track: Some(TrackRequest { track_id: r.track_id.trim().to_string(), websocket_url: None }),
+            ..Self::default()
+        };
+        match &r.output {
+            Some(Output::File(f)) => c.files.push(FileRequest {
+                file_type: 0,
+                filepath: f.filepath.clone(),
+                storage: f.output.clone().map(direct_storage),
+                disable_manifest: f.disable_manifest,
+            }),
+            Some(Output::WebsocketUrl(u)) => {
+                c.track = Some(TrackRequest { track_id: r.track_id.trim().to_string(), websocket_url: Some(u.clone()) })
+            }
+            None => {}
+        }
+        Ok(c)
+    }
+
     /// StartWebEgress: any page, through Chromium.
     pub fn from_web(r: &proto::WebEgressRequest) -> Result<Self, RequestError> {
         Ok(Self {
@@ -365,6 +398,7 @@ macro_rules! v1_storage {
 v1_storage!(file_storage, encoded_file_output);
 v1_storage!(segments_storage, segmented_file_output);
 v1_storage!(image_storage, image_output);
+v1_storage!(direct_storage, direct_file_output);
 
 /// What the service gives every plan.
 pub struct PlanContext<'a> {
@@ -437,6 +471,15 @@ pub struct Plan {
     /// Where local outputs are written, and where a staged file whose upload was given up is
     /// kept (at the same relative path).
     pub local_dir: PathBuf,
+    /// A track egress: the track, written as sent.
+    pub track: Option<TrackPlan>,
+}
+
+/// A track egress's track and websocket (its file is the plan's `file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackPlan {
+    pub track_id: String,
+    pub websocket: Option<String>,
 }
 
 impl Plan {
@@ -466,7 +509,8 @@ pub enum ManifestVia {
 
 #[derive(Debug, Clone)]
 pub struct FilePlan {
-    pub file_type: FileFormat,
+    /// None for a track egress: its container follows the track's codec.
+    pub file_type: Option<FileFormat>,
     /// The name reported in FileInfo (relative to the output directory; `{room_id}` still
     /// in it until the room is joined).
     pub filename: String,
@@ -475,6 +519,9 @@ pub struct FilePlan {
 }
 
 pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestError> {
+    if let Some(t) = &c.track {
+        return track_plan(c, t, ctx);
+    }
     if c.audio_only && c.video_only {
         return Err(invalid("audio_only", "audio_only and video_only cannot both be set"));
     }
@@ -606,14 +653,14 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
         None => None,
     };
     if let Some(f) = &file
-        && f.file_type != FileFormat::Mp4
+        && f.file_type != Some(FileFormat::Mp4)
         && !streams.is_empty()
     {
         return Err(invalid(
             "stream_outputs",
             format!(
                 "streams carry AAC audio, which {:?} files cannot hold; record streams with an MP4 file",
-                f.file_type
+                f.file_type.unwrap_or(FileFormat::Mp4)
             ),
         ));
     }
@@ -691,6 +738,89 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
         images,
         segments,
         webhooks,
+        track: None,
+    })
+}
+
+/// A track egress (LiveKit's TrackEgressRequest): the room and track, and one output, a file
+/// (named `{track_id}-{time}` when no name is given; its extension comes with the track's
+/// codec) or a websocket URL (ws:// or wss://) that takes the track's audio as PCM.
+fn track_plan(c: &CompositeRequest, t: &TrackRequest, ctx: &PlanContext) -> Result<Plan, RequestError> {
+    if c.room_name.trim().is_empty() {
+        return Err(invalid("room_name", "is required: the room the track is in"));
+    }
+    if t.track_id.is_empty() {
+        return Err(invalid("track_id", "is required: the track to record"));
+    }
+    if let Some(u) = &t.websocket_url {
+        match url::Url::parse(u) {
+            Ok(p) if matches!(p.scheme(), "ws" | "wss") && p.host().is_some() => {}
+            _ => {
+                let shown = crate::secrets::redact(u);
+                return Err(invalid("websocket_url", format!("{shown:?} is not a ws:// or wss:// URL")));
+            }
+        }
+    }
+    let file = c.files.first();
+    if file.is_none() && t.websocket_url.is_none() {
+        return Err(invalid("output", "the request has no output: give a file or a websocket_url"));
+    }
+    let file_storage = match file.and_then(|f| f.storage.as_ref()) {
+        Some(s) => Some(
+            crate::upload::config::from_request(s, ctx.storage, "file")
+                .map_err(|e| RequestError::Invalid { field: "file", why: e.to_string() })?,
+        ),
+        None if file.is_some() => ctx.default_storage.cloned(),
+        None => None,
+    };
+    if ctx.disallow_local && file.is_some() && file_storage.is_none() {
+        return Err(invalid(
+            "file",
+            "this service keeps no recordings locally (disallow_local_storage): give it a storage",
+        ));
+    }
+    let root = if file_storage.is_some() { ctx.staging_dir } else { ctx.local_dir };
+    let file = match file {
+        Some(f) => {
+            let mut name = f.filepath.trim().to_string();
+            if name.is_empty() || name.ends_with('/') {
+                name.push_str("{track_id}-{time}");
+            }
+            let name = expand(&name, c, ctx.now).replace("{track_id}", &t.track_id);
+            let path = place(ctx, root, &name)?;
+            let filename = path.strip_prefix(root).map(|p| p.to_string_lossy().into_owned()).unwrap_or(name);
+            Some(FilePlan { file_type: None, filename, path })
+        }
+        None => None,
+    };
+    let manifest = c
+        .files
+        .first()
+        .zip(file.as_ref())
+        .filter(|(f, _)| !f.disable_manifest)
+        .and_then(|(_, p)| p.path.parent().map(|d| (d.to_path_buf(), ManifestVia::File)));
+    let webhooks = c.webhooks.iter().map(|w| webhook(w, ctx.api_key)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Plan {
+        room_name: c.room_name.clone(),
+        source: PlanSource::Native,
+        subject: Subject::Room,
+        mixing: ChannelMixing::Both,
+        layout: String::new(),
+        audio_only: false,
+        video_only: false,
+        encoding: EncodingOptions::default(),
+        file,
+        file_storage,
+        segments_storage: None,
+        images_storage: Vec::new(),
+        streams: Vec::new(),
+        segments: None,
+        images: Vec::new(),
+        manifest,
+        webhooks,
+        staging_dir: ctx.staging_dir.to_path_buf(),
+        local_dir: ctx.local_dir.to_path_buf(),
+        track: Some(TrackPlan { track_id: t.track_id.clone(), websocket: t.websocket_url.clone() }),
     })
 }
 
@@ -801,7 +931,7 @@ fn file_plan(
     let filename = expand_filename(filepath, c, file_type, ctx.now)?;
     let path = place(ctx, root, &filename)?;
     let filename = path.strip_prefix(root).map(|p| p.to_string_lossy().into_owned()).unwrap_or(filename);
-    Ok(FilePlan { file_type, filename, path })
+    Ok(FilePlan { file_type: Some(file_type), filename, path })
 }
 
 /// HLS naming as LiveKit's: the playlist's directory is where the egress writes (the

@@ -7,6 +7,8 @@ pub mod mux;
 pub mod png;
 pub mod segments;
 pub mod stream;
+pub mod track_file;
+pub mod websocket;
 
 use crate::encode::AudioCodec;
 use std::path::Path;

@@ -235,12 +235,23 @@ pub(crate) fn is_keyframe(mime: &str, frame: &[u8]) -> bool {
         "video/vp8" => frame.first().is_some_and(|b| b & 1 == 0),
         // Annex B: an IDR slice or a sequence parameter set.
         "video/h264" => annexb_nal_types(frame).any(|t| t == 5 || t == 7),
+        "video/vp9" => vp9_keyframe(frame),
         // Not inspected: the decoder copes with what it gets.
         _ => true,
     }
 }
 
-fn annexb_nal_types(b: &[u8]) -> impl Iterator<Item = u8> + '_ {
+/// VP9's uncompressed header (spec 6.2): frame marker, profile (one more reserved bit for
+/// profile 3), show_existing_frame, then frame_type, 0 on key frames.
+fn vp9_keyframe(frame: &[u8]) -> bool {
+    let Some(&b) = frame.first() else { return false };
+    let bit = |i: u32| (b >> (7 - i)) & 1;
+    let profile = bit(2) | (bit(3) << 1);
+    let at = if profile == 3 { 5 } else { 4 };
+    b >> 6 == 0b10 && bit(at) == 0 && bit(at + 1) == 0
+}
+
+pub(crate) fn annexb_nal_types(b: &[u8]) -> impl Iterator<Item = u8> + '_ {
     (0..b.len().saturating_sub(3))
         .filter(move |&i| b[i] == 0 && b[i + 1] == 0 && b[i + 2] == 1)
         .filter_map(move |i| b.get(i + 3).map(|h| h & 0x1f))
@@ -354,5 +365,8 @@ mod tests {
         assert!(!is_keyframe("video/VP8", &[0x11]));
         assert!(is_keyframe("video/H264", &[0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x65]));
         assert!(!is_keyframe("video/H264", &[0, 0, 0, 1, 0x41, 1]));
+        // VP9 profile 0: marker 10, profile 00, show_existing 0, frame_type 0 (key) / 1.
+        assert!(is_keyframe("video/VP9", &[0b1000_0000]));
+        assert!(!is_keyframe("video/VP9", &[0b1000_0100]));
     }
 }

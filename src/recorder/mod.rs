@@ -14,6 +14,7 @@ pub(crate) mod receive;
 pub(crate) mod roster;
 pub mod store;
 pub mod token;
+pub mod track;
 
 use crate::compositor::{AudioChunk, Compositor, CompositorOptions, TickSource, TickVideo, VideoAt};
 use crate::encode::EncodingOptions;
@@ -52,6 +53,10 @@ pub enum RecordError {
     /// words: "participant X not found", "track X not found").
     #[error("{0}")]
     NotFound(String),
+    /// A track egress that cannot go on (a video track for a websocket, a codec that cannot
+    /// be written as sent, a websocket that is not there).
+    #[error("{0}")]
+    Track(String),
 }
 
 /// A room to record: what and where (the spec), how to reach the room, and the

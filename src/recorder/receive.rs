@@ -116,14 +116,34 @@ pub struct TrackReport {
     pub mean_lag_us: i64,
 }
 
-struct Encoded {
-    data: Bytes,
-    pts_us: i64,
-    arrival_us: i64,
+/// One frame as it came over the wire, in order, ready for its consumer.
+pub(crate) struct Encoded {
+    pub data: Bytes,
+    /// On the room clock.
+    pub pts_us: i64,
+    pub arrival_us: i64,
+    /// The sender's own timestamp (in the codec's clock rate), for writers that keep it.
+    pub rtp_timestamp: u32,
 }
+
+/// What a track's frames go to: the decoder (a composite) or a thread of the caller's that
+/// takes them as they are (track egress writes them without transcoding). It is given the
+/// codec's MIME type and clock rate once the track opens.
+pub(crate) enum Consumer {
+    Decode,
+    Frames(FrameThread),
+}
+
+pub(crate) type FrameThread = Box<dyn FnOnce(&str, u32, std::sync::mpsc::Receiver<Encoded>) -> Decoded + Send>;
 
 /// Reads a track until it ends; returns what it saw.
 pub(crate) async fn run(remote: RemoteTrack, ctx: Arc<ReceiveContext>) -> TrackReport {
+    run_into(remote, ctx, Consumer::Decode).await
+}
+
+/// Reads a track until it ends, handing its frames to `consumer`; returns what it saw.
+pub(crate) async fn run_into(remote: RemoteTrack, ctx: Arc<ReceiveContext>, consumer: Consumer) -> TrackReport {
+    let mut consumer = Some(consumer);
     let track = remote.track;
     let mut report = TrackReport {
         track_sid: remote.track_sid.clone(),
@@ -143,7 +163,14 @@ pub(crate) async fn run(remote: RemoteTrack, ctx: Arc<ReceiveContext>) -> TrackR
             Some(TrackRemoteEvent::OnOpen(init)) if state.is_none() => {
                 let codec = track.codec(init.ssrc).await.unwrap_or_default();
                 report.mime = codec.mime_type.clone();
-                match Receiving::start(&remote.track_sid, &codec.mime_type, codec.clock_rate, init.ssrc, &ctx) {
+                let consumer = consumer.take().unwrap_or(Consumer::Decode);
+                match Receiving::start(
+                    &remote.track_sid,
+                    (&codec.mime_type, codec.clock_rate),
+                    init.ssrc,
+                    &ctx,
+                    consumer,
+                ) {
                     Some(r) => {
                         tracing::info!(track = %remote.track_sid, participant = %remote.participant_sid, codec = %codec.mime_type, "receiving");
                         state = Some(r);
@@ -215,20 +242,34 @@ struct Receiving {
 }
 
 impl Receiving {
-    fn start(track_sid: &str, mime: &str, clock_rate: u32, ssrc: u32, ctx: &Arc<ReceiveContext>) -> Option<Self> {
+    fn start(
+        track_sid: &str,
+        (mime, clock_rate): (&str, u32),
+        ssrc: u32,
+        ctx: &Arc<ReceiveContext>,
+        consumer: Consumer,
+    ) -> Option<Self> {
         let id = codec_for(mime)?;
         let depack = AnyDepacketizer::for_mime(mime)?;
         let video = mime.to_ascii_lowercase().starts_with("video/");
         let wants = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel::<Encoded>();
         let (store, sid, flag) = (ctx.store.clone(), track_sid.to_string(), wants.clone());
-        let thread =
-            std::thread::Builder::new()
-                .name(ctx.thread_name.clone())
-                .spawn(move || {
-                    if video { decode_video(id, rx, &store, &sid, &flag) } else { decode_audio(id, rx, &store, &sid) }
-                })
-                .ok()?;
+        let owned_mime = mime.to_string();
+        // Frames kept as sent wait as long for a reordered audio packet as for video: what
+        // comes late is lost for good, and nothing here is played live.
+        let audio_wait = match consumer {
+            Consumer::Frames(_) => ctx.max_wait.as_micros() as i64,
+            Consumer::Decode => AUDIO_REORDER_WAIT_US,
+        };
+        let thread = std::thread::Builder::new()
+            .name(ctx.thread_name.clone())
+            .spawn(move || match consumer {
+                Consumer::Frames(take) => take(&owned_mime, clock_rate, rx),
+                Consumer::Decode if video => decode_video(id, rx, &store, &sid, &flag),
+                Consumer::Decode => decode_audio(id, rx, &store, &sid),
+            })
+            .ok()?;
         let max_wait = ctx.max_wait.as_micros() as i64;
         Some(Self {
             mime: mime.to_string(),
@@ -236,11 +277,7 @@ impl Receiving {
             ssrc,
             // Audio is not retransmitted (WebRTC negotiates NACK for video only): an audio gap
             // waits only for packets the network reordered.
-            jitter: JitterBuffer::new(
-                depack,
-                !video,
-                if video { max_wait } else { max_wait.min(AUDIO_REORDER_WAIT_US) },
-            ),
+            jitter: JitterBuffer::new(depack, !video, if video { max_wait } else { max_wait.min(audio_wait) }),
             clock: TrackClock::new(clock_rate),
             need_keyframe: video,
             last_request_us: None,
@@ -268,7 +305,8 @@ impl Receiving {
             self.lag_sum += now - pts_us;
             self.lag_count += 1;
             if let Some(tx) = &self.to_decoder {
-                let _ = tx.send(Encoded { data: f.data, pts_us, arrival_us: f.arrival_us });
+                let _ =
+                    tx.send(Encoded { data: f.data, pts_us, arrival_us: f.arrival_us, rtp_timestamp: f.rtp_timestamp });
             }
         }
     }
@@ -296,12 +334,12 @@ fn opened<T>(r: Result<T, crate::decode::DecodeError>, sid: &str) -> Option<T> {
     r.map_err(|e| tracing::error!(track = %sid, "cannot decode: {e}")).ok()
 }
 
-/// What a decoder thread did.
+/// What a track's consumer thread did.
 #[derive(Default)]
-struct Decoded {
-    frames: u64,
-    errors: u64,
-    sizes: Vec<(u32, u32)>,
+pub(crate) struct Decoded {
+    pub frames: u64,
+    pub errors: u64,
+    pub sizes: Vec<(u32, u32)>,
 }
 
 fn decode_video(

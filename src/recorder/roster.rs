@@ -131,6 +131,24 @@ impl Roster {
         self.participants.values().find_map(|p| p.tracks.iter().find(|t| t.sid == track_sid).map(|t| (p, t)))
     }
 
+    /// A published track: its publisher's identity and the track as the server describes it.
+    pub(crate) fn published(&self, track_sid: &str) -> Option<(&str, &proto::TrackInfo)> {
+        self.track(track_sid).map(|(p, t)| (p.identity.as_str(), t))
+    }
+
+    /// The sid of `identity`'s track from `source` (LiveKit's lower-case source name:
+    /// camera, microphone, screen_share, screen_share_audio).
+    pub(crate) fn track_of(&self, identity: &str, source: &str) -> Option<&str> {
+        let named = |t: &&proto::TrackInfo| {
+            proto::TrackSource::try_from(t.source).is_ok_and(|s| s.as_str_name().eq_ignore_ascii_case(source))
+        };
+        self.participants
+            .values()
+            .filter(|p| p.identity == identity)
+            .find_map(|p| p.tracks.iter().find(named))
+            .map(|t| t.sid.as_str())
+    }
+
     /// Whether a track is an agent's (None: the roster does not know the track yet).
     pub(crate) fn is_agents(&self, track_sid: &str) -> Option<bool> {
         self.track(track_sid).map(|(p, _)| p.agent)

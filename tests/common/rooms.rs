@@ -87,9 +87,29 @@ impl Server {
     #[allow(dead_code)]
     pub async fn wait_publishing(&self, key: &str, secret: &str, room: &str, n: u64) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while self.publishing_count(key, secret, room).await.unwrap_or(0) < n {
-            assert!(std::time::Instant::now() < deadline, "the publishers in {room} never all published");
+        loop {
+            let now = self.publishing_count(key, secret, room).await.unwrap_or(0);
+            if now >= n {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "only {now} of the {n} publishers in {room} published");
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits (up to 60 s) until `room`'s participants have published `tracks` tracks in all;
+    /// returns them as ListParticipants describes them.
+    #[allow(dead_code)]
+    pub async fn wait_tracks(&self, key: &str, secret: &str, room: &str, tracks: usize) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let p = self.participants(key, secret, room).await.unwrap_or_default();
+            let now: usize = p.iter().map(|p| p["tracks"].as_array().map_or(0, |t| t.len())).sum();
+            if now >= tracks {
+                return p;
+            }
+            assert!(std::time::Instant::now() < deadline, "only {now} of {tracks} tracks in {room}: {p:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     }
 

@@ -136,7 +136,9 @@ pub fn publishers_as(
     };
     tweak(&mut o);
     tokio::spawn(async move {
-        let _ = synthetic::run(o).await;
+        if let Err(e) = synthetic::run(o).await {
+            eprintln!("synthetic publishers: {e}");
+        }
     })
 }
 
