@@ -1618,3 +1618,53 @@ async fn a_browser_s_h264_camera_is_written_as_sent_into_mp4() {
     });
     assert!(blue.count() * 10 >= seen.len() * 9, "the page's picture in too few of {} frames", seen.len());
 }
+
+/// A participant egress follows its participant through a republish: a browser's camera is
+/// unpublished and published again as a new track (livekit-server; devroom does not take a
+/// browser's track back), and the recording goes on, showing the camera before and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participant_egress_follows_its_participant_through_a_republish() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("egress-republish");
+    let room = server(Kind::LiveKit, &dir).await;
+    let grants = livekit_api::access_token::VideoGrants { room_join: true, room: "re".into(), ..Default::default() };
+    let token = livekit_api::access_token::AccessToken::with_api_key(KEY, SECRET)
+        .with_identity("browser")
+        .with_grants(grants)
+        .to_jwt()
+        .unwrap();
+    let query = [("seconds", "60"), ("size", "640x360"), ("fps", "15"), ("republish", "6")];
+    let mut browser = common::browser::BrowserPublisher::start(&room.url(), &token, &query).await;
+    browser.wait_for("PUBLISHED", Duration::from_secs(40)).await;
+    let first = track_sid(&room.wait_tracks(KEY, SECRET, "re", 2).await, "browser", "CAMERA");
+    let serve = Serve::start(&dir, &format!("ws_url: {}\n", room.url()));
+    let url = serve.url.clone();
+    let small = json!({ "width": 640, "height": 360, "framerate": 15, "videoBitrate": 1200 });
+    let args = json!({ "roomName": "re", "identity": "browser", "file": { "filepath": "re.mp4" }, "advanced": small });
+    let id = call(Sdk::Node, &url, SECRET, "startParticipant", args).await.unwrap()["egressId"].as_str().unwrap().to_string();
+    wait_for(Sdk::Node, &url, &id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+    let started = Instant::now();
+    browser.wait_for("REPUBLISHED", Duration::from_secs(30)).await;
+    let republished_at = started.elapsed().as_secs_f64();
+    let people = room.wait_tracks(KEY, SECRET, "re", 2).await;
+    let second = track_sid(&people, "browser", "CAMERA");
+    assert_ne!(first, second, "the camera came back as the same track");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    wait_for(Sdk::Node, &url, &id, "still active", |i| status(i) == "EGRESS_ACTIVE").await;
+    call(Sdk::Node, &url, SECRET, "stopEgress", json!({ "egressId": id })).await.unwrap();
+    let info = wait_for(Sdk::Node, &url, &id, "complete", |i| status(i) == "EGRESS_COMPLETE").await;
+    browser.stop().await;
+    let (path, duration) = check_file(&info, &serve.out, 640, 360);
+    assert!(duration > republished_at + 3.0, "{duration} s recorded, republished at {republished_at:.1} s");
+    // The page's blue before the camera went away and again at the end.
+    let seen = frames(&path, 640, 360);
+    let blue = |f: &Vec<u8>| {
+        let c = common::median_rgb(f, 640, 0, 180, 160, 90);
+        c[0] < 60 && (100..=160).contains(&c[1]) && c[2] > 200
+    };
+    let fps = 15.0;
+    let before = &seen[..((republished_at - 2.0) * fps) as usize];
+    let after = &seen[seen.len() - (2.0 * fps) as usize..];
+    assert!(before.iter().filter(|f| blue(f)).count() * 10 >= before.len() * 8, "the camera before the republish");
+    assert!(after.iter().all(blue), "the republished camera at the end");
+}
