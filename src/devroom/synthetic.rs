@@ -370,7 +370,9 @@ async fn join_and_publish(
         }
         tracing::warn!(participant = %who, attempt, error = %e, "joining failed; trying again");
         attempt += 1;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Apart, so that a crowd that timed out together does not try again together.
+        let spread = rand::random_range(0..2000);
+        tokio::time::sleep(Duration::from_millis(1000 + spread)).await;
     }
 }
 
