@@ -1641,7 +1641,10 @@ async fn participant_egress_follows_its_participant_through_a_republish() {
     let url = serve.url.clone();
     let small = json!({ "width": 640, "height": 360, "framerate": 15, "videoBitrate": 1200 });
     let args = json!({ "roomName": "re", "identity": "browser", "file": { "filepath": "re.mp4" }, "advanced": small });
-    let id = call(Sdk::Node, &url, SECRET, "startParticipant", args).await.unwrap()["egressId"].as_str().unwrap().to_string();
+    let id = call(Sdk::Node, &url, SECRET, "startParticipant", args).await.unwrap()["egressId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     wait_for(Sdk::Node, &url, &id, "active", |i| status(i) == "EGRESS_ACTIVE").await;
     let started = Instant::now();
     browser.wait_for("REPUBLISHED", Duration::from_secs(30)).await;

@@ -123,3 +123,21 @@ fn preview_png_is_a_real_image_of_the_requested_size() {
         "mostly coloured tiles"
     );
 }
+
+/// A healthy run is quiet: `tessera demo` (devroom, four synthetic participants, a recording)
+/// prints no warning or error of anyone's, its own included, at the default level.
+#[test]
+fn a_healthy_demo_prints_no_warnings() {
+    let dir = workdir("quiet-demo");
+    let out = dir.join("demo.mp4");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["demo", "--duration", "6", "-o", out.to_str().unwrap()])
+        .env_remove("TESSERA_LOG")
+        .output()
+        .unwrap();
+    let (stdout, err) = (String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "{err}");
+    assert!(stdout.contains("wrote"), "{stdout}");
+    let noisy: Vec<&str> = err.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect();
+    assert!(noisy.is_empty(), "{} warnings on a clean run, e.g. {:?}", noisy.len(), &noisy[..noisy.len().min(5)]);
+}
