@@ -1671,3 +1671,141 @@ async fn participant_egress_follows_its_participant_through_a_republish() {
     assert!(before.iter().filter(|f| blue(f)).count() * 10 >= before.len() * 8, "the camera before the republish");
     assert!(after.iter().all(blue), "the republished camera at the end");
 }
+
+/// A request sent by hand over TCP, its body trickled a byte at a time `every`; the answer's status.
+async fn trickled(url: &str, token: &str, body: &[u8], every: Duration) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /twirp/livekit.Egress/ListEgress HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    for b in body {
+        if s.write_all(&[*b]).await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        if let Ok(Ok(n)) = tokio::time::timeout(every, s.read(&mut buf)).await {
+            answer.extend_from_slice(&buf[..n]);
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no answer: {text}"))
+}
+
+/// Hostile calls (tokens, bodies, paths, URLs) each get a clear 4xx while a recording runs, and
+/// the recording is untouched by them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_api_calls_get_a_clear_4xx_and_a_running_recording_is_untouched() {
+    use base64::Engine;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = workdir("egress-hostile");
+    let room = server(Kind::Devroom, &dir).await;
+    let pubs = publishers(&room, "calm", 2, |_| {});
+    room.wait_publishing(KEY, SECRET, "calm", 2).await;
+    let serve = Serve::start(&dir, &format!("ws_url: {}\n", room.url()));
+    let url = serve.url.clone();
+    let info = call(Sdk::Node, &url, SECRET, "startRoomComposite", start_args("calm", "calm.mp4", "grid")).await.unwrap();
+    let calm = info["egressId"].as_str().unwrap().to_string();
+    wait_for(Sdk::Node, &url, &calm, "active", |i| status(i) == "EGRESS_ACTIVE").await;
+
+    let good = record_token(SECRET, recorder_grant(), Duration::from_secs(600));
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let signed = |claims: Value| {
+        use jsonwebtoken::{EncodingKey, Header, encode};
+        encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+    };
+    let now = tessera::time::unix_ns() / 1_000_000_000;
+    let grant = json!({ "roomRecord": true });
+    let not_yet = signed(json!({ "iss": KEY, "sub": "c", "nbf": now + 3600, "exp": now + 7200, "video": grant }));
+    let alg_none = format!(
+        "{}.{}.",
+        b64(&json!({ "alg": "none", "typ": "JWT" })),
+        b64(&json!({ "iss": KEY, "sub": "c", "exp": now + 600, "video": grant }))
+    );
+    let wrong_key = signed(json!({ "iss": "APInobody", "sub": "c", "exp": now + 600, "video": grant }));
+    let huge = signed(json!({ "iss": KEY, "sub": "c", "exp": now + 600, "video": grant, "metadata": "x".repeat(64 << 10) }));
+    let json_ct = "application/json";
+    let list = b"{}".to_vec();
+    let start = "StartRoomCompositeEgress";
+    let rc = |file: &str| json!({ "roomName": "calm", "file": { "filepath": file } }).to_string().into_bytes();
+    let with = |extra: Value| {
+        let mut v = json!({ "roomName": "calm", "file": { "filepath": "x.mp4" } });
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        v.to_string().into_bytes()
+    };
+    // A link inside the output directory that leads out of it.
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, serve.out.join("escape")).unwrap();
+    let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes();
+    let mut bad_utf8 = br#"{"roomName":"calm","file":{"filepath":"x"#.to_vec();
+    bad_utf8.extend([0xff, 0xfe]);
+    bad_utf8.extend(br#".mp4"}}"#);
+    let cases: Vec<(&str, &str, &str, Vec<u8>, u16, &str)> = vec![
+        ("a token not valid yet", "ListEgress", &not_yet, list.clone(), 401, "not valid yet"),
+        ("alg none", "ListEgress", &alg_none, list.clone(), 401, "token"),
+        ("a key we do not have", "ListEgress", &wrong_key, list.clone(), 401, "unknown API key"),
+        ("huge claims", "ListEgress", &huge, list.clone(), 401, "larger than"),
+        ("a 100 MB body", start, &good, vec![b' '; 100 << 20], 400, "larger than"),
+        ("JSON nested 100000 deep", start, &good, nested, 400, "JSON"),
+        ("invalid UTF-8", start, &good, bad_utf8, 400, "JSON"),
+        ("a path with ..", start, &good, rc("../x.mp4"), 400, "filepath"),
+        ("an absolute path elsewhere", start, &good, rc("/etc/x.mp4"), 400, "filepath"),
+        ("a path out through a link", start, &good, rc("escape/x.mp4"), 400, "symbolic link"),
+        ("a NUL in the path", start, &good, rc("a\u{0}b.mp4"), 400, "NUL"),
+        ("a 300-byte name", start, &good, rc(&format!("{}.mp4", "n".repeat(300))), 400, "too long"),
+        ("a template from a file", start, &good, with(json!({ "customBaseUrl": "file:///etc/passwd" })), 400, "custom_base_url"),
+        (
+            "a template from instance metadata",
+            start,
+            &good,
+            with(json!({ "customBaseUrl": "http://169.254.169.254/latest/meta-data/" })),
+            400,
+            "metadata",
+        ),
+        (
+            "a webhook to instance metadata",
+            start,
+            &good,
+            with(json!({ "webhooks": [{ "url": "http://metadata.google.internal/computeMetadata/v1/" }] })),
+            400,
+            "metadata",
+        ),
+        (
+            "a web page of another scheme",
+            "StartWebEgress",
+            &good,
+            json!({ "url": "gopher://127.0.0.1/x", "file": { "filepath": "w.mp4" } }).to_string().into_bytes(),
+            400,
+            "url",
+        ),
+    ];
+    for (what, method, token, body, want, words) in cases {
+        let (st, ct, body) = raw(&url, method, Some(token), json_ct, body).await;
+        let v: Value = serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{what}: {st} {}", String::from_utf8_lossy(&body)));
+        assert_eq!((st, ct.as_str()), (want, "application/json"), "{what}: {v}");
+        assert!(v["msg"].as_str().unwrap_or_default().contains(words), "{what}: {v}");
+    }
+    assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_none(), "something was written through the link");
+    // A body trickled a byte a second is cut off after 10 s.
+    let t0 = Instant::now();
+    let st = trickled(&url, &good, &[b' '; 30], Duration::from_secs(1)).await;
+    assert_eq!(st, 408, "a trickled body");
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+
+    // Through it all the recording went on, and ends with its whole file.
+    let info = wait_for(Sdk::Node, &url, &calm, "still active", |i| status(i) == "EGRESS_ACTIVE").await;
+    assert_eq!(info["error"], Value::Null, "{info}");
+    call(Sdk::Node, &url, SECRET, "stopEgress", json!({ "egressId": calm })).await.unwrap();
+    let info = wait_for(Sdk::Node, &url, &calm, "complete", |i| status(i) == "EGRESS_COMPLETE").await;
+    let (_, duration) = check_file(&info, &serve.out, 640, 360);
+    assert!(duration > 10.0, "{duration} s recorded");
+    pubs.abort();
+}

@@ -8,7 +8,7 @@ use crate::auth::Keys;
 use crate::egress::request::RequestError;
 use crate::egress::{EgressError, Manager};
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -30,9 +30,60 @@ pub(crate) fn router(state: ApiState) -> Router {
                 .fallback(|| async { TwirpError::new(Code::BadRoute, "Twirp calls must use POST").into_response() }),
         )
         .with_state(state)
+        // The body is read (and limited) by the handler itself.
+        .layer(axum::extract::DefaultBodyLimit::disable())
 }
 
-async fn call(State(s): State<ApiState>, Path(method): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+/// The largest body a call may have: the biggest real request (every output, storage
+/// credentials, webhooks) is a few KiB.
+const BODY_LIMIT: usize = 1 << 20;
+/// The largest access token looked at.
+const TOKEN_LIMIT: usize = 16 << 10;
+/// How long a body may take to arrive, so a client trickling one cannot hold a connection.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The whole body within the limits, or the Twirp error that says which one it broke. A body
+/// over the limit is read to its end (and dropped) within the same time, so that the client,
+/// still sending, gets the answer rather than a broken pipe.
+async fn read_body(body: Body) -> Result<Bytes, TwirpError> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    let read = tokio::time::timeout(BODY_TIMEOUT, async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| ())?;
+            total += chunk.len();
+            if total <= BODY_LIMIT {
+                kept.extend_from_slice(&chunk);
+            }
+        }
+        Ok::<(), ()>(())
+    })
+    .await;
+    match read {
+        Ok(Ok(())) if total <= BODY_LIMIT => Ok(Bytes::from(kept)),
+        Ok(Ok(())) => Err(TwirpError::new(
+            Code::Malformed,
+            format!("the body is larger than {} KiB ({total} bytes)", BODY_LIMIT / 1024),
+        )),
+        Ok(Err(())) => Err(TwirpError::new(Code::Malformed, "the body broke off")),
+        Err(_) if total > BODY_LIMIT => Err(TwirpError::new(
+            Code::Malformed,
+            format!("the body is larger than {} KiB", BODY_LIMIT / 1024),
+        )),
+        Err(_) => Err(TwirpError::new(
+            Code::DeadlineExceeded,
+            format!("the body did not arrive within {} s", BODY_TIMEOUT.as_secs()),
+        )),
+    }
+}
+
+async fn call(State(s): State<ApiState>, Path(method): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    let body = match read_body(body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     match handle(&s, &method, &headers, &body).await {
         Ok(r) => r,
         Err(e) => {
@@ -70,6 +121,13 @@ async fn handle(s: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) ->
 fn authorize(keys: &Keys, headers: &HeaderMap) -> Result<(), TwirpError> {
     let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
     let token = value.strip_prefix("Bearer ").unwrap_or(value).trim();
+    // A real token is well under 2 KiB; a huge one is not parsed at all.
+    if token.len() > TOKEN_LIMIT {
+        return Err(TwirpError::new(
+            Code::Unauthenticated,
+            format!("the access token is larger than {} KiB", TOKEN_LIMIT / 1024),
+        ));
+    }
     let claims = keys.verify(token).map_err(|e| TwirpError::new(Code::Unauthenticated, e.to_string()))?;
     if !claims.video.room_record {
         return Err(TwirpError::new(Code::PermissionDenied, "the access token does not grant roomRecord"));

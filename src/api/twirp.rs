@@ -22,6 +22,7 @@ pub(crate) enum Code {
     Unimplemented,
     Internal,
     Unavailable,
+    DeadlineExceeded,
 }
 
 impl Code {
@@ -38,6 +39,7 @@ impl Code {
             Code::Unimplemented => "unimplemented",
             Code::Internal => "internal",
             Code::Unavailable => "unavailable",
+            Code::DeadlineExceeded => "deadline_exceeded",
         }
     }
 
@@ -51,6 +53,7 @@ impl Code {
             Code::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
             Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Code::DeadlineExceeded => StatusCode::REQUEST_TIMEOUT,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -434,8 +434,31 @@ pub enum PlanSource {
 /// An http(s) URL a browser can open.
 fn check_http(url: &str, field: &'static str) -> Result<(), RequestError> {
     match reqwest::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
-        _ => Err(invalid(field, format!("{url:?} is not an http:// or https:// URL"))),
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            if let Some(why) = metadata_service(&u) {
+                return Err(invalid(field, format!("{} is {why}: Tessera does not fetch it", crate::secrets::redact(url))));
+            }
+            Ok(())
+        }
+        _ => Err(invalid(field, format!("{:?} is not an http:// or https:// URL", crate::secrets::redact(url)))),
+    }
+}
+
+/// Why a URL must not be fetched on a request's word: a cloud's instance metadata service
+/// (link-local 169.254.0.0/16 and fe80::/10, AWS's fd00:ec2::254, GCP's metadata names)
+/// hands out the machine's own credentials to whoever asks from it. Loopback stays allowed:
+/// templates and webhook receivers often run beside the recorder.
+fn metadata_service(u: &url::Url) -> Option<&'static str> {
+    match u.host()? {
+        url::Host::Ipv4(ip) if ip.is_link_local() => Some("a link-local address (instance metadata)"),
+        url::Host::Ipv6(ip) if (ip.segments()[0] & 0xffc0) == 0xfe80 => Some("a link-local address"),
+        url::Host::Ipv6(ip) if ip == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) => {
+            Some("AWS's instance metadata address")
+        }
+        url::Host::Domain(d) if matches!(d.trim_end_matches('.'), "metadata.google.internal" | "metadata") => {
+            Some("a cloud's instance metadata service")
+        }
+        _ => None,
     }
 }
 
@@ -879,6 +902,7 @@ fn webhook(w: &proto::WebhookConfig, api_key: &str) -> Result<(String, EventFilt
     if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
         return Err(invalid("webhooks.url", format!("{:?} must be an http:// or https:// URL", w.url)));
     }
+    check_http(&w.url, "webhooks.url")?;
     if !w.signing_key.is_empty() && w.signing_key != api_key {
         return Err(invalid("webhooks.signing_key", "is not this service's API key (the only key it can sign with)"));
     }
@@ -1234,19 +1258,46 @@ pub(crate) fn expand_filename(
 /// absolute path must already be inside it; `..` is refused everywhere.
 pub(crate) fn confine(output_dir: &Path, filename: &str) -> Result<PathBuf, RequestError> {
     let p = Path::new(filename);
+    if filename.contains('\0') {
+        return Err(invalid("filepath", "may not contain a NUL character"));
+    }
+    // Linux's limits: 255 bytes a name, 4096 a path.
+    if filename.len() > 1024 || p.components().any(|c| c.as_os_str().len() > 255) {
+        return Err(invalid("filepath", "is too long: at most 255 bytes a name and 1024 in all"));
+    }
     if p.components().any(|c| c == Component::ParentDir) {
         return Err(invalid("filepath", format!("{filename:?} may not contain \"..\"")));
     }
-    if p.is_absolute() {
-        if p.starts_with(output_dir) {
-            return Ok(p.to_path_buf());
+    let full = if p.is_absolute() {
+        if !p.starts_with(output_dir) {
+            return Err(invalid(
+                "filepath",
+                format!("{filename:?} is outside the output directory {}; give a relative path", output_dir.display()),
+            ));
         }
-        return Err(invalid(
-            "filepath",
-            format!("{filename:?} is outside the output directory {}; give a relative path", output_dir.display()),
-        ));
+        p.to_path_buf()
+    } else {
+        output_dir.join(p)
+    };
+    if leaves_through_a_link(output_dir, &full) {
+        return Err(invalid("filepath", format!("{filename:?} leads out of the output directory through a symbolic link")));
     }
-    Ok(output_dir.join(p))
+    Ok(full)
+}
+
+/// Whether the deepest part of `path` that exists already resolves outside `root` (a symbolic
+/// link inside the output directory pointing elsewhere; a dangling one counts as outside).
+fn leaves_through_a_link(root: &Path, path: &Path) -> bool {
+    let real_root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    for a in path.ancestors().take_while(|a| a.starts_with(root) && *a != root) {
+        if std::fs::symlink_metadata(a).is_ok() {
+            return match a.canonicalize() {
+                Ok(real) => !real.starts_with(&real_root),
+                Err(_) => true,
+            };
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -1304,6 +1355,41 @@ mod tests {
             "{}",
             p.file.as_ref().unwrap().filename
         );
+    }
+
+    #[test]
+    fn paths_stay_inside_the_output_directory() {
+        let root = std::env::temp_dir().join(format!("tessera-confine-{}", std::process::id()));
+        let outside = root.with_extension("outside");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let _ = std::os::unix::fs::symlink(&outside, root.join("out"));
+        let _ = std::os::unix::fs::symlink(root.join("nowhere"), root.join("dangling"));
+        assert_eq!(confine(&root, "a/b.mp4").unwrap(), root.join("a/b.mp4"));
+        for (name, why) in [
+            ("../x.mp4", ".."),
+            ("/etc/x.mp4", "outside"),
+            ("out/x.mp4", "symbolic link"),
+            ("dangling", "symbolic link"),
+            ("a\0b.mp4", "NUL"),
+        ] {
+            let e = confine(&root, name).unwrap_err().to_string();
+            assert!(e.starts_with("filepath") && e.contains(why), "{name}: {e}");
+        }
+        assert!(confine(&root, &"n".repeat(256)).unwrap_err().to_string().contains("too long"));
+        assert!(confine(&root, &"d/".repeat(600)).unwrap_err().to_string().contains("too long"));
+        let _ = std::fs::remove_dir_all(&root);
+        let _ = std::fs::remove_dir_all(&outside);
+    }
+
+    #[test]
+    fn instance_metadata_is_never_fetched() {
+        for url in ["http://169.254.169.254/latest/", "http://[fd00:ec2::254]/", "http://metadata.google.internal/x", "http://[fe80::1]/"] {
+            assert!(check_http(url, "url").is_err(), "{url}");
+        }
+        for url in ["http://127.0.0.1:8080/t", "https://example.com/t", "http://[::1]/t"] {
+            assert!(check_http(url, "url").is_ok(), "{url}");
+        }
     }
 
     #[test]
