@@ -1397,6 +1397,8 @@ async fn websocket_receiver() -> (String, std::sync::Arc<std::sync::Mutex<WsRece
     tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
         let header = g.clone();
+        // tungstenite's callback type, whose error is a whole response.
+        #[allow(clippy::result_large_err)]
         let keep = move |req: &server::Request, resp: server::Response| {
             let ct = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
             header.lock().unwrap().content_type = ct.to_string();
@@ -1534,15 +1536,17 @@ async fn track_egress_writes_each_track_as_it_was_sent_and_streams_pcm_to_a_webs
     }
 
     // The websocket: LiveKit's content type, PCM (s16le, 48 kHz stereo) carrying participant 1's tone only.
-    let got = ws.lock().unwrap();
-    assert_eq!(got.content_type, "audio/x-raw");
-    assert!(got.closed, "the websocket was not closed at the end");
-    let mono: Vec<f32> = got.pcm.chunks_exact(4).map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0).collect();
-    assert!(mono.len() > 6 * 48_000, "{} samples of PCM", mono.len());
-    let (own, other) = (tone_peak(&mono, 1), tone_peak(&mono, 0));
-    assert!(own > 0.05 && other < 0.01, "tones in the websocket's PCM: own {own}, participant 0's {other}");
-    assert!(infos[3]["fileResults"].as_array().is_none_or(|f| f.is_empty()), "{}", infos[3]);
-    drop(got);
+    {
+        let got = ws.lock().unwrap();
+        assert_eq!(got.content_type, "audio/x-raw");
+        assert!(got.closed, "the websocket was not closed at the end");
+        let mono: Vec<f32> =
+            got.pcm.chunks_exact(4).map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0).collect();
+        assert!(mono.len() > 6 * 48_000, "{} samples of PCM", mono.len());
+        let (own, other) = (tone_peak(&mono, 1), tone_peak(&mono, 0));
+        assert!(own > 0.05 && other < 0.01, "tones in the websocket's PCM: own {own}, participant 0's {other}");
+        assert!(infos[3]["fileResults"].as_array().is_none_or(|f| f.is_empty()), "{}", infos[3]);
+    }
 
     let failed = |info: &Value| status(info) == "EGRESS_FAILED";
     let info = wait_for(Sdk::Node, &url, &video_ws, "failed", failed).await;
@@ -1711,7 +1715,8 @@ async fn hostile_api_calls_get_a_clear_4xx_and_a_running_recording_is_untouched(
     room.wait_publishing(KEY, SECRET, "calm", 2).await;
     let serve = Serve::start(&dir, &format!("ws_url: {}\n", room.url()));
     let url = serve.url.clone();
-    let info = call(Sdk::Node, &url, SECRET, "startRoomComposite", start_args("calm", "calm.mp4", "grid")).await.unwrap();
+    let info =
+        call(Sdk::Node, &url, SECRET, "startRoomComposite", start_args("calm", "calm.mp4", "grid")).await.unwrap();
     let calm = info["egressId"].as_str().unwrap().to_string();
     wait_for(Sdk::Node, &url, &calm, "active", |i| status(i) == "EGRESS_ACTIVE").await;
 
@@ -1730,7 +1735,8 @@ async fn hostile_api_calls_get_a_clear_4xx_and_a_running_recording_is_untouched(
         b64(&json!({ "iss": KEY, "sub": "c", "exp": now + 600, "video": grant }))
     );
     let wrong_key = signed(json!({ "iss": "APInobody", "sub": "c", "exp": now + 600, "video": grant }));
-    let huge = signed(json!({ "iss": KEY, "sub": "c", "exp": now + 600, "video": grant, "metadata": "x".repeat(64 << 10) }));
+    let huge =
+        signed(json!({ "iss": KEY, "sub": "c", "exp": now + 600, "video": grant, "metadata": "x".repeat(64 << 10) }));
     let json_ct = "application/json";
     let list = b"{}".to_vec();
     let start = "StartRoomCompositeEgress";
@@ -1748,7 +1754,9 @@ async fn hostile_api_calls_get_a_clear_4xx_and_a_running_recording_is_untouched(
     let mut bad_utf8 = br#"{"roomName":"calm","file":{"filepath":"x"#.to_vec();
     bad_utf8.extend([0xff, 0xfe]);
     bad_utf8.extend(br#".mp4"}}"#);
-    let cases: Vec<(&str, &str, &str, Vec<u8>, u16, &str)> = vec![
+    // (what, method, token, body, status, words in the message)
+    type Case<'a> = (&'a str, &'a str, &'a str, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("a token not valid yet", "ListEgress", &not_yet, list.clone(), 401, "not valid yet"),
         ("alg none", "ListEgress", &alg_none, list.clone(), 401, "token"),
         ("a key we do not have", "ListEgress", &wrong_key, list.clone(), 401, "unknown API key"),
@@ -1761,7 +1769,14 @@ async fn hostile_api_calls_get_a_clear_4xx_and_a_running_recording_is_untouched(
         ("a path out through a link", start, &good, rc("escape/x.mp4"), 400, "symbolic link"),
         ("a NUL in the path", start, &good, rc("a\u{0}b.mp4"), 400, "NUL"),
         ("a 300-byte name", start, &good, rc(&format!("{}.mp4", "n".repeat(300))), 400, "too long"),
-        ("a template from a file", start, &good, with(json!({ "customBaseUrl": "file:///etc/passwd" })), 400, "custom_base_url"),
+        (
+            "a template from a file",
+            start,
+            &good,
+            with(json!({ "customBaseUrl": "file:///etc/passwd" })),
+            400,
+            "custom_base_url",
+        ),
         (
             "a template from instance metadata",
             start,
@@ -1789,7 +1804,8 @@ async fn hostile_api_calls_get_a_clear_4xx_and_a_running_recording_is_untouched(
     ];
     for (what, method, token, body, want, words) in cases {
         let (st, ct, body) = raw(&url, method, Some(token), json_ct, body).await;
-        let v: Value = serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{what}: {st} {}", String::from_utf8_lossy(&body)));
+        let v: Value =
+            serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{what}: {st} {}", String::from_utf8_lossy(&body)));
         assert_eq!((st, ct.as_str()), (want, "application/json"), "{what}: {v}");
         assert!(v["msg"].as_str().unwrap_or_default().contains(words), "{what}: {v}");
     }

@@ -68,10 +68,9 @@ async fn read_body(body: Body) -> Result<Bytes, TwirpError> {
             format!("the body is larger than {} KiB ({total} bytes)", BODY_LIMIT / 1024),
         )),
         Ok(Err(())) => Err(TwirpError::new(Code::Malformed, "the body broke off")),
-        Err(_) if total > BODY_LIMIT => Err(TwirpError::new(
-            Code::Malformed,
-            format!("the body is larger than {} KiB", BODY_LIMIT / 1024),
-        )),
+        Err(_) if total > BODY_LIMIT => {
+            Err(TwirpError::new(Code::Malformed, format!("the body is larger than {} KiB", BODY_LIMIT / 1024)))
+        }
         Err(_) => Err(TwirpError::new(
             Code::DeadlineExceeded,
             format!("the body did not arrive within {} s", BODY_TIMEOUT.as_secs()),

@@ -436,7 +436,10 @@ fn check_http(url: &str, field: &'static str) -> Result<(), RequestError> {
     match reqwest::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
             if let Some(why) = metadata_service(&u) {
-                return Err(invalid(field, format!("{} is {why}: Tessera does not fetch it", crate::secrets::redact(url))));
+                return Err(invalid(
+                    field,
+                    format!("{} is {why}: Tessera does not fetch it", crate::secrets::redact(url)),
+                ));
             }
             Ok(())
         }
@@ -1280,7 +1283,10 @@ pub(crate) fn confine(output_dir: &Path, filename: &str) -> Result<PathBuf, Requ
         output_dir.join(p)
     };
     if leaves_through_a_link(output_dir, &full) {
-        return Err(invalid("filepath", format!("{filename:?} leads out of the output directory through a symbolic link")));
+        return Err(invalid(
+            "filepath",
+            format!("{filename:?} leads out of the output directory through a symbolic link"),
+        ));
     }
     Ok(full)
 }
@@ -1384,7 +1390,12 @@ mod tests {
 
     #[test]
     fn instance_metadata_is_never_fetched() {
-        for url in ["http://169.254.169.254/latest/", "http://[fd00:ec2::254]/", "http://metadata.google.internal/x", "http://[fe80::1]/"] {
+        for url in [
+            "http://169.254.169.254/latest/",
+            "http://[fd00:ec2::254]/",
+            "http://metadata.google.internal/x",
+            "http://[fe80::1]/",
+        ] {
             assert!(check_http(url, "url").is_err(), "{url}");
         }
         for url in ["http://127.0.0.1:8080/t", "https://example.com/t", "http://[::1]/t"] {
