@@ -1581,12 +1581,7 @@ async fn a_browser_s_h264_camera_is_written_as_sent_into_mp4() {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = workdir("egress-track-browser");
     let room = server(Kind::LiveKit, &dir).await;
-    let grants = livekit_api::access_token::VideoGrants { room_join: true, room: "web".into(), ..Default::default() };
-    let token = livekit_api::access_token::AccessToken::with_api_key(KEY, SECRET)
-        .with_identity("browser")
-        .with_grants(grants)
-        .to_jwt()
-        .unwrap();
+    let token = common::browser::join_token(KEY, SECRET, "web", "browser");
     let query = [("seconds", "60"), ("size", "640x360"), ("fps", "15"), ("codec", "h264")];
     let mut browser = common::browser::BrowserPublisher::start(&room.url(), &token, &query).await;
     browser.wait_for("PUBLISHED", Duration::from_secs(40)).await;
@@ -1631,12 +1626,7 @@ async fn participant_egress_follows_its_participant_through_a_republish() {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = workdir("egress-republish");
     let room = server(Kind::LiveKit, &dir).await;
-    let grants = livekit_api::access_token::VideoGrants { room_join: true, room: "re".into(), ..Default::default() };
-    let token = livekit_api::access_token::AccessToken::with_api_key(KEY, SECRET)
-        .with_identity("browser")
-        .with_grants(grants)
-        .to_jwt()
-        .unwrap();
+    let token = common::browser::join_token(KEY, SECRET, "re", "browser");
     let query = [("seconds", "60"), ("size", "640x360"), ("fps", "15"), ("republish", "6")];
     let mut browser = common::browser::BrowserPublisher::start(&room.url(), &token, &query).await;
     browser.wait_for("PUBLISHED", Duration::from_secs(40)).await;

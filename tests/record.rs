@@ -678,12 +678,7 @@ async fn a_browser_publisher_s_simulcast_layer_follows_its_tile_when_the_layout_
     let room = server(kind, &dir).await;
     // livekit-client in Chromium, 1280x720 at 15 fps: three layers, 320x180, 640x360 and 1280x720.
     // Its tone is the loudest in the room, so single-speaker shows it.
-    let grants = livekit_api::access_token::VideoGrants { room_join: true, room: "web".into(), ..Default::default() };
-    let token = livekit_api::access_token::AccessToken::with_api_key(KEY, SECRET)
-        .with_identity("browser")
-        .with_grants(grants)
-        .to_jwt()
-        .unwrap();
+    let token = common::browser::join_token(KEY, SECRET, "web", "browser");
     // (A loaded machine would scale its layers down; it drops frames instead.)
     let query = [
         ("seconds", "60"),

@@ -723,12 +723,7 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
     };
     // LiveKit writes `{egress_id}.json` beside the outputs that keep their manifest; it goes
     // beside the first of them, and up through that output's storage only.
-    let manifest = c
-        .files
-        .first()
-        .zip(file.as_ref())
-        .filter(|(f, _)| !f.disable_manifest)
-        .and_then(|(_, p)| p.path.parent().map(|d| (d.to_path_buf(), ManifestVia::File)))
+    let manifest = file_manifest(c, file.as_ref())
         .or_else(|| {
             c.segments
                 .first()
@@ -766,6 +761,15 @@ pub fn plan(c: &CompositeRequest, ctx: &PlanContext) -> Result<Plan, RequestErro
         webhooks,
         track: None,
     })
+}
+
+/// The manifest's place beside the file, when the file keeps its manifest.
+fn file_manifest(c: &CompositeRequest, file: Option<&FilePlan>) -> Option<(PathBuf, ManifestVia)> {
+    c.files
+        .first()
+        .zip(file)
+        .filter(|(f, _)| !f.disable_manifest)
+        .and_then(|(_, p)| p.path.parent().map(|d| (d.to_path_buf(), ManifestVia::File)))
 }
 
 /// A track egress (LiveKit's TrackEgressRequest): the room and track, and one output, a file
@@ -819,12 +823,7 @@ fn track_plan(c: &CompositeRequest, t: &TrackRequest, ctx: &PlanContext) -> Resu
         }
         None => None,
     };
-    let manifest = c
-        .files
-        .first()
-        .zip(file.as_ref())
-        .filter(|(f, _)| !f.disable_manifest)
-        .and_then(|(_, p)| p.path.parent().map(|d| (d.to_path_buf(), ManifestVia::File)));
+    let manifest = file_manifest(c, file.as_ref());
     let webhooks = c.webhooks.iter().map(|w| webhook(w, ctx.api_key)).collect::<Result<Vec<_>, _>>()?;
     Ok(Plan {
         room_name: c.room_name.clone(),

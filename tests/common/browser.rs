@@ -10,6 +10,17 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+/// A join token for a browser publisher `identity` in `room`.
+#[allow(dead_code)]
+pub fn join_token(key: &str, secret: &str, room: &str, identity: &str) -> String {
+    let grants = livekit_api::access_token::VideoGrants { room_join: true, room: room.into(), ..Default::default() };
+    livekit_api::access_token::AccessToken::with_api_key(key, secret)
+        .with_identity(identity)
+        .with_grants(grants)
+        .to_jwt()
+        .unwrap()
+}
+
 pub struct BrowserPublisher {
     _http: Child,
     chromium: Child,
