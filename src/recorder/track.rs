@@ -168,6 +168,18 @@ pub async fn record(job: TrackJob, stop: StopHandle) -> Result<RecordSummary, Re
                         )));
                         break;
                     }
+                    // A codec known from the server's description that cannot be kept as sent (RED
+                    // audio, AV1) fails now rather than leave the egress waiting for media.
+                    let mime = info.mime_type.to_ascii_lowercase();
+                    let unwritable = job.file.is_some() && Container::for_mime(&mime).is_none();
+                    let undecodable = websocket.is_some() && mime != "audio/opus";
+                    if !mime.is_empty() && (unwritable || undecodable) {
+                        failure = Some(RecordError::Track(format!(
+                            "track {} is {mime}, which track egress cannot take as sent (VP8, VP9, H.264, Opus)",
+                            job.track_sid
+                        )));
+                        break;
+                    }
                     let thread = frame_thread(Target {
                         file: job.file.clone().map(|f| (f, identity, info)),
                         feed: websocket.as_ref().map(WebsocketSink::feed),
