@@ -65,6 +65,10 @@ pub struct ServiceConfig {
     pub logging: Logging,
     /// Refuse requests whose outputs would stay on this machine (LiveKit's key).
     pub disallow_local_storage: bool,
+    /// Write through symbolic links inside `output_dir` that lead out of it (another disk the
+    /// operator linked in). Off: such a path is refused, since a request could otherwise write
+    /// wherever a stray link points.
+    pub follow_links_out_of_output_dir: bool,
     /// LiveKit's latency keys, with the recorder's meanings (see `Latency`).
     pub latency: Latency,
 
@@ -138,6 +142,7 @@ impl Default for ServiceConfig {
             insecure: false,
             logging: Logging::default(),
             disallow_local_storage: false,
+            follow_links_out_of_output_dir: false,
             latency: Latency::default(),
             listen: "127.0.0.1:7980".into(),
             output_dir: PathBuf::from("recordings"),

@@ -161,6 +161,7 @@ impl Rig {
             storage: None,
             default_storage: None,
             disallow_local: false,
+            follow_links: false,
         }
     }
 

@@ -161,17 +161,24 @@ const TURN: i64 = 3;
 
 /// Runs every participant until the duration ends (or forever).
 pub async fn run(o: SyntheticOptions) -> Result<(), SyntheticError> {
-    let mut tasks = Vec::new();
+    // A JoinSet: when this future is dropped (a test aborting its publishers), every
+    // participant stops with it instead of publishing on for its whole duration.
+    let mut tasks = tokio::task::JoinSet::new();
     for i in 0..o.count {
-        tasks.push(tokio::spawn(participant(o.clone(), o.first + i)));
+        tasks.spawn(participant(o.clone(), o.first + i));
     }
-    for t in tasks {
-        match t.await {
-            Ok(r) => r?,
+    let mut first_error = None;
+    while let Some(t) = tasks.join_next().await {
+        match t {
+            Ok(Err(e)) => {
+                tracing::warn!("{e}");
+                first_error.get_or_insert(e);
+            }
+            Ok(Ok(())) => {}
             Err(e) => tracing::error!("a synthetic participant panicked: {e}"),
         }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 fn token(o: &SyntheticOptions, i: usize) -> Result<String, SyntheticError> {

@@ -196,6 +196,7 @@ impl Manager {
             storage: self.storage_block.as_ref(),
             default_storage: self.default_storage.as_ref(),
             disallow_local: self.cfg.disallow_local_storage,
+            follow_links: self.cfg.follow_links_out_of_output_dir,
         }
     }
 

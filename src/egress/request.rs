@@ -418,6 +418,8 @@ pub struct PlanContext<'a> {
     pub default_storage: Option<&'a StorageSpec>,
     /// LiveKit's `disallow_local_storage`: every file, segments and images output must upload.
     pub disallow_local: bool,
+    /// The service's `follow_links_out_of_output_dir`.
+    pub follow_links: bool,
 }
 
 /// What is recorded.
@@ -1119,7 +1121,7 @@ fn prefix_path(
 /// A requested name's place under `root` (the output directory, the egress's own or its
 /// staging directory): confined to the output directory as asked, then moved under `root`.
 fn place(ctx: &PlanContext, root: &Path, name: &str) -> Result<PathBuf, RequestError> {
-    let p = confine(ctx.output_dir, name)?;
+    let p = confine(ctx.output_dir, name, ctx.follow_links)?;
     let rel = p.strip_prefix(ctx.output_dir).unwrap_or(&p);
     // `a/.` (a directory given by a name ending in `/`) is the directory itself.
     let rel: PathBuf = rel.components().filter(|c| *c != Component::CurDir).collect();
@@ -1258,7 +1260,7 @@ pub(crate) fn expand_filename(
 
 /// Keeps a file inside the output directory: relative paths are taken from it; an
 /// absolute path must already be inside it; `..` is refused everywhere.
-pub(crate) fn confine(output_dir: &Path, filename: &str) -> Result<PathBuf, RequestError> {
+pub(crate) fn confine(output_dir: &Path, filename: &str, follow_links: bool) -> Result<PathBuf, RequestError> {
     let p = Path::new(filename);
     if filename.contains('\0') {
         return Err(invalid("filepath", "may not contain a NUL character"));
@@ -1281,7 +1283,7 @@ pub(crate) fn confine(output_dir: &Path, filename: &str) -> Result<PathBuf, Requ
     } else {
         output_dir.join(p)
     };
-    if leaves_through_a_link(output_dir, &full) {
+    if !follow_links && leaves_through_a_link(output_dir, &full) {
         return Err(invalid(
             "filepath",
             format!("{filename:?} leads out of the output directory through a symbolic link"),
@@ -1321,6 +1323,7 @@ mod tests {
             storage: None,
             default_storage: None,
             disallow_local: false,
+            follow_links: false,
             local_dir: dir,
             staging_dir: Path::new("/srv/rec/.staging/EG_test"),
         }
@@ -1370,7 +1373,8 @@ mod tests {
         std::fs::create_dir_all(&outside).unwrap();
         let _ = std::os::unix::fs::symlink(&outside, root.join("out"));
         let _ = std::os::unix::fs::symlink(root.join("nowhere"), root.join("dangling"));
-        assert_eq!(confine(&root, "a/b.mp4").unwrap(), root.join("a/b.mp4"));
+        assert_eq!(confine(&root, "a/b.mp4", false).unwrap(), root.join("a/b.mp4"));
+        assert!(confine(&root, "out/x.mp4", true).is_ok());
         for (name, why) in [
             ("../x.mp4", ".."),
             ("/etc/x.mp4", "outside"),
@@ -1378,11 +1382,11 @@ mod tests {
             ("dangling", "symbolic link"),
             ("a\0b.mp4", "NUL"),
         ] {
-            let e = confine(&root, name).unwrap_err().to_string();
+            let e = confine(&root, name, false).unwrap_err().to_string();
             assert!(e.starts_with("filepath") && e.contains(why), "{name}: {e}");
         }
-        assert!(confine(&root, &"n".repeat(256)).unwrap_err().to_string().contains("too long"));
-        assert!(confine(&root, &"d/".repeat(600)).unwrap_err().to_string().contains("too long"));
+        assert!(confine(&root, &"n".repeat(256), false).unwrap_err().to_string().contains("too long"));
+        assert!(confine(&root, &"d/".repeat(600), false).unwrap_err().to_string().contains("too long"));
         let _ = std::fs::remove_dir_all(&root);
         let _ = std::fs::remove_dir_all(&outside);
     }
