@@ -46,7 +46,6 @@ enum Writer {
 #[derive(Debug, Clone)]
 pub struct Written {
     pub path: PathBuf,
-    pub packets: u64,
     pub bytes: u64,
     /// From the first frame's time to the end of the last one.
     pub duration_s: f64,
@@ -61,7 +60,6 @@ pub(crate) struct TrackFile {
     /// The sender's timestamp of the last frame and its unwrapped distance from the first.
     last_rtp: u32,
     last_pts: i64,
-    packets: u64,
     bytes: u64,
     last_duration: i64,
 }
@@ -113,7 +111,6 @@ impl TrackFile {
             clock_rate: clock_rate.max(1),
             last_rtp: first_rtp,
             last_pts: -1,
-            packets: 0,
             bytes: 0,
             last_duration: 0,
         })
@@ -149,7 +146,6 @@ impl TrackFile {
             Writer::Mux(w) => w.write(p)?,
         }
         self.last_pts = pts;
-        self.packets += 1;
         self.bytes += data.len() as u64;
         Ok(())
     }
@@ -165,7 +161,7 @@ impl TrackFile {
             Writer::Mux(w) => w.finish()?,
         }
         let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(self.bytes);
-        Ok(Written { path, packets: self.packets, bytes, duration_s: end as f64 / self.clock_rate as f64 })
+        Ok(Written { path, bytes, duration_s: end as f64 / self.clock_rate as f64 })
     }
 }
 

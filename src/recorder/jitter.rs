@@ -234,7 +234,7 @@ pub(crate) fn is_keyframe(mime: &str, frame: &[u8]) -> bool {
         // VP8 payload header: bit 0 of the first byte is 0 on key frames.
         "video/vp8" => frame.first().is_some_and(|b| b & 1 == 0),
         // Annex B: an IDR slice or a sequence parameter set.
-        "video/h264" => annexb_nal_types(frame).any(|t| t == 5 || t == 7),
+        "video/h264" => crate::output::track_file::annexb_units(frame).iter().any(|u| matches!(u[0] & 0x1f, 5 | 7)),
         "video/vp9" => vp9_keyframe(frame),
         // Not inspected: the decoder copes with what it gets.
         _ => true,
@@ -249,12 +249,6 @@ fn vp9_keyframe(frame: &[u8]) -> bool {
     let profile = bit(2) | (bit(3) << 1);
     let at = if profile == 3 { 5 } else { 4 };
     b >> 6 == 0b10 && bit(at) == 0 && bit(at + 1) == 0
-}
-
-pub(crate) fn annexb_nal_types(b: &[u8]) -> impl Iterator<Item = u8> + '_ {
-    (0..b.len().saturating_sub(3))
-        .filter(move |&i| b[i] == 0 && b[i + 1] == 0 && b[i + 2] == 1)
-        .filter_map(move |i| b.get(i + 3).map(|h| h & 0x1f))
 }
 
 #[cfg(test)]
